@@ -1,0 +1,175 @@
+"""Sample: one (optionally labelled) geometry, in numpy, in horm units.
+
+Every reader returns Samples and every writer takes them, so validation lives here:
+shapes, finiteness, known elements, and atoms not closer than ``MIN_DISTANCE``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from ase.data import atomic_masses, chemical_symbols
+
+from horm.errors import DataError
+
+MIN_DISTANCE = 0.5  # Å; closer atoms are rejected as unphysical
+MAX_Z = 118
+
+
+def symbols_to_numbers(symbols, source: str = "<input>", where: str | None = None) -> np.ndarray:
+    """Map element symbols (case-insensitive) or numbers to atomic numbers; unknown ones raise."""
+    out = []
+    for s in symbols:
+        if isinstance(s, (int, np.integer)):
+            z = int(s)
+        else:
+            t = str(s).strip()
+            if t.isdigit():
+                z = int(t)
+            else:
+                t = t[:1].upper() + t[1:].lower()
+                if t not in chemical_symbols or t == "X":
+                    raise DataError(source, f"unknown element {s!r}", where)
+                z = chemical_symbols.index(t)
+        if not 1 <= z <= MAX_Z:
+            raise DataError(source, f"unknown element with atomic number {z}", where)
+        out.append(z)
+    return np.asarray(out, dtype=np.int64)
+
+
+@dataclass
+class Sample:
+    """One geometry with optional labels.
+
+    numbers: (N,) int atomic numbers; pos: (N, 3) Å; energy: total energy, eV;
+    forces: (N, 3) eV/Å; hessian: (3N, 3N) eV/Å², row-major over (atom, xyz).
+    ``extras`` carries optional per-sample arrays (e.g. HORM's ``ae``, ``freq``).
+    """
+
+    numbers: np.ndarray
+    pos: np.ndarray
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    hessian: np.ndarray | None = None
+    charge: int = 0
+    multiplicity: int = 1
+    rxn: str = ""
+    origin: str = ""
+    key: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def natoms(self) -> int:
+        return int(len(self.numbers))
+
+    @property
+    def symbols(self) -> list[str]:
+        return [chemical_symbols[int(z)] for z in self.numbers]
+
+    @property
+    def masses(self) -> np.ndarray:
+        return atomic_masses[np.asarray(self.numbers)]
+
+    @property
+    def formula(self) -> str:
+        from collections import Counter
+
+        c = Counter(self.symbols)
+        return "".join(f"{el}{c[el] if c[el] > 1 else ''}" for el in sorted(c))
+
+    def has(self, name: str) -> bool:
+        return getattr(self, name, None) is not None
+
+    def copy(self, **changes) -> "Sample":
+        return replace(self, **changes)
+
+    def validate(self, source: str = "<sample>", where: str | None = None,
+                 min_distance: float = MIN_DISTANCE) -> "Sample":
+        """Check shapes, finiteness, elements and distances; raise DataError (one line) if bad."""
+        numbers = np.asarray(self.numbers)
+        if numbers.ndim != 1 or numbers.size == 0:
+            raise DataError(source, f"numbers must be a non-empty 1-D array, got shape {numbers.shape}", where)
+        if not np.issubdtype(numbers.dtype, np.integer):
+            raise DataError(source, f"numbers must be integers, got {numbers.dtype}", where)
+        bad = numbers[(numbers < 1) | (numbers > MAX_Z)]
+        if bad.size:
+            raise DataError(source, f"unknown element with atomic number {int(bad[0])}", where)
+        n = numbers.size
+        pos = np.asarray(self.pos)
+        if pos.shape != (n, 3):
+            raise DataError(source, f"pos has shape {pos.shape}, expected ({n}, 3)", where)
+        if not np.all(np.isfinite(pos)):
+            raise DataError(source, "pos contains NaN or inf", where)
+        if self.energy is not None and not np.isfinite(float(self.energy)):
+            raise DataError(source, "energy is NaN or inf", where)
+        if self.forces is not None:
+            f = np.asarray(self.forces)
+            if f.shape != (n, 3):
+                raise DataError(source, f"forces have shape {f.shape}, expected ({n}, 3)", where)
+            if not np.all(np.isfinite(f)):
+                raise DataError(source, "forces contain NaN or inf", where)
+        if self.hessian is not None:
+            h = np.asarray(self.hessian)
+            if h.shape != (3 * n, 3 * n):
+                raise DataError(source, f"Hessian has shape {h.shape}, expected ({3 * n}, {3 * n}) for {n} atoms", where)
+            if not np.all(np.isfinite(h)):
+                raise DataError(source, "Hessian contains NaN or inf", where)
+        for k, v in self.extras.items():
+            a = np.asarray(v)
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise DataError(source, f"extra field {k!r} contains NaN or inf", where)
+        if n > 1 and min_distance > 0:
+            d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
+            d[np.diag_indices(n)] = np.inf
+            i, j = np.unravel_index(np.argmin(d), d.shape)
+            if d[i, j] < min_distance:
+                raise DataError(source, f"atoms {i} and {j} are {d[i, j]:.3f} Å apart (< {min_distance} Å)", where)
+        if int(self.multiplicity) < 1:
+            raise DataError(source, f"multiplicity must be >= 1, got {self.multiplicity}", where)
+        return self
+
+    # ASE interop -----------------------------------------------------------------
+    def to_atoms(self):
+        """ASE Atoms with energy/forces attached through a SinglePointCalculator when present."""
+        from ase import Atoms
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        atoms = Atoms(numbers=np.asarray(self.numbers), positions=np.asarray(self.pos, dtype=float))
+        atoms.info.update({"charge": int(self.charge), "multiplicity": int(self.multiplicity)})
+        if self.rxn:
+            atoms.info["rxn"] = self.rxn
+        if self.origin:
+            atoms.info["origin"] = self.origin
+        if self.energy is not None or self.forces is not None:
+            kw = {}
+            if self.energy is not None:
+                kw["energy"] = float(self.energy)
+            if self.forces is not None:
+                kw["forces"] = np.asarray(self.forces, dtype=float)
+            atoms.calc = SinglePointCalculator(atoms, **kw)
+        if self.hessian is not None:
+            atoms.info["hessian"] = np.asarray(self.hessian)
+        return atoms
+
+    @classmethod
+    def from_atoms(cls, atoms, **kw) -> "Sample":
+        energy = forces = None
+        if atoms.calc is not None:
+            res = getattr(atoms.calc, "results", {})
+            energy = res.get("energy")
+            forces = res.get("forces")
+        info = atoms.info
+        return cls(
+            numbers=np.asarray(atoms.numbers, dtype=np.int64),
+            pos=np.asarray(atoms.positions, dtype=np.float64),
+            energy=None if energy is None else float(energy),
+            forces=None if forces is None else np.asarray(forces, dtype=np.float64),
+            hessian=info.get("hessian"),
+            charge=int(info.get("charge", 0)),
+            multiplicity=int(info.get("multiplicity", 1)),
+            rxn=str(info.get("rxn", "")),
+            origin=str(info.get("origin", "")),
+            **kw,
+        )
