@@ -1,0 +1,315 @@
+"""Read the published HORM LMDB files safely, without torch or torch_geometric.
+
+Each value in those files is a pickled ``torch_geometric.data.Data`` whose tensors are
+stored with ``torch._utils._rebuild_tensor_v2(torch.storage._load_from_bytes(b), ...)``;
+the bytes ``b`` are a legacy ``torch.save`` stream (pickle protocol 2 with persistent ids,
+then raw little-endian storage data). Plain ``pickle.loads`` would execute whatever the file
+names, so both pickle layers go through allow-list unpicklers: the PyG classes map to
+plain containers, tensor rebuilds map to numpy, and any other global is refused with an
+error naming the file, the key and the global.
+
+Layout of a file: keys ``b"0"`` … ``b"{n-1}"`` hold samples, ``b"length"`` a pickled int.
+Fields (see ../shared/README.md): pos (N,3) Å, charges (N,) atomic numbers, energy eV,
+forces (N,3) eV/Å, hessian flat (3N)² eV/Å², optional ae, rxn, freq, eig_values,
+force_constant, one_hot, natoms.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+from collections import OrderedDict
+from pathlib import Path
+
+import lmdb
+import numpy as np
+
+from horm.data.sample import Sample
+from horm.errors import DataError, UnsafePickleError
+
+# --- inner layer: legacy torch.save stream of one storage -------------------------------
+
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+
+
+class _StorageType:
+    def __init__(self, name: str):
+        self.name = name
+        self.dtype = np.dtype(_STORAGE_DTYPES[name]).newbyteorder("<")
+
+
+class _InnerUnpickler(pickle.Unpickler):
+    def __init__(self, f, ctx):
+        super().__init__(f)
+        self._ctx = ctx
+
+    def find_class(self, module, name):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(name)
+        if module == "collections" and name == "OrderedDict":
+            return OrderedDict
+        raise UnsafePickleError(*self._ctx, f"refused global {module}.{name} in tensor storage")
+
+    def persistent_load(self, pid):
+        # ('storage', storage_type, key, location, numel[, view_metadata])
+        if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
+            raise UnsafePickleError(*self._ctx, f"unexpected persistent id {pid!r:.80}")
+        return ("storage", pid[1], str(pid[2]), int(pid[4]))
+
+
+def _load_storage(data: bytes, ctx) -> np.ndarray:
+    """Decode one legacy torch.save storage stream into a flat numpy array."""
+    f = io.BytesIO(data)
+    try:
+        for _ in range(3):  # magic number, protocol version, sys info
+            _InnerUnpickler(f, ctx).load()
+        root = _InnerUnpickler(f, ctx).load()
+        keys = _InnerUnpickler(f, ctx).load()
+        if not (isinstance(root, tuple) and root[0] == "storage") or len(keys) != 1:
+            raise DataError(*ctx, "unsupported tensor storage layout")
+        _, stype, _key, numel = root
+        (count,) = struct.unpack("<q", f.read(8))
+        nbytes = count * stype.dtype.itemsize
+        buf = f.read(nbytes)
+        if count != numel or len(buf) != nbytes:
+            raise DataError(*ctx, "truncated tensor storage")
+        return np.frombuffer(buf, dtype=stype.dtype).astype(stype.dtype.newbyteorder("="), copy=False)
+    except (pickle.UnpicklingError, EOFError, struct.error, IndexError, TypeError) as exc:
+        raise DataError(*ctx, f"corrupt tensor storage ({exc})") from None
+
+
+# --- outer layer: the PyG Data object ---------------------------------------------------
+
+
+class _Container:
+    """Stand-in for PyG Data / GlobalStorage: keeps the pickled state, runs no code."""
+
+    def __init__(self, *args, **kwargs):
+        self.state = {}
+
+    def __setstate__(self, state):
+        self.state = state if isinstance(state, dict) else {"_state": state}
+
+
+class _Marker:
+    def __init__(self, *a, **k):
+        pass
+
+
+def _safe_globals(ctx):
+    def load_from_bytes(b):
+        return _load_storage(b, ctx)
+
+    def rebuild_tensor_v2(storage, offset, size, stride, *rest):
+        if not isinstance(storage, np.ndarray):
+            raise DataError(*ctx, "tensor without decoded storage")
+        size = tuple(int(s) for s in size)
+        n = int(np.prod(size)) if size else 1
+        flat = storage[int(offset): int(offset) + max(n, 0)] if size else storage[int(offset): int(offset) + 1]
+        contiguous = tuple(int(np.prod(size[i + 1:])) for i in range(len(size)))
+        if tuple(int(s) for s in stride) != contiguous and n > 0:
+            st = tuple(int(s) * storage.itemsize for s in stride)
+            return np.lib.stride_tricks.as_strided(storage[int(offset):], size, st).copy()
+        return flat.reshape(size) if size else flat.reshape(())
+
+    return {
+        ("torch_geometric.data.data", "Data"): _Container,
+        ("torch_geometric.data.data", "DataEdgeAttr"): _Marker,
+        ("torch_geometric.data.data", "DataTensorAttr"): _Marker,
+        ("torch_geometric.data.storage", "GlobalStorage"): _Container,
+        ("torch_geometric.data.storage", "BaseStorage"): _Container,
+        ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor_v2,
+        ("torch.storage", "_load_from_bytes"): load_from_bytes,
+        ("collections", "OrderedDict"): OrderedDict,
+    }
+
+
+class _OuterUnpickler(pickle.Unpickler):
+    def __init__(self, f, ctx):
+        super().__init__(f)
+        self._ctx = ctx
+        self._allowed = _safe_globals(ctx)
+
+    def find_class(self, module, name):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(*self._ctx, f"refused global {module}.{name}") from None
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(*self._ctx, "refused persistent id in sample pickle")
+
+
+def safe_loads(data: bytes, source: str = "<bytes>", key: str = "?"):
+    """Unpickle one HORM value with the allow-list; returns a plain dict of numpy arrays."""
+    ctx = (source, f"key {key}")
+    try:
+        obj = _OuterUnpickler(io.BytesIO(data), ctx).load()
+    except DataError:
+        raise
+    except Exception as exc:  # malformed pickle of any kind
+        raise DataError(source, f"corrupt pickle ({type(exc).__name__}: {exc})", f"key {key}") from None
+    if isinstance(obj, int):
+        return obj
+    if not isinstance(obj, _Container):
+        raise DataError(source, f"expected a PyG Data object, got {type(obj).__name__}", f"key {key}")
+    store = obj.state.get("_store")
+    mapping = store.state.get("_mapping") if isinstance(store, _Container) else obj.state
+    if not isinstance(mapping, dict):
+        raise DataError(source, "Data object without a field mapping", f"key {key}")
+    return dict(mapping)
+
+
+def record_to_sample(rec: dict, source: str, key: str) -> Sample:
+    """Map one HORM record (dict of arrays) to a validated Sample."""
+    where = f"key {key}"
+    for need in ("pos", "charges"):
+        if need not in rec:
+            raise DataError(source, f"missing field {need!r}", where)
+    numbers = np.asarray(rec["charges"]).reshape(-1).astype(np.int64)
+    pos = np.asarray(rec["pos"])
+    n = numbers.size
+    hess = rec.get("hessian")
+    if hess is not None:
+        hess = np.asarray(hess)
+        if hess.size != (3 * n) ** 2:
+            raise DataError(source, f"Hessian has {hess.size} entries, expected {(3 * n) ** 2} for {n} atoms", where)
+        hess = hess.reshape(3 * n, 3 * n)
+    extras = {}
+    for k in ("ae", "freq", "eig_values", "force_constant"):
+        if k in rec and rec[k] is not None:
+            extras[k] = np.asarray(rec[k])
+    rxn = rec.get("rxn")
+    energy = rec.get("energy")
+    forces = rec.get("forces")
+    s = Sample(
+        numbers=numbers,
+        pos=pos,
+        energy=None if energy is None else float(np.asarray(energy).reshape(-1)[0]),
+        forces=None if forces is None else np.asarray(forces).reshape(n, 3),
+        hessian=hess,
+        rxn="" if rxn is None else str(int(np.asarray(rxn).reshape(-1)[0])),
+        origin="horm",
+        key=f"{Path(source).name}:{key}",
+        extras=extras,
+    )
+    return s.validate(source, where)
+
+
+def _lmdb_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix == ".lmdb" and p.is_file())
+        if not files:
+            raise DataError(str(path), "directory holds no .lmdb files")
+        return files
+    if not path.exists():
+        raise DataError(str(path), "no such file")
+    return [path]
+
+
+class HormLmdb:
+    """Random access over one published HORM ``.lmdb`` file or a directory of them.
+
+    ``len(ds)``, ``ds[i] -> Sample``, iteration. Files are opened read-only without locks,
+    so they may sit on read-only media.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.files = _lmdb_files(self.path)
+        self._envs: list[lmdb.Environment] = []
+        self._lengths: list[int] = []
+        for f in self.files:
+            try:
+                env = lmdb.open(str(f), readonly=True, lock=False, subdir=False, readahead=False, max_readers=256)
+            except lmdb.Error as exc:
+                raise DataError(str(f), f"cannot open as LMDB ({exc})") from None
+            self._envs.append(env)
+            self._lengths.append(self._read_length(env, f))
+        self._offsets = np.concatenate([[0], np.cumsum(self._lengths)]).astype(np.int64)
+
+    @staticmethod
+    def _read_length(env, f: Path) -> int:
+        try:
+            with env.begin() as txn:
+                raw = txn.get(b"length")
+                if raw is not None:
+                    n = safe_loads(raw, str(f), "length")
+                    if not isinstance(n, int) or n < 0:
+                        raise DataError(str(f), f"bad length record {n!r}", "key length")
+                    return n
+                return sum(1 for k, _ in txn.cursor() if k.isdigit())
+        except lmdb.Error as exc:
+            raise DataError(str(f), f"corrupt or truncated LMDB ({exc})") from None
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def locate(self, i: int) -> tuple[int, int]:
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index {i} out of range for {n} samples")
+        f = int(np.searchsorted(self._offsets, i, side="right") - 1)
+        return f, i - int(self._offsets[f])
+
+    def raw(self, i: int) -> bytes:
+        f, j = self.locate(i)
+        try:
+            with self._envs[f].begin() as txn:
+                v = txn.get(str(j).encode())
+        except lmdb.Error as exc:
+            raise DataError(str(self.files[f]), f"corrupt or truncated LMDB ({exc})", f"key {j}") from None
+        if v is None:
+            raise DataError(str(self.files[f]), "missing record (file truncated?)", f"key {j}")
+        return v
+
+    def record(self, i: int) -> dict:
+        f, j = self.locate(i)
+        return safe_loads(self.raw(i), str(self.files[f]), str(j))
+
+    def __getitem__(self, i: int) -> Sample:
+        f, j = self.locate(i)
+        return record_to_sample(safe_loads(self.raw(i), str(self.files[f]), str(j)), str(self.files[f]), str(j))
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def close(self):
+        for e in self._envs:
+            e.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def is_horm_lmdb(path: str | os.PathLike) -> bool:
+    """True if ``path`` looks like a published HORM file (or a directory of them)."""
+    p = Path(path)
+    try:
+        files = _lmdb_files(p)
+        env = lmdb.open(str(files[0]), readonly=True, lock=False, subdir=False)
+        with env.begin() as txn:
+            ok = txn.get(b"length") is not None or txn.get(b"0") is not None
+            meta = txn.get(b"__meta__")
+        env.close()
+        return ok and meta is None
+    except (lmdb.Error, DataError):
+        return False
