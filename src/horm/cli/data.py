@@ -1,0 +1,99 @@
+"""`horm data ...`: info, convert, stats, split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from horm.cli import app
+from horm.cli._common import friendly
+
+data_app = typer.Typer(no_args_is_help=True, help="Inspect, convert, split and plot Hessian datasets.")
+app.add_typer(data_app, name="data")
+out = Console()
+
+
+@data_app.command("info")
+@friendly
+def info_cmd(path: Path = typer.Argument(..., help="horm store, HORM LMDB (file or dir), or xyz")):
+    """Print sample count, atom-count range, elements, fields and units."""
+    from horm.data.io import level_of_theory, open_dataset
+    from horm.data.stats import dataset_info
+
+    ds = open_dataset(path)
+    info = dataset_info(ds, str(path), level_of_theory(ds))
+    t = Table(title=f"{path}", show_header=False)
+    t.add_row("samples", str(info.n_samples))
+    t.add_row("atoms per sample", f"{info.natoms_min}–{info.natoms_max} (mean {info.natoms_mean:.1f})")
+    t.add_row("elements", " ".join(info.elements))
+    t.add_row("reactions", str(info.n_reactions))
+    t.add_row("fields", ", ".join(info.fields))
+    t.add_row("units", ", ".join(f"{k} {v}" for k, v in info.units.items()))
+    t.add_row("level of theory", info.level_of_theory)
+    t.add_row("origins", ", ".join(f"{k}: {v}" for k, v in sorted(info.origins.items())))
+    if info.n_failures:
+        t.add_row("failures", f"{info.n_failures} (in the store's failures table)")
+    out.print(t)
+
+
+@data_app.command("convert")
+@friendly
+def convert_cmd(src: Path = typer.Argument(..., help="HORM LMDB (file or dir), horm store, or (ext)xyz"),
+                dst: Path = typer.Argument(..., help="new horm store"),
+                overwrite: bool = typer.Option(False, help="replace DST if it exists"),
+                resume: bool = typer.Option(False, help="append to DST, skipping samples already there")):
+    """Convert SRC into a horm store (lossless; float32 Hessians)."""
+    from horm.data.convert import convert
+
+    store = convert(src, dst, overwrite=overwrite, resume=resume)
+    out.print(f"wrote {len(store)} samples to {dst} ({dst.stat().st_size / max(len(store), 1):.0f} bytes/sample)")
+
+
+@data_app.command("stats")
+@friendly
+def stats_cmd(paths: list[Path] = typer.Argument(..., help="one or more datasets"),
+              out_dir: Path = typer.Option(Path("stats"), "--out", help="directory for the PNG panels")):
+    """Write the Fig. 1 panels (atoms, referenced energy, imaginary frequencies) as PNG."""
+    from horm.data.io import open_dataset
+    from horm.data.stats import fig1_quantities, plot_fig1
+
+    series = {}
+    for p in paths:
+        q = fig1_quantities(open_dataset(p))
+        series[p.stem] = q
+        msg = f"{p}: {len(q['natoms'])} samples"
+        if "n_imag" in q:
+            counts = np.bincount(q["n_imag"])
+            msg += ", imaginary-mode counts " + ", ".join(f"{k}: {c}" for k, c in enumerate(counts) if c)
+        out.print(msg)
+    for f in plot_fig1(series, out_dir):
+        out.print(f"wrote {f}")
+
+
+@data_app.command("split")
+@friendly
+def split_cmd(src: Path = typer.Argument(..., help="dataset to split"),
+              out_dir: Path = typer.Option(..., "--out", help="writes train.hstore and val.hstore here"),
+              val: float = typer.Option(0.1, help="fraction of reactions for validation"),
+              seed: int = typer.Option(0, help="split seed"),
+              overwrite: bool = typer.Option(False)):
+    """Deterministic reaction-level train/val split into two horm stores."""
+    from horm.data.io import level_of_theory, open_dataset
+    from horm.data.splits import reaction_split, sample_group
+    from horm.data.store import HessianStore
+
+    ds = open_dataset(src)
+    samples = list(ds)
+    mask = reaction_split([sample_group(s, i) for i, s in enumerate(samples)], val, seed)
+    lot = level_of_theory(ds)
+    for name, sel in (("train", ~mask), ("val", mask)):
+        st = HessianStore.create(out_dir / f"{name}.hstore", lot, overwrite=overwrite, source=str(src),
+                                 split=name, val_fraction=val, seed=seed)
+        st.extend([s for s, m in zip(samples, sel) if m])
+        n_rxn = len({sample_group(s, i) for i, (s, m) in enumerate(zip(samples, sel)) if m})
+        out.print(f"{name}: {len(st)} samples from {n_rxn} reactions -> {out_dir / (name + '.hstore')}")
+        st.close()

@@ -1,0 +1,53 @@
+"""Convert any readable dataset (HORM LMDB, horm store, (ext)xyz) into a horm store.
+
+Writes in transactions of ``batch`` samples, so a killed conversion keeps every batch
+it committed; re-running with ``resume=True`` skips samples whose key is already stored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from horm.data.io import level_of_theory, open_dataset
+from horm.data.store import HessianStore
+from horm.errors import DataError
+
+
+def progress_bar(transient: bool = False, disable: bool = False) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), transient=transient, disable=disable)
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,
+            resume: bool = False, batch: int = 256, show_progress: bool = True) -> HessianStore:
+    """Copy every sample of ``src`` into the store ``dst``; returns the (open) store."""
+    ds = open_dataset(src)
+    dst = Path(dst)
+    if dst.exists() and resume:
+        store = HessianStore.open(dst, readonly=False)
+    else:
+        if dst.exists() and not overwrite:
+            raise DataError(str(dst), "destination exists (use --overwrite or --resume)")
+        store = HessianStore.create(dst, level_of_theory(ds), overwrite=overwrite,
+                                    source=str(Path(src).resolve()), converted_from=type(ds).__name__)
+    have = store.keys() if resume else set()
+    n = len(ds)
+    pending = []
+    with progress_bar(disable=not show_progress) as prog:
+        task = prog.add_task(f"convert {Path(src).name}", total=n)
+        for i in range(n):
+            s = ds[i]
+            if not s.key:
+                s.key = f"{Path(src).name}:{i}"
+            if s.key not in have:
+                pending.append(s)
+            if len(pending) >= batch:
+                store.extend(pending)
+                pending = []
+            prog.advance(task)
+        if pending:
+            store.extend(pending)
+    return store

@@ -1,0 +1,122 @@
+"""Dataset summaries: ``horm data info`` and the Fig. 1 panels of ``horm data stats``.
+
+Fig. 1 of the HORM paper shows, per dataset, the distribution of (a) the number of atoms,
+(b) the energy referenced to per-element atomic energies, and (c) the number of
+imaginary frequencies (Eckart-projected, below −10 cm⁻¹). We draw the same three panels.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from horm.data.refs import fit_atom_references, referenced_energy
+from horm.hessian.analysis import frequencies, n_imaginary
+from horm.units import UNITS
+
+
+@dataclass
+class DatasetInfo:
+    path: str
+    n_samples: int
+    natoms_min: int
+    natoms_max: int
+    natoms_mean: float
+    elements: list[str]
+    fields: list[str]
+    units: dict[str, str]
+    level_of_theory: str
+    n_reactions: int
+    n_failures: int = 0
+    origins: dict[str, int] = field(default_factory=dict)
+
+
+def dataset_info(ds, path: str, level: str) -> DatasetInfo:
+    nat, els, fields, rxns, origins = [], set(), Counter(), set(), Counter()
+    for s in ds:
+        nat.append(s.natoms)
+        els.update(int(z) for z in s.numbers)
+        for f in ("energy", "forces", "hessian"):
+            if getattr(s, f) is not None:
+                fields[f] += 1
+        for k in s.extras:
+            fields[k] += 1
+        if s.rxn:
+            rxns.add(s.rxn)
+        origins[s.origin.split(":")[0] if s.origin else "?"] += 1
+    n = len(nat)
+    meta = getattr(ds, "meta", {}) or {}
+    return DatasetInfo(
+        path=path,
+        n_samples=n,
+        natoms_min=min(nat) if nat else 0,
+        natoms_max=max(nat) if nat else 0,
+        natoms_mean=float(np.mean(nat)) if nat else 0.0,
+        elements=[chemical_symbols[z] for z in sorted(els)],
+        fields=["numbers", "pos"] + [f"{k} ({v}/{n})" if v != n else k for k, v in fields.items()],
+        units=dict(UNITS),
+        level_of_theory=level,
+        n_reactions=len(rxns),
+        n_failures=int(meta.get("n_failures", 0)),
+        origins=dict(origins),
+    )
+
+
+def fig1_quantities(samples) -> dict[str, np.ndarray]:
+    """Per-sample natoms, referenced energy (eV) and number of imaginary frequencies."""
+    samples = [s for s in samples]
+    nat = np.array([s.natoms for s in samples])
+    with_e = [s for s in samples if s.energy is not None]
+    out = {"natoms": nat}
+    if with_e:
+        refs = fit_atom_references([s.numbers for s in with_e], [s.energy for s in with_e])
+        out["ref_energy"] = np.array([referenced_energy(s.numbers, s.energy, refs) for s in with_e])
+        out["atom_refs"] = refs
+    with_h = [s for s in samples if s.hessian is not None]
+    if with_h:
+        out["n_imag"] = np.array([n_imaginary(frequencies(s.hessian, s.pos, s.numbers)) for s in with_h])
+    return out
+
+
+def plot_fig1(datasets: dict[str, dict], out_dir: str | Path) -> list[Path]:
+    """Write fig1_natoms.png, fig1_energy.png, fig1_nimag.png (one series per dataset)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    panels = [
+        ("natoms", "Number of atoms", "fig1_natoms.png", "int"),
+        ("ref_energy", "Energy − Σ atomic references (eV)", "fig1_energy.png", "float"),
+        ("n_imag", "Number of imaginary frequencies (< −10 cm⁻¹)", "fig1_nimag.png", "int"),
+    ]
+    for key, xlabel, fname, kind in panels:
+        series = {name: q[key] for name, q in datasets.items() if key in q and len(q[key])}
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+        for name, v in series.items():
+            v = np.asarray(v)
+            if kind == "int":
+                lo, hi = int(v.min()), int(v.max())
+                bins = np.arange(lo - 0.5, hi + 1.5, 1)
+            else:
+                bins = 30
+            ax.hist(v, bins=bins, alpha=0.6, label=f"{name} (n={len(v)})", density=True)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("fraction of samples")
+        ax.legend(frameon=False, fontsize=8)
+        ax.set_title(xlabel.split(" (")[0])
+        fig.tight_layout()
+        p = out / fname
+        fig.savefig(p)
+        plt.close(fig)
+        written.append(p)
+    return written
