@@ -26,6 +26,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
+from horm.data.lmdb_util import check_min_size, check_not_truncated
 from horm.data.sample import Sample
 from horm.errors import DataError, UnsafePickleError
 
@@ -232,10 +233,12 @@ class HormLmdb:
         self._envs: list[lmdb.Environment] = []
         self._lengths: list[int] = []
         for f in self.files:
+            check_min_size(f)
             try:
                 env = lmdb.open(str(f), readonly=True, lock=False, subdir=False, readahead=False, max_readers=256)
             except lmdb.Error as exc:
                 raise DataError(str(f), f"cannot open as LMDB ({exc})") from None
+            check_not_truncated(env, f)
             self._envs.append(env)
             self._lengths.append(self._read_length(env, f))
         self._offsets = np.concatenate([[0], np.cumsum(self._lengths)]).astype(np.int64)
@@ -305,7 +308,9 @@ def is_horm_lmdb(path: str | os.PathLike) -> bool:
     p = Path(path)
     try:
         files = _lmdb_files(p)
+        check_min_size(files[0])
         env = lmdb.open(str(files[0]), readonly=True, lock=False, subdir=False)
+        check_not_truncated(env, files[0])
         with env.begin() as txn:
             ok = txn.get(b"length") is not None or txn.get(b"0") is not None
             meta = txn.get(b"__meta__")

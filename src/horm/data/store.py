@@ -35,6 +35,7 @@ import msgpack
 import numpy as np
 
 from horm import __version__
+from horm.data.lmdb_util import check_min_size, check_not_truncated
 from horm.data.sample import Sample
 from horm.errors import DataError
 from horm.units import UNITS
@@ -202,9 +203,19 @@ class HessianStore:
         self.readonly = readonly
         if not self.path.exists():
             raise DataError(str(self.path), "no such store")
+        check_min_size(self.path)
+        try:
+            self._load(readonly)
+        except BaseException:
+            self.close()
+            raise
+        self.chunk_size = int(self.meta["chunk_size"])
+
+    def _load(self, readonly: bool) -> None:
         try:
             self.env = _acquire_env(self.path, readonly)
             self._open = True
+            check_not_truncated(self.env, self.path)
             with self.env.begin() as txn:
                 raw = txn.get(META_KEY)
         except lmdb.Error as exc:
@@ -214,7 +225,7 @@ class HessianStore:
         self.meta = msgpack.unpackb(raw, raw=False)
         if self.meta.get("schema_version", 0) > SCHEMA_VERSION:
             raise DataError(str(self.path), f"store schema {self.meta['schema_version']} is newer than this horm ({SCHEMA_VERSION})")
-        self.chunk_size = int(self.meta["chunk_size"])
+
 
     # construction ------------------------------------------------------------------
     @classmethod
@@ -435,10 +446,12 @@ def is_store(path: str | os.PathLike) -> bool:
     if os.path.realpath(p) in _ENVS:
         return True
     try:
+        check_min_size(p)
         env = lmdb.open(str(p), subdir=False, readonly=True, lock=False)
+        check_not_truncated(env, p)
         with env.begin() as txn:
             ok = txn.get(META_KEY) is not None
         env.close()
         return ok
-    except lmdb.Error:
+    except (lmdb.Error, DataError):
         return False

@@ -1,0 +1,3 @@
+from horm.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""`horm data` commands end to end through the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from typer.testing import CliRunner
+
+from horm.cli import app
+from horm.data.store import HessianStore
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def test_info_on_published_sample(horm_sample_path):
+    r = runner.invoke(app, ["data", "info", str(horm_sample_path)])
+    assert r.exit_code == 0, r.output
+    assert "│ samples          │ 100" in r.output or " 100 " in r.output
+    assert "8–21" in r.output and "H C N O" in r.output and "eV/Å²" in r.output
+
+
+def test_convert_stats_split(tmp_path, horm_sample_path):
+    dst = tmp_path / "s.hstore"
+    r = runner.invoke(app, ["data", "convert", str(horm_sample_path), str(dst)])
+    assert r.exit_code == 0, r.output
+    assert "wrote 100 samples" in r.output
+    r = runner.invoke(app, ["data", "convert", str(horm_sample_path), str(dst)])
+    assert r.exit_code == 2 and "exists" in r.output
+    r = runner.invoke(app, ["data", "stats", str(dst), "--out", str(tmp_path / "fig")])
+    assert r.exit_code == 0, r.output
+    for name in ("fig1_natoms.png", "fig1_energy.png", "fig1_nimag.png"):
+        png = tmp_path / "fig" / name
+        assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_split_is_deterministic_and_by_reaction(tmp_path):
+    st = HessianStore.create(tmp_path / "many.hstore", "toy")
+    from horm.data.sample import Sample
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for rxn in range(40):
+        for k in range(3):
+            samples.append(Sample(numbers=np.array([1, 1]), pos=np.array([[0, 0, 0], [0.74 + 0.01 * k, 0, 0]]),
+                                  energy=float(rng.normal()), rxn=f"r{rxn}", key=f"r{rxn}-{k}"))
+    st.extend(samples)
+    st.close()
+    outs = []
+    for rep in range(2):
+        r = runner.invoke(app, ["data", "split", str(tmp_path / "many.hstore"), "--out", str(tmp_path / f"s{rep}"),
+                                "--val", "0.25", "--seed", "3"])
+        assert r.exit_code == 0, r.output
+        tr = HessianStore.open(tmp_path / f"s{rep}" / "train.hstore")
+        va = HessianStore.open(tmp_path / f"s{rep}" / "val.hstore")
+        outs.append(sorted(s.key for s in va))
+        assert len(tr) + len(va) == 120 and 0 < len(va) < 120
+        assert not ({s.rxn for s in tr} & {s.rxn for s in va})
+        tr.close()
+        va.close()
+    assert outs[0] == outs[1]
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("2\nc\nO 0 0 0\nZz 1 0 0\n")
+    r = subprocess.run([sys.executable, "-m", "horm.cli", "data", "info", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "bad.xyz" in r.stderr and "unknown element 'Zz'" in r.stderr and "Traceback" not in r.stderr
