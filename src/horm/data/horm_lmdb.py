@@ -26,7 +26,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from horm.data.lmdb_util import check_min_size, check_not_truncated
+from horm.data.lmdb_util import acquire_env, release_env
 from horm.data.sample import Sample
 from horm.errors import DataError, UnsafePickleError
 
@@ -233,12 +233,7 @@ class HormLmdb:
         self._envs: list[lmdb.Environment] = []
         self._lengths: list[int] = []
         for f in self.files:
-            check_min_size(f)
-            try:
-                env = lmdb.open(str(f), readonly=True, lock=False, subdir=False, readahead=False, max_readers=256)
-            except lmdb.Error as exc:
-                raise DataError(str(f), f"cannot open as LMDB ({exc})") from None
-            check_not_truncated(env, f)
+            env = acquire_env(f, readonly=True)
             self._envs.append(env)
             self._lengths.append(self._read_length(env, f))
         self._offsets = np.concatenate([[0], np.cumsum(self._lengths)]).astype(np.int64)
@@ -293,8 +288,9 @@ class HormLmdb:
             yield self[i]
 
     def close(self):
-        for e in self._envs:
-            e.close()
+        for f in self.files[: len(self._envs)]:
+            release_env(f)
+        self._envs = []
 
     def __enter__(self):
         return self
@@ -307,14 +303,15 @@ def is_horm_lmdb(path: str | os.PathLike) -> bool:
     """True if ``path`` looks like a published HORM file (or a directory of them)."""
     p = Path(path)
     try:
-        files = _lmdb_files(p)
-        check_min_size(files[0])
-        env = lmdb.open(str(files[0]), readonly=True, lock=False, subdir=False)
-        check_not_truncated(env, files[0])
+        f = _lmdb_files(p)[0]
+        env = acquire_env(f, readonly=None)
+    except DataError:
+        return False
+    try:
         with env.begin() as txn:
             ok = txn.get(b"length") is not None or txn.get(b"0") is not None
-            meta = txn.get(b"__meta__")
-        env.close()
-        return ok and meta is None
-    except (lmdb.Error, DataError):
+            return ok and txn.get(b"__meta__") is None
+    except lmdb.Error:
         return False
+    finally:
+        release_env(f)

@@ -36,3 +36,53 @@ def check_min_size(path: str | os.PathLike) -> None:
     size = path.stat().st_size
     if size < MIN_LMDB_BYTES:
         raise DataError(str(path), f"truncated or not an LMDB file ({size} bytes)")
+
+
+# LMDB refuses to open one file twice in a process; share environments by real path.
+_ENVS: dict[str, list] = {}  # realpath -> [env, readonly, refcount]
+MAP_SIZE = 1 << 40  # 1 TiB of address space; the file only grows as data is written
+
+
+def acquire_env(path: str | os.PathLike, readonly: bool | None = True) -> lmdb.Environment:
+    """Open (or share) the LMDB environment of a single-file database.
+
+    Read-only opens use ``lock=False`` so that files on read-only media work; a
+    writable open takes LMDB's lock file. Checks truncation before returning.
+    """
+    path = Path(path)
+    key = os.path.realpath(path)
+    entry = _ENVS.get(key)
+    if entry is not None:
+        if entry[1] and readonly is False:
+            raise DataError(str(path), "already open read-only in this process; close it before writing")
+        entry[2] += 1
+        return entry[0]
+    readonly = True if readonly is None else readonly
+    check_min_size(path)
+    try:
+        env = lmdb.open(str(path), subdir=False, readonly=readonly, lock=not readonly,
+                        map_size=MAP_SIZE, readahead=False, meminit=False, max_readers=256)
+    except lmdb.Error as exc:
+        raise DataError(str(path), f"cannot open as LMDB ({exc})") from None
+    try:
+        check_not_truncated(env, path)
+    except DataError:
+        env.close()
+        raise
+    _ENVS[key] = [env, readonly, 1]
+    return env
+
+
+def release_env(path: str | os.PathLike) -> None:
+    key = os.path.realpath(path)
+    entry = _ENVS.get(key)
+    if entry is None:
+        return
+    entry[2] -= 1
+    if entry[2] <= 0:
+        entry[0].close()
+        del _ENVS[key]
+
+
+def is_open(path: str | os.PathLike) -> bool:
+    return os.path.realpath(path) in _ENVS

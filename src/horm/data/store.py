@@ -35,7 +35,7 @@ import msgpack
 import numpy as np
 
 from horm import __version__
-from horm.data.lmdb_util import check_min_size, check_not_truncated
+from horm.data.lmdb_util import MAP_SIZE, acquire_env, is_open, release_env
 from horm.data.sample import Sample
 from horm.errors import DataError
 from horm.units import UNITS
@@ -44,7 +44,6 @@ SCHEMA_VERSION = 1
 HESSIAN_CODEC = "f32-triu+xor-lower/shuffle-zlib"
 META_KEY = b"__meta__"
 DEFAULT_CHUNK = 32
-MAP_SIZE = 1 << 40  # 1 TiB of address space; the file only grows as data is written
 
 
 # --- array and Hessian codecs -----------------------------------------------------------
@@ -165,36 +164,6 @@ def _chunk_key(c: int) -> bytes:
 
 # --- the store -------------------------------------------------------------------------
 
-# LMDB refuses to open one file twice in a process; share environments by real path.
-_ENVS: dict[str, list] = {}  # realpath -> [env, readonly, refcount]
-
-
-def _acquire_env(path: Path, readonly: bool) -> lmdb.Environment:
-    key = os.path.realpath(path)
-    entry = _ENVS.get(key)
-    if entry is not None:
-        if entry[1] and not readonly:
-            raise DataError(str(path), "store is already open read-only in this process; close it before writing")
-        entry[2] += 1
-        return entry[0]
-    env = lmdb.open(str(path), subdir=False, readonly=readonly, lock=not readonly,
-                    map_size=MAP_SIZE, max_dbs=0, readahead=False, meminit=False)
-    _ENVS[key] = [env, readonly, 1]
-    return env
-
-
-def _release_env(path: Path) -> None:
-    key = os.path.realpath(path)
-    entry = _ENVS.get(key)
-    if entry is None:
-        return
-    entry[2] -= 1
-    if entry[2] <= 0:
-        entry[0].close()
-        del _ENVS[key]
-
-
-
 class HessianStore:
     """Read and append labelled Samples. Use ``create`` for a new store, ``open`` otherwise."""
 
@@ -203,7 +172,6 @@ class HessianStore:
         self.readonly = readonly
         if not self.path.exists():
             raise DataError(str(self.path), "no such store")
-        check_min_size(self.path)
         try:
             self._load(readonly)
         except BaseException:
@@ -213,9 +181,8 @@ class HessianStore:
 
     def _load(self, readonly: bool) -> None:
         try:
-            self.env = _acquire_env(self.path, readonly)
+            self.env = acquire_env(self.path, readonly)
             self._open = True
-            check_not_truncated(self.env, self.path)
             with self.env.begin() as txn:
                 raw = txn.get(META_KEY)
         except lmdb.Error as exc:
@@ -233,7 +200,7 @@ class HessianStore:
                chunk_size: int = DEFAULT_CHUNK, **provenance: Any) -> "HessianStore":
         """Create an empty store. ``provenance`` (source, engine settings, ...) goes into __meta__."""
         path = Path(path)
-        if os.path.realpath(path) in _ENVS:
+        if is_open(path):
             raise DataError(str(path), "store is open in this process; close it before re-creating")
         if path.exists():
             if not overwrite:
@@ -424,7 +391,7 @@ class HessianStore:
     def close(self):
         if getattr(self, "_open", False):
             self._open = False
-            _release_env(self.path)
+            release_env(self.path)
 
     def __del__(self):
         try:
@@ -440,18 +407,19 @@ class HessianStore:
 
 
 def is_store(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a horm store (an LMDB file with a ``__meta__`` record)."""
     p = Path(path)
     if not p.is_file():
         return False
-    if os.path.realpath(p) in _ENVS:
-        return True
     try:
-        check_min_size(p)
-        env = lmdb.open(str(p), subdir=False, readonly=True, lock=False)
-        check_not_truncated(env, p)
-        with env.begin() as txn:
-            ok = txn.get(META_KEY) is not None
-        env.close()
-        return ok
-    except (lmdb.Error, DataError):
+        env = acquire_env(p, readonly=None)
+    except DataError:
         return False
+    try:
+        with env.begin() as txn:
+            return txn.get(META_KEY) is not None
+    except lmdb.Error:
+        return False
+    finally:
+        release_env(p)
+
