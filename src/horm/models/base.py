@@ -1,0 +1,182 @@
+"""The Potential protocol, its base class, and the model registry.
+
+Protocol (DESIGN.md "Contracts")::
+
+    out = model(batch, compute_forces=True, compute_hessian=False)
+    out["energy"]   (B,)        total energy, eV
+    out["forces"]   (N_tot, 3)  eV/Å
+    out["hessian"]  (Σ_b (3n_b)²,)  flat row-major per-molecule blocks, eV/Å²,
+                                 offsets ``out["hess_ptr"]`` == ``batch.hess_ptr``
+    out["pos"]      (N_tot, 3)  the tensor all derivatives were taken with respect to;
+                                 pass it to :func:`horm.hessian.autograd.sample_hessian_rows`
+
+Subclasses implement only ``_predict(batch, pos) -> {"energy": (B,)[, "forces": (N_tot, 3)]}``
+and set ``forces_mode``: ``"autograd"`` (forces = −∇E) or ``"direct"`` (a force head). All
+derivatives are taken here through :mod:`horm.hessian.autograd`.
+
+Energy references: every model carries a buffer ``atom_ref`` (119,) eV indexed by atomic
+number; Σ_i atom_ref[Z_i] is added to the network energy, so ``energy`` is a *total*
+energy comparable with DFT labels. It starts at zero; the trainer fits it on the training
+split (:meth:`Potential.set_atom_ref`) and it is saved in the state dict with the weights.
+
+Gradients: ``create_graph`` (default: ``self.training``) decides whether the outputs stay
+differentiable (w.r.t. parameters and ``pos``). With ``create_graph=False`` all returned
+tensors are detached. To draw Hessian rows from ``out["forces"]`` you need
+``create_graph=True`` (in training mode that is the default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from horm.data.batch import Batch, flatten_hessians
+from horm.hessian.autograd import DEFAULT_CHUNK, HessianMethod, compute_forces, full_hessian
+from horm.models.graph import scatter_sum
+
+ForcesMode = Literal["autograd", "direct"]
+FORCES_MODES = ("autograd", "direct")
+PRESETS = ("tiny", "paper", "horm")
+MAX_Z = 118
+
+_REGISTRY: dict[str, type["Potential"]] = {}
+
+
+class Potential(nn.Module):
+    """Base class: owns forces, Hessians and energy references; subclasses give ``_predict``.
+
+    Class attributes a subclass sets: ``forces_mode``, ``config_cls`` (a dataclass) and
+    ``presets`` (preset name -> dict of config fields). ``name`` is set by the registry.
+    """
+
+    name: ClassVar[str] = ""
+    forces_mode: ClassVar[ForcesMode] = "autograd"
+    config_cls: ClassVar[type] = object
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, cfg):
+        super().__init__()
+        if self.forces_mode not in FORCES_MODES:
+            raise ValueError(f"forces_mode {self.forces_mode!r}; valid: {', '.join(FORCES_MODES)}")
+        self.cfg = cfg
+        self.register_buffer("atom_ref", torch.zeros(MAX_Z + 1))  # (119,) eV per element
+
+    # --- subclass hook -------------------------------------------------------------------
+    def _predict(self, batch: Batch, pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Network energy (B,) eV without references; direct models also "forces" (N_tot, 3)."""
+        raise NotImplementedError
+
+    # --- config / references --------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """JSON-able dict that rebuilds this architecture via :func:`build_model_from_config`."""
+        return {"name": self.name, **dataclasses.asdict(self.cfg)}
+
+    def set_atom_ref(self, ref) -> None:
+        """Set per-element references: a (119,) tensor/array or a {Z: eV} mapping (others stay 0)."""
+        if isinstance(ref, dict):
+            t = torch.zeros_like(self.atom_ref)
+            for z, e in ref.items():
+                t[int(z)] = float(e)
+        else:
+            t = torch.as_tensor(ref, dtype=self.atom_ref.dtype).reshape(-1)
+            if t.numel() != MAX_Z + 1:
+                raise ValueError(f"atom_ref needs {MAX_Z + 1} entries (index = Z), got {t.numel()}")
+        self.atom_ref.copy_(t.to(self.atom_ref))
+
+    def reference_energy(self, batch: Batch) -> torch.Tensor:
+        """Σ_i atom_ref[Z_i] per molecule, (B,) eV."""
+        return scatter_sum(self.atom_ref[batch.numbers], batch.batch, batch.num_graphs)
+
+    # --- the protocol ---------------------------------------------------------------------
+    def forward(self, batch: Batch, compute_forces: bool = True, compute_hessian: bool = False, *,
+                create_graph: bool | None = None, hessian_method: HessianMethod = "batched",
+                chunk_size: int | None = DEFAULT_CHUNK) -> dict[str, torch.Tensor]:
+        """Energy (B,) eV, forces (N_tot, 3) eV/Å, optional flat Hessian; see the module docstring."""
+        graph = self.training if create_graph is None else bool(create_graph)
+        autograd = self.forces_mode == "autograd"
+        need_pos_grad = compute_hessian or graph or (compute_forces and autograd)
+        pos = batch.pos
+        if need_pos_grad and not pos.requires_grad:
+            pos = pos.detach().requires_grad_(True)
+        with torch.set_grad_enabled(need_pos_grad or torch.is_grad_enabled()):
+            pred = self._predict(batch, pos)
+            energy = pred["energy"] + self.reference_energy(batch).to(pred["energy"].dtype)
+            out: dict[str, torch.Tensor] = {"energy": energy, "pos": pos}
+            forces = None
+            if compute_forces or compute_hessian:
+                if autograd:
+                    forces = compute_forces_fn(energy, pos, create_graph=graph or compute_hessian)
+                else:
+                    forces = pred["forces"]
+                out["forces"] = forces
+            if compute_hessian:
+                blocks = full_hessian(forces, pos, batch.ptr, method=hessian_method, chunk_size=chunk_size,
+                                      create_graph=graph)
+                out["hessian"] = flatten_hessians(blocks)
+                out["hess_ptr"] = batch.hess_ptr
+        if not graph:
+            out = {k: (v.detach() if k != "pos" else v) for k, v in out.items()}
+        return out
+
+
+compute_forces_fn = compute_forces  # forward() has a flag of the same name
+
+
+# --- registry ------------------------------------------------------------------------------
+def register_model(name: str) -> Callable[[type[Potential]], type[Potential]]:
+    """Class decorator: make a Potential subclass buildable by ``name``."""
+
+    def deco(cls: type[Potential]) -> type[Potential]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"model name {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_builtin() -> None:
+    import horm.models.leftnet  # noqa: F401  (registers leftnet, leftnet-df)
+
+
+def list_models() -> list[str]:
+    """Registered model names."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def _model_cls(name: str) -> type[Potential]:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def _make_config(cls: type[Potential], values: dict[str, Any]):
+    valid = [f.name for f in dataclasses.fields(cls.config_cls)]
+    bad = sorted(set(values) - set(valid))
+    if bad:
+        raise ValueError(f"unknown option(s) {', '.join(bad)} for model {cls.name!r}; valid: {', '.join(valid)}")
+    return cls.config_cls(**values)
+
+
+def build_model(name: str, preset: str = "tiny", **overrides) -> Potential:
+    """Build a registered model from a preset ("tiny" | "paper" | "horm") plus field overrides."""
+    cls = _model_cls(name)
+    if preset not in cls.presets:
+        raise ValueError(f"unknown preset {preset!r} for model {name!r}; valid: {', '.join(cls.presets)}")
+    return cls(_make_config(cls, {**cls.presets[preset], **overrides}))
+
+
+def build_model_from_config(config: dict[str, Any]) -> Potential:
+    """Rebuild the architecture saved as ``model.config`` (weights come from the state dict)."""
+    config = dict(config)
+    if "name" not in config:
+        raise ValueError("model config has no 'name' field; valid names: " + ", ".join(list_models()))
+    cls = _model_cls(config.pop("name"))
+    return cls(_make_config(cls, config))

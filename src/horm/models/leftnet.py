@@ -1,0 +1,281 @@
+"""LEFTNet: local-frame equivariant message passing, in two variants.
+
+Reference: Y. Du, L. Wang, D. Feng, G. Wang, S. Ji, C. P. Gomes, Z.-M. Ma, "A new perspective
+on building efficient and expressive 3D equivariant graph neural networks", NeurIPS 2023.
+HORM (Cui et al. 2025) trains it as an MLIP; its released code uses 6 layers, 196 channels,
+a 10 Å cutoff on a graph fully connected within each molecule.
+
+The blocks, as in the paper:
+
+- **edge frames** (e_ij, c_ij, e_ij × c_ij): the unit bond vector and the normalised cross
+  product of the two (centroid-referenced) positions;
+- **local substructure encoding (LSE)**: an equivariant vector per atom (a radially weighted
+  sum of bond directions), projected onto each edge frame to give invariant edge features;
+- **equivariant message passing**: scalar s (N, H) and vector v (N, 3, H) features;
+- **frame transition encoding (FTE)**: vector features projected onto a node frame and
+  mixed back into the scalars.
+
+Choices made here (and why), all smooth so that second derivatives are well defined:
+
+- SiLU activations; cosine cutoff on every radial term.
+- Norms use sqrt(|x|² + ε²) and frame vectors are x / sqrt(|x|² + ε²): no 1/0 and no kink
+  when a cross product vanishes (the original adds ε after the square root, which makes the
+  Hessian blow up near collinear pairs). Frame vectors are then not exactly unit length;
+  equivariance is unaffected.
+- Reflection invariance: the projection on the (pseudo-vector) cross axis enters through a
+  smooth even function sqrt(x² + ε²) − ε instead of |x|.
+- The node frame uses a cutoff-weighted mean of neighbour positions. With an unweighted mean
+  on a fully connected, centroid-referenced graph the node cross axis is identically zero.
+- ``leftnet-df``: a gated equivariant head maps (s, v) to one vector per atom, the forces.
+
+Total charge and spin are not inputs (HORM's data are neutral singlets).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from horm.data.batch import Batch
+from horm.models.base import MAX_Z, Potential, register_model
+from horm.models.graph import GRAPH_KINDS, build_graph, scatter_mean, scatter_sum
+
+
+@dataclass
+class LEFTNetConfig:
+    num_layers: int = 2  # message-passing blocks (each: message + FTE)
+    hidden_channels: int = 32  # H, width of scalar and vector features
+    num_radial: int = 16  # radial basis functions
+    cutoff: float = 5.0  # Å, radius of the cosine cutoff (and of the graph when graph="radius")
+    graph: Literal["radius", "full"] = "radius"  # neighbour list inside each molecule
+    eps: float = 1e-2  # smoothing length of norms and frame normalisation
+    reflection_invariant: bool = True  # energy invariant under mirror images too
+
+    def __post_init__(self):
+        if self.graph not in GRAPH_KINDS:
+            raise ValueError(f"unknown graph kind {self.graph!r}; valid: {', '.join(GRAPH_KINDS)}")
+        if self.num_layers < 1 or self.hidden_channels < 4 or self.num_radial < 1 or self.cutoff <= 0:
+            raise ValueError(f"invalid LEFTNet size: {self}")
+
+
+PRESETS = {
+    "tiny": dict(num_layers=2, hidden_channels=32, num_radial=16, cutoff=5.0, graph="radius"),
+    "paper": dict(num_layers=9, hidden_channels=256, num_radial=96, cutoff=10.0, graph="full"),
+    "horm": dict(num_layers=6, hidden_channels=196, num_radial=96, cutoff=10.0, graph="full"),
+}
+
+
+def soft_norm(x: torch.Tensor, eps: float, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
+    """sqrt(|x|² + ε²): a norm that is smooth at 0."""
+    return torch.sqrt(x.pow(2).sum(dim, keepdim=keepdim) + eps * eps)
+
+
+def soft_unit(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / sqrt(|x|² + ε²) along the last axis: ≈ unit vector, → 0 smoothly as x → 0."""
+    return x / soft_norm(x, eps, keepdim=True)
+
+
+def soft_abs(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """sqrt(x² + ε²) − ε: an even, smooth stand-in for |x|."""
+    return torch.sqrt(x * x + eps * eps) - eps
+
+
+def cosine_cutoff(d: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """0.5 (cos(π d / r_c) + 1) for d < r_c, else 0."""
+    return 0.5 * (torch.cos(d * (math.pi / cutoff)) + 1.0) * (d < cutoff).to(d.dtype)
+
+
+def mlp(*sizes: int, bias: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b, bias=bias), nn.SiLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+class ExpNormalRBF(nn.Module):
+    """Radial basis exp(−β (e^{−d} − μ_k)²) · cutoff(d), μ_k spread over [e^{−r_c}, 1]."""
+
+    def __init__(self, num_radial: int, cutoff: float):
+        super().__init__()
+        self.cutoff = cutoff
+        lo = math.exp(-cutoff)
+        self.register_buffer("means", torch.linspace(lo, 1.0, num_radial))
+        self.register_buffer("betas", torch.full((num_radial,), (2.0 / num_radial * (1.0 - lo)) ** -2))
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:  # (E,) -> (E, R)
+        d = d[:, None]
+        return cosine_cutoff(d, self.cutoff) * torch.exp(-self.betas * (torch.exp(-d) - self.means) ** 2)
+
+
+def vector_rms_norm(vec: torch.Tensor, eps: float) -> torch.Tensor:
+    """Equivariant normalisation of vector features (N, 3, H): v / sqrt(mean_h |v_h|² + ε²)."""
+    return vec / torch.sqrt(vec.pow(2).sum(1, keepdim=True).mean(2, keepdim=True) + eps * eps)
+
+
+def lecun_init(module: nn.Module) -> None:
+    """Weights ~ N(0, 1/fan_in), zero biases: keeps activations O(1) through deep stacks."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def frame_project(vec: torch.Tensor, frame: torch.Tensor, eps: float, reflect: bool) -> torch.Tensor:
+    """Project vector features (M, 3, H) on frames (M, 3, 3) (columns = axes) -> (M, 3, H) invariants."""
+    p = torch.einsum("mdh,mdk->mkh", vec, frame)
+    if reflect:
+        p = torch.cat([p[:, :1], soft_abs(p[:, 1:2], eps), p[:, 2:]], dim=1)
+    return p
+
+
+class EquivariantMessage(nn.Module):
+    """Scalar and vector messages j → i, gated by the invariant edge features."""
+
+    def __init__(self, h: int, num_radial: int, eps: float):
+        super().__init__()
+        self.h, self.eps = h, eps
+        self.norm = nn.LayerNorm(h)
+        self.x_proj = mlp(h, h, 3 * h)
+        self.rbf_proj = nn.Linear(num_radial, 3 * h)
+        self.edge_proj = mlp(3 * h + num_radial, 3 * h, 3 * h)
+
+    def forward(self, s, vec, edge_index, rbf, edge_feat, unit):
+        i, j = edge_index
+        xh = self.x_proj(self.norm(s))
+        w = self.rbf_proj(rbf) * self.edge_proj(edge_feat)  # (E, 3H)
+        ds, gv, gr = torch.split(xh[j] * w, self.h, dim=-1)
+        vec = vector_rms_norm(vec, self.eps)
+        dvec = (vec[j] * gv[:, None, :] / math.sqrt(3.0) + gr[:, None, :] * unit[:, :, None]) / math.sqrt(self.h)
+        n = s.shape[0]
+        return scatter_sum(ds, i, n), scatter_sum(dvec, i, n)
+
+
+class FrameTransition(nn.Module):
+    """FTE: vector features seen in the node frame update the scalars, and are gated back."""
+
+    def __init__(self, h: int, eps: float, reflect: bool):
+        super().__init__()
+        self.h, self.eps, self.reflect = h, eps, reflect
+        self.norm = nn.LayerNorm(h)
+        self.vec_proj = nn.Linear(h, 2 * h, bias=False)
+        self.frame_mlp = mlp(3, max(h // 4, 4), 1)
+        self.xvec_proj = mlp(3 * h, h, 3 * h)
+
+    def forward(self, s, vec, node_frame):
+        s = self.norm(s)
+        v1, v2 = torch.split(self.vec_proj(vector_rms_norm(vec, self.eps)), self.h, dim=-1)  # (N, 3, H) each
+        p = frame_project(v1, node_frame, self.eps, self.reflect)  # (N, 3, H)
+        in_frame = self.frame_mlp(p.transpose(1, 2)).squeeze(-1)  # (N, H)
+        norm = soft_norm(v1, self.eps, dim=1)  # (N, H)
+        dot = (v1 * v2).sum(1) / math.sqrt(self.h)
+        a, b, c = torch.split(self.xvec_proj(torch.cat([s, in_frame, norm], -1)), self.h, dim=-1)
+        return (a + b * dot) / math.sqrt(2.0), c[:, None, :] * v2
+
+
+class GatedEquivariantBlock(nn.Module):
+    """(s, v) -> (s', v'): v' = gate(s, |W v|) · U v (Schütt et al. 2021), smooth norm."""
+
+    def __init__(self, h: int, out: int, eps: float, last: bool = False):
+        super().__init__()
+        self.out, self.eps, self.last = out, eps, last
+        self.v1 = nn.Linear(h, h, bias=False)
+        self.v2 = nn.Linear(h, out, bias=False)
+        self.update = mlp(2 * h, h, 2 * out)
+
+    def forward(self, s, vec):
+        x, gate = torch.split(self.update(torch.cat([s, soft_norm(self.v1(vec), self.eps, dim=1)], -1)),
+                              self.out, dim=-1)
+        return (x if self.last else nn.functional.silu(x)), gate[:, None, :] * self.v2(vec)
+
+
+class _LEFTNetCore(Potential):
+    config_cls = LEFTNetConfig
+    presets = PRESETS
+
+    def __init__(self, cfg: LEFTNetConfig):
+        super().__init__(cfg)
+        h, r = cfg.hidden_channels, cfg.num_radial
+        self.z_emb = nn.Embedding(MAX_Z + 1, h)
+        self.nb_emb = nn.Embedding(MAX_Z + 1, h)
+        self.rbf = ExpNormalRBF(r, cfg.cutoff)
+        self.radial = mlp(r, h, h)
+        self.lse_in = nn.Sequential(nn.Linear(h, h), nn.SiLU())
+        self.lse_mlp = mlp(3, max(h // 4, 4), 1)
+        self.messages = nn.ModuleList([EquivariantMessage(h, r, cfg.eps) for _ in range(cfg.num_layers)])
+        self.ftes = nn.ModuleList([FrameTransition(h, cfg.eps, cfg.reflection_invariant)
+                                   for _ in range(cfg.num_layers)])
+        self.energy_head = nn.Sequential(nn.LayerNorm(h), mlp(h, h, 1))
+        if self.forces_mode == "direct":
+            self.force_norm = nn.LayerNorm(h)
+            self.force_head = nn.ModuleList([GatedEquivariantBlock(h, h // 2, cfg.eps),
+                                             GatedEquivariantBlock(h // 2, 1, cfg.eps, last=True)])
+        lecun_init(self)
+
+    def _predict(self, batch: Batch, pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg, eps = self.cfg, self.cfg.eps
+        n, nb = pos.shape[0], batch.num_graphs
+        z, mol = batch.numbers, batch.batch
+        edge_index = build_graph(cfg.graph, pos, batch.ptr, cfg.cutoff)
+        i, j = edge_index
+        # centroid-referenced positions (translation invariant frames)
+        c = pos - scatter_mean(pos, mol, nb)[mol]
+        rij = pos[i] - pos[j]
+        d = torch.sqrt(rij.pow(2).sum(-1))
+        fcut = cosine_cutoff(d, cfg.cutoff)[:, None]  # (E, 1)
+        rbf = self.rbf(d)  # (E, R)
+        radial = self.radial(rbf) * fcut  # (E, H)
+
+        # edge frames (E, 3, 3): columns = bond direction, cross axis, their cross product
+        e1 = rij / d[:, None]
+        e2 = soft_unit(torch.linalg.cross(c[i], c[j]), eps)
+        edge_frame = torch.stack([e1, e2, torch.linalg.cross(e1, e2)], dim=-1)
+        # node frames (N, 3, 3) from a cutoff-weighted mean of neighbour positions
+        w = fcut * torch.exp(-d)[:, None]
+        nbr = scatter_sum(w * c[j], i, n) / (scatter_sum(w, i, n) + 1e-9)
+        x1 = soft_unit(c - nbr, eps)
+        y1 = soft_unit(torch.linalg.cross(c, nbr), eps)
+        node_frame = torch.stack([x1, y1, torch.linalg.cross(x1, y1)], dim=-1)
+
+        # initial scalars: own element + radially weighted neighbour elements
+        s = self.z_emb(z) + scatter_sum(radial * self.nb_emb(z)[j], i, n)
+        # LSE: equivariant substructure vector per atom, read in each edge frame
+        sub = scatter_sum(radial[:, None, :] * self.lse_in(s)[j][:, None, :] * e1[:, :, None], i, n)  # (N,3,H)
+        feats = []
+        for end in (i, j):
+            p = frame_project(sub[end], edge_frame, eps, cfg.reflection_invariant)  # (E, 3, H)
+            feats.append(self.lse_mlp(p.transpose(1, 2)).squeeze(-1) + p[:, 0])
+        edge_feat = torch.cat([torch.cat(feats, -1) * fcut, radial, rbf], -1)  # (E, 3H + R)
+
+        vec = pos.new_zeros((n, 3, cfg.hidden_channels))
+        for msg, fte in zip(self.messages, self.ftes):
+            ds, dv = msg(s, vec, edge_index, rbf, edge_feat, e1)
+            s, vec = (s + ds) / math.sqrt(2.0), vec + dv
+            ds, dv = fte(s, vec, node_frame)
+            s, vec = s + ds, vec + dv
+
+        out = {"energy": scatter_sum(self.energy_head(s).squeeze(-1), mol, nb)}
+        if self.forces_mode == "direct":
+            x, v = self.force_norm(s), vector_rms_norm(vec, eps)
+            for block in self.force_head:
+                x, v = block(x, v)
+            out["forces"] = v.squeeze(-1)
+        return out
+
+
+@register_model("leftnet")
+class LEFTNet(_LEFTNetCore):
+    """LEFTNet with an energy head; forces (and Hessians) by automatic differentiation."""
+
+    forces_mode = "autograd"
+
+
+@register_model("leftnet-df")
+class LEFTNetDF(_LEFTNetCore):
+    """LEFTNet with an energy head and a direct equivariant force head (Hessian = −∂F̂/∂r)."""
+
+    forces_mode = "direct"
