@@ -1,0 +1,122 @@
+"""IRC from a TS in both directions (Sella's IRC), then relax both ends to minima.
+
+Sella's IRC (Hermes et al., J. Chem. Theory Comput. 18, 6974 (2022)) follows the
+mass-weighted steepest-descent path from the saddle with steps of ``dx`` (Å·amu^½); it
+starts along the imaginary mode of the calculator's Hessian (``hessian_function``). A
+direction is "converged" when Sella's IRC reaches ``fmax`` at positive curvature
+within ``max_steps``. Each end is then relaxed with ASE's LBFGS to ``opt_fmax``; the
+relaxed ends are what :mod:`horm.ts.verify` compares with the reactant and product.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class IRCSettings:
+    dx: float = 0.1  # IRC step, Å·amu^½
+    fmax: float = 0.05  # IRC stops at a point with forces below this, eV/Å
+    max_steps: int = 100  # IRC steps per direction
+    opt_fmax: float = 0.01  # endpoint relaxation, eV/Å
+    opt_max_steps: int = 500  # endpoint relaxation steps
+
+    def __post_init__(self):
+        if self.dx <= 0 or self.max_steps < 1:
+            raise ValueError(f"IRC needs dx > 0 and max_steps >= 1, got dx={self.dx}, max_steps={self.max_steps}")
+
+
+@dataclass
+class IRCResult:
+    forward: list  # ASE Atoms along the forward branch, TS excluded (info["energy"] eV)
+    reverse: list  # the same for the reverse branch
+    end_forward: object | None  # relaxed forward end (Atoms) or None
+    end_reverse: object | None
+    converged: dict[str, bool]  # per direction
+    steps: dict[str, int]
+    opt_converged: dict[str, bool]
+    opt_steps: dict[str, int]
+    seconds: float
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        """Both ends relaxed (the IRC itself may stop early at max_steps)."""
+        return self.error is None and self.end_forward is not None and self.end_reverse is not None
+
+    def record(self) -> dict:
+        e = lambda a: None if a is None else a.info.get("energy")  # noqa: E731
+        return {"success": self.success, "converged": self.converged, "steps": self.steps,
+                "opt_converged": self.opt_converged, "opt_steps": self.opt_steps,
+                "energy_forward_end": e(self.end_forward), "energy_reverse_end": e(self.end_reverse),
+                "seconds": round(self.seconds, 3), "error": self.error, "notes": self.notes}
+
+    def path(self, ts) -> list:
+        """The whole IRC as one list: reverse end … TS … forward end (relaxed ends included)."""
+        out = ([self.end_reverse] if self.end_reverse is not None else []) + self.reverse[::-1]
+        out += [ts] + self.forward
+        return out + ([self.end_forward] if self.end_forward is not None else [])
+
+
+def _snapshot(atoms, calc):
+    a = atoms.copy()
+    a.calc = None
+    if "energy" in calc.results:
+        a.info["energy"] = float(calc.results["energy"])
+    return a
+
+
+def relax(atoms, calc, fmax: float, max_steps: int) -> tuple[object, bool, int]:
+    """LBFGS minimisation of a copy of ``atoms``; returns (relaxed Atoms, converged, steps)."""
+    from ase.optimize import LBFGS
+
+    a = atoms.copy()
+    a.calc = calc
+    opt = LBFGS(a, logfile=None)
+    ok = bool(opt.run(fmax=fmax, steps=max_steps))
+    a.get_potential_energy()
+    return _snapshot(a, calc), ok, int(opt.nsteps)
+
+
+def run_irc(ts, calc, settings: IRCSettings | None = None) -> IRCResult:
+    """IRC both ways from ``ts`` (ASE Atoms, not modified) and relaxed endpoints.
+
+    Failures (calculator, Sella) end the stage with ``error`` set; they are not raised.
+    """
+    from sella import IRC
+
+    s = settings or IRCSettings()
+    t0 = time.perf_counter()
+    atoms = ts.copy()
+    atoms.calc = calc
+    branches: dict[str, list] = {"forward": [], "reverse": []}
+    converged = {"forward": False, "reverse": False}
+    steps = {"forward": 0, "reverse": 0}
+    ends: dict[str, object | None] = {"forward": None, "reverse": None}
+    opt_ok = {"forward": False, "reverse": False}
+    opt_steps = {"forward": 0, "reverse": 0}
+    error = None
+    try:
+        irc = IRC(atoms, dx=s.dx, eta=1e-4, gamma=0, hessian_function=calc.get_hessian, keep_going=True,
+                  logfile=None)
+        current = {"dir": "forward"}
+        irc.attach(lambda: branches[current["dir"]].append(_snapshot(atoms, calc)))
+        for direction in ("forward", "reverse"):
+            current["dir"] = direction
+            n0 = irc.nsteps
+            converged[direction] = bool(irc.run(fmax=s.fmax, steps=s.max_steps, direction=direction))
+            steps[direction] = int(irc.nsteps - n0)
+            # drop the observer's call at the TS itself (step 0 of each run)
+            if branches[direction] and np.allclose(branches[direction][0].positions, ts.positions):
+                branches[direction].pop(0)
+            start = branches[direction][-1] if branches[direction] else atoms
+            ends[direction], opt_ok[direction], opt_steps[direction] = relax(start, calc, s.opt_fmax,
+                                                                             s.opt_max_steps)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return IRCResult(branches["forward"], branches["reverse"], ends["forward"], ends["reverse"], converged, steps,
+                     opt_ok, opt_steps, time.perf_counter() - t0, error)
