@@ -1,0 +1,48 @@
+"""`horm label INPUT --engine xtb|dft --out STORE [--workers N] [--ray ADDRESS|local]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from horm.cli import app
+from horm.cli._common import friendly
+
+
+def parse_options(pairs: list[str] | None) -> dict:
+    """``["max_iter=1", "method=GFN2-xTB"]`` -> ``{"max_iter": 1, "method": "GFN2-xTB"}`` (YAML scalars)."""
+    import yaml
+
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+@app.command("label")
+@friendly
+def label_cmd(
+    input: Path = typer.Argument(..., help="xyz/extxyz file, horm store, HORM LMDB, or a directory of xyz"),
+    engine: str = typer.Option(..., "--engine", "-e", help="labelling engine: xtb or dft"),
+    out: Path = typer.Option(..., "--out", "-o", help="horm store to create or resume"),
+    workers: int = typer.Option(1, "--workers", "-j", help="parallel computations"),
+    ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="recompute items in the failures table"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds per item; longer is a failure"),
+    option: Optional[list[str]] = typer.Option(None, "--set", help="engine setting KEY=VALUE (repeatable)"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+):
+    """Compute energy, forces and Hessian for every geometry of INPUT; resumable."""
+    from horm.label import get_engine
+    from horm.label.runner import label
+
+    eng = get_engine(engine, **parse_options(option))
+    summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,
+                    timeout=timeout, show_progress=progress)
+    if summary.labelled == 0 and summary.failed and not summary.skipped:
+        raise typer.Exit(1)

@@ -1,0 +1,54 @@
+"""Datasets shipped inside the package.
+
+``t1x_xtb``: a small reactive Hessian set at GFN2-xTB level, made by our own pipeline
+(``horm sample`` + ``horm label``) from Transition1x validation reactions; see its README
+for provenance, counts and the regeneration command. Splits: ``train``, ``val``
+(in-distribution, split by reaction), ``ood`` (larger molecules, IRC points) and
+``test_reactions/`` (reactant/product pairs for TS search, kept out of all three).
+"""
+
+from __future__ import annotations
+
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Literal, get_args
+
+Bundled = Literal["t1x_xtb"]
+Split = Literal["train", "val", "ood"]
+
+
+def _check(value, options, what):
+    valid = get_args(options)
+    if value not in valid:
+        raise ValueError(f"{what} {value!r} is not valid; choose one of {', '.join(valid)}")
+
+
+def bundled_path(name: Bundled = "t1x_xtb") -> Path:
+    """Directory of a bundled dataset (a real path; the package is installed unzipped)."""
+    _check(name, Bundled, "bundled dataset")
+    res = files("horm.datasets").joinpath(name)
+    with as_file(res) as p:
+        path = Path(p)
+    if not path.is_dir():
+        from horm.errors import DataError
+
+        raise DataError(str(path), "bundled dataset is missing from this installation "
+                                   "(rebuild it: python -m horm.datasets.build_t1x_xtb)")
+    return path
+
+
+def bundled_split_path(split: Split = "train", name: Bundled = "t1x_xtb") -> Path:
+    _check(split, Split, "split")
+    return bundled_path(name) / f"{split}.hstore"
+
+
+def load_bundled(split: Split = "train", name: Bundled = "t1x_xtb"):
+    """The split as a read-only :class:`horm.data.store.HessianStore`."""
+    from horm.data.store import HessianStore
+
+    return HessianStore.open(bundled_split_path(split, name))
+
+
+def bundled_test_reactions(name: Bundled = "t1x_xtb") -> list[Path]:
+    """Reaction files (reactant, product frames) kept out of every split, for TS search."""
+    return sorted((bundled_path(name) / "test_reactions").glob("*.xyz"))

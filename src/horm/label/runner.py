@@ -1,0 +1,392 @@
+"""Resumable labelling: geometries in, a HessianStore of labelled samples out.
+
+``label(input, engine, out_store, workers=N, ray_address=None)`` computes energy, forces
+and Hessian for every geometry of ``input`` with an Engine (:mod:`horm.label.engine`).
+
+* **Input**: an xyz/extxyz file (all frames), a horm store, a published HORM LMDB (file
+  or directory), or a directory of xyz files. Labels already present in the input are
+  dropped before computing (they may come from another level of theory).
+* **Keys**: every item gets a stable key: the sample's own key when it has one (stores,
+  HORM LMDB: ``<file>:<record>``), else ``<file name>:<frame index>``. Keys are what
+  makes a run resumable.
+* **Resume**: a restart skips keys already stored and, unless ``retry_failed``, keys in
+  the failures table. The store refuses duplicate keys, so nothing is stored twice.
+* **Atomic commits by the parent only**: workers compute and return Samples; the parent
+  writes each batch of finished results in one LMDB transaction. A run killed at any
+  point keeps everything it committed and never leaves a half record.
+* **Failures** (``LabelError`` from the engine, e.g. SCF not converged; a timeout; a bad
+  geometry; any other exception) go into the store's failures table with the reason;
+  they are never data. A summary line (labelled / skipped / failed, samples/s) ends the run.
+* **Backends**: ``workers == 1`` computes in this process; ``workers > 1`` uses a spawn
+  process pool with ``OMP_NUM_THREADS=1`` per worker; ``ray_address`` (``"local"`` or
+  a cluster address) sends ``ray.remote`` tasks and consumes them with ``ray.wait`` as
+  they finish.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from horm.data.sample import Sample
+from horm.data.store import HessianStore
+from horm.errors import DataError, LabelError
+
+WANT_ALL = ("energy", "forces", "hessian")
+
+
+# --- input ---------------------------------------------------------------------------------
+
+def _xyz_files(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if p.suffix in (".xyz", ".extxyz") and p.is_file())
+
+
+def open_items(path: str | os.PathLike) -> tuple[int, Callable[[], Iterator[Sample]]]:
+    """(count, iterator factory) over the geometries of ``path``, each with a stable ``key``.
+
+    Keys: a sample's own key if set, else ``<file name>:<frame>``. For a directory of xyz
+    files, a sample without a reaction id gets the file's stem as ``rxn``.
+    """
+    from horm.data.io import open_dataset
+    from horm.data.xyz import read_xyz
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(str(p), "no such file or directory")
+    if p.is_dir() and _xyz_files(p):
+        frames: list[Sample] = []
+        for f in _xyz_files(p):
+            for i, s in enumerate(read_xyz(f)):
+                s.key = s.key or f"{f.name}:{i}"
+                s.rxn = s.rxn or f.stem
+                frames.append(s)
+        return len(frames), lambda: iter(frames)
+    ds = open_dataset(p)
+
+    def it() -> Iterator[Sample]:
+        for i in range(len(ds)):
+            s = ds[i]
+            s.key = s.key or f"{p.name}:{i}"
+            yield s
+
+    return len(ds), it
+
+
+def _strip(s: Sample) -> Sample:
+    """The geometry only (labels and extras of another level of theory dropped)."""
+    return Sample(numbers=s.numbers, pos=s.pos, charge=s.charge, multiplicity=s.multiplicity,
+                  rxn=s.rxn, origin=s.origin, key=s.key)
+
+
+# --- the worker side -------------------------------------------------------------------------
+
+class LabelTimeout(Exception):
+    pass
+
+
+@contextmanager
+def _time_limit(seconds: float | None):
+    """Raise LabelTimeout after ``seconds`` (SIGALRM; only in a process's main thread)."""
+    if not seconds:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise LabelTimeout(f"timeout after {seconds:g} s")
+
+    try:
+        old = signal.signal(signal.SIGALRM, handler)
+    except ValueError:  # not the main thread: no time limit available
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@dataclass
+class ItemResult:
+    key: str
+    sample: Sample | None  # the labelled sample, or None on failure
+    reason: str | None = None  # one line, for the failures table
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time inside the worker (engine + validation)
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return msg[0] if msg else type(exc).__name__
+
+
+def compute_one(engine, sample: Sample, want=WANT_ALL, timeout: float | None = None) -> ItemResult:
+    """Label one geometry; every failure becomes an ItemResult with a reason, never a raise."""
+    t0 = time.perf_counter()
+    key = sample.key
+    try:
+        sample.validate(key or "<input>")
+        with _time_limit(timeout):
+            out = engine.compute(sample, want=want)
+        out.key, out.rxn, out.origin = key, out.rxn or sample.rxn, out.origin or sample.origin
+        out.validate(key, "engine output")
+        return ItemResult(key, out, seconds=time.perf_counter() - t0)
+    except LabelError as exc:
+        reason, kind = _one_line(exc), "label"
+    except LabelTimeout as exc:
+        reason, kind = _one_line(exc), "timeout"
+    except DataError as exc:
+        reason, kind = f"bad geometry or labels: {_one_line(exc)}", "data"
+    except Exception as exc:  # noqa: BLE001 - an engine crash must not end the run
+        reason, kind = f"{type(exc).__name__}: {_one_line(exc)}", "error"
+    return ItemResult(key, None, reason, {"kind": kind, "engine": getattr(engine, "name", "?")},
+                      time.perf_counter() - t0)
+
+
+_WORKER_ENGINE = None
+
+
+def _pool_init(engine) -> None:
+    global _WORKER_ENGINE
+    os.environ["OMP_NUM_THREADS"] = "1"
+    _WORKER_ENGINE = engine
+
+
+def _ping(_) -> int:
+    return os.getpid()
+
+
+def _pool_task(sample: Sample, want, timeout) -> ItemResult:
+    return compute_one(_WORKER_ENGINE, sample, want, timeout)
+
+
+# --- backends: submit work, collect what has finished -----------------------------------------
+
+class _Serial:
+    def __init__(self, engine, want, timeout):
+        self.engine, self.want, self.timeout = engine, want, timeout
+
+    def submit(self, sample):
+        return compute_one(self.engine, sample, self.want, self.timeout)
+
+    def wait(self, handles):
+        return list(handles), []
+
+    def close(self):
+        pass
+
+
+class _Pool:
+    def __init__(self, engine, want, timeout, workers):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.want, self.timeout = want, timeout
+        old = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = "1"  # spawned children copy the environment at start
+        try:
+            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                            initializer=_pool_init, initargs=(engine,))
+            # start every worker now, while OMP_NUM_THREADS=1 is set
+            list(self.pool.map(_ping, range(workers)))
+        finally:
+            if old is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = old
+
+    def submit(self, sample):
+        return self.pool.submit(_pool_task, sample, self.want, self.timeout)
+
+    def wait(self, handles):
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, rest = wait(handles, return_when=FIRST_COMPLETED)
+        return [f.result() for f in done], list(rest)
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Ray:
+    def __init__(self, engine, want, timeout, workers, address):
+        import ray
+
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            env = {"env_vars": {"OMP_NUM_THREADS": "1"}}
+            if address == "local":
+                ray.init(num_cpus=workers, include_dashboard=False, runtime_env=env,
+                         log_to_driver=False, logging_level="ERROR")
+            else:
+                ray.init(address=address, runtime_env=env, log_to_driver=False, logging_level="ERROR")
+            self.started = True
+        self.task = ray.remote(num_cpus=1, max_retries=0)(compute_one)
+        self.engine_ref = ray.put(engine)
+        self.want, self.timeout = want, timeout
+
+    def submit(self, sample):
+        return self.task.remote(self.engine_ref, sample, self.want, self.timeout)
+
+    def wait(self, handles):
+        ray = self.ray
+        done, rest = ray.wait(handles, num_returns=1)
+        if rest:  # take everything else that has finished too
+            more, rest = ray.wait(rest, num_returns=len(rest), timeout=0)
+            done += more
+        return ray.get(done), rest
+
+    def close(self):
+        if self.started:
+            self.ray.shutdown()
+
+
+# --- the parent loop ------------------------------------------------------------------------
+
+@dataclass
+class LabelSummary:
+    total: int = 0  # items in the input
+    labelled: int = 0  # stored by this run
+    skipped: int = 0  # already stored
+    skipped_failed: int = 0  # in the failures table, not retried
+    failed: int = 0  # failed in this run
+    seconds: float = 0.0  # wall time of the run (after start-up)
+    startup_seconds: float = 0.0  # pool / Ray start-up
+    engine_seconds: float = 0.0  # summed worker time over computed items
+    backend: str = "serial"
+    workers: int = 1
+    reasons: dict[str, int] = field(default_factory=dict)  # failure kind -> count
+
+    @property
+    def computed(self) -> int:
+        return self.labelled + self.failed
+
+    @property
+    def rate(self) -> float:
+        """Computed items per second of wall time (samples/s)."""
+        return self.computed / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        s = (f"labelled {self.labelled}, skipped {self.skipped} (already stored)"
+             f"{f' + {self.skipped_failed} (failed before)' if self.skipped_failed else ''}, failed {self.failed}"
+             f" of {self.total} in {self.seconds:.1f} s ({self.rate:.2f} samples/s, {self.backend} x{self.workers})")
+        if self.reasons:
+            s += " [failures: " + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) + "]"
+        return s
+
+    def record(self) -> dict:
+        return {"total": self.total, "labelled": self.labelled, "skipped": self.skipped,
+                "skipped_failed": self.skipped_failed, "failed": self.failed,
+                "seconds": round(self.seconds, 3), "samples_per_s": round(self.rate, 4),
+                "backend": self.backend, "workers": self.workers}
+
+
+def open_or_create_store(out: str | os.PathLike, engine, source: str) -> HessianStore:
+    """Open ``out`` for appending (its level of theory must match) or create it."""
+    out = Path(out)
+    if out.exists():
+        store = HessianStore.open(out, readonly=False)
+        have = str(store.meta.get("level_of_theory", ""))
+        if have != engine.level_of_theory:
+            store.close()
+            raise DataError(str(out), f"store holds {have!r} labels; engine {engine.name!r} computes "
+                                      f"{engine.level_of_theory!r} (use another --out)")
+        return store
+    return HessianStore.create(out, engine.level_of_theory, engine=engine.name,
+                               engine_settings=dict(engine.settings), source=str(source))
+
+
+def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, workers: int = 1,
+          ray_address: str | None = None, retry_failed: bool = False, timeout: float | None = None,
+          want=WANT_ALL, max_in_flight: int | None = None, show_progress: bool = True,
+          print_summary: bool = True) -> LabelSummary:
+    """Label every geometry of ``input`` with ``engine`` into the store ``out_store``.
+
+    workers: parallel computations (1: in this process). ray_address: None (local process
+    pool), ``"local"`` (start a local Ray with ``num_cpus=workers``) or a Ray address.
+    retry_failed: recompute keys in the failures table. timeout: seconds per item (a
+    failure "timeout" when exceeded). Returns the run's :class:`LabelSummary`.
+    """
+    from horm.data.convert import progress_bar
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    n, items = open_items(input)
+    store = open_or_create_store(out_store, engine, str(Path(input).resolve()))
+    summary = LabelSummary(total=n, workers=workers)
+    try:
+        done_keys = store.keys()
+        failed_keys = {f["key"] for f in store.failures()}
+        summary.backend = "ray" if ray_address else "process" if workers > 1 else "serial"
+        backend = None
+
+        def start():  # only when there is something to compute (a finished run starts nothing)
+            t = time.perf_counter()
+            if ray_address:
+                b = _Ray(engine, want, timeout, workers, ray_address)
+            elif workers > 1:
+                b = _Pool(engine, want, timeout, workers)
+            else:
+                b = _Serial(engine, want, timeout)
+            summary.startup_seconds = time.perf_counter() - t
+            return b
+
+        t0 = time.perf_counter()
+        limit = max_in_flight or 2 * workers
+        try:
+            with progress_bar(disable=not show_progress) as prog:
+                task = prog.add_task(f"label [{engine.name}]", total=n)
+
+                def commit(results: list[ItemResult]) -> None:
+                    good = [r.sample for r in results if r.sample is not None]
+                    if good:
+                        idx = store.extend(good, skip_existing=True)
+                        summary.labelled += sum(i >= 0 for i in idx)
+                        summary.skipped += sum(i < 0 for i in idx)
+                    for r in results:
+                        summary.engine_seconds += r.seconds
+                        if r.sample is None:
+                            store.record_failure(r.key, r.reason or "unknown", seconds=round(r.seconds, 3), **r.details)
+                            summary.failed += 1
+                            kind = r.details.get("kind", "error")
+                            summary.reasons[kind] = summary.reasons.get(kind, 0) + 1
+                    prog.advance(task, len(results))
+
+                pending: list = []
+                for s in items():
+                    if s.key in done_keys:
+                        summary.skipped += 1
+                        prog.advance(task)
+                        continue
+                    if s.key in failed_keys and not retry_failed:
+                        summary.skipped_failed += 1
+                        prog.advance(task)
+                        continue
+                    done_keys.add(s.key)  # a key repeated in the input is computed once
+                    if backend is None:
+                        backend = start()
+                        t0 += summary.startup_seconds
+                    pending.append(backend.submit(_strip(s)))
+                    while len(pending) >= limit:
+                        results, pending = backend.wait(pending)
+                        commit(results)
+                while pending:
+                    results, pending = backend.wait(pending)
+                    commit(results)
+        finally:
+            if backend is not None:
+                backend.close()
+        summary.seconds = time.perf_counter() - t0
+        store.update_meta(last_run=summary.record())
+    finally:
+        store.close()
+    if print_summary:
+        print(summary.line(), flush=True)
+    return summary

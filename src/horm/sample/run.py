@@ -1,0 +1,169 @@
+"""Sample many reactions (in parallel over reactions) and write the geometries.
+
+``sample_reactions(paths, method, engine, workers=N)`` yields one
+:class:`~horm.sample.neb.ReactionSamples` per reaction file as it finishes (a spawn
+process pool with ``OMP_NUM_THREADS=1`` when ``workers > 1``). ``GeometryWriter`` writes
+them either as extxyz (``rxn``, ``origin`` and ``key`` in each frame's comment line;
+failures in ``<out>.failures.jsonl``) or as an unlabelled horm store (keys
+``<rxn>:<origin>``, failures in its failures table), ready for ``horm label``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Literal, get_args
+
+from horm.errors import HormError
+from horm.sample.irc import IrcSampleSettings, sample_irc
+from horm.sample.neb import NebSampleSettings, ReactionSamples, error_line, sample_neb
+
+Method = Literal["neb", "irc"]
+UNLABELLED = "none (geometries only)"
+
+
+def check_method(method: str) -> None:
+    valid = get_args(Method)
+    if method not in valid:
+        raise ValueError(f"sampling method {method!r} is not valid; choose one of {', '.join(valid)}")
+
+
+def default_settings(method: Method):
+    return NebSampleSettings() if method == "neb" else IrcSampleSettings()
+
+
+def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=None) -> ReactionSamples:
+    """Sample one reaction file (reactant, product frames) with ``engine`` as the potential."""
+    from horm.data.xyz import read_reaction
+    from horm.ts.calculator import HormCalculator
+
+    check_method(method)
+    t0 = time.perf_counter()
+    path = Path(path)
+    try:
+        r, p = read_reaction(path)
+    except HormError as exc:
+        return ReactionSamples(path.stem, method, [], [{"key": f"{path.stem}:input", "reason": str(exc),
+                                                        "stage": "input"}], time.perf_counter() - t0)
+    calc = HormCalculator(engine, name=getattr(engine, "name", "engine"))
+    settings = settings or default_settings(method)
+    try:
+        if method == "neb":
+            return sample_neb(r, p, calc, settings)
+        return sample_irc(r, p, calc, settings)
+    except Exception as exc:  # noqa: BLE001 - one bad reaction must not end a batch
+        return ReactionSamples(r.rxn, method, [], [{"key": f"{r.rxn}:{method}", "reason": error_line(exc),
+                                                    "stage": method}], time.perf_counter() - t0)
+
+
+_ENGINE = None
+
+
+def _init(engine) -> None:
+    global _ENGINE
+    os.environ["OMP_NUM_THREADS"] = "1"
+    _ENGINE = engine
+
+
+def _ping(_) -> int:
+    return os.getpid()
+
+
+def _task(path, method, settings) -> ReactionSamples:
+    return sample_reaction(path, method, _ENGINE, settings)
+
+
+def sample_reactions(paths: Iterable[str | os.PathLike], method: Method, engine, settings=None,
+                     workers: int = 1) -> Iterator[ReactionSamples]:
+    """Yield one ReactionSamples per reaction, in completion order when ``workers > 1``."""
+    check_method(method)
+    paths = [Path(p) for p in paths]
+    if workers <= 1:
+        for p in paths:
+            yield sample_reaction(p, method, engine, settings)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    old = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init,
+                                   initargs=(engine,))
+        list(pool.map(_ping, range(workers)))
+    finally:
+        if old is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old
+    with pool:
+        todo = list(paths)
+        pending = set()
+        while todo or pending:
+            while todo and len(pending) < 2 * workers:
+                pending.add(pool.submit(_task, todo.pop(0), method, settings))
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield f.result()
+
+
+def reaction_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand directories into their ``*.xyz`` files (sorted); keep files as given."""
+    out: list[Path] = []
+    for x in inputs:
+        p = Path(x)
+        out += sorted(p.glob("*.xyz")) if p.is_dir() else [p]
+    return out
+
+
+class GeometryWriter:
+    """Collect sampled geometries into ``out``: ``.xyz``/``.extxyz`` or a horm store (other suffix)."""
+
+    def __init__(self, out: str | os.PathLike, method: str, engine_name: str, overwrite: bool = False):
+        from horm.data.store import HessianStore
+
+        self.out = Path(out)
+        self.as_xyz = self.out.suffix in (".xyz", ".extxyz")
+        self.frames: list = []
+        self.failures: list[dict] = []
+        self.store = None
+        if not self.as_xyz:
+            if self.out.exists() and not overwrite:
+                self.store = HessianStore.open(self.out, readonly=False)
+            else:
+                self.store = HessianStore.create(self.out, UNLABELLED, overwrite=overwrite,
+                                                 sampler=method, sampler_engine=engine_name)
+
+    def add(self, res: ReactionSamples) -> None:
+        if self.store is not None:
+            self.store.extend(res.samples, skip_existing=True)
+            for f in res.failures:
+                f = dict(f)
+                self.store.record_failure(f.pop("key"), f.pop("reason"), **f)
+        else:
+            self.frames += res.samples
+            self.failures += res.failures
+
+    def close(self) -> Path:
+        if self.store is not None:
+            self.store.close()
+            return self.out
+        from ase.io import write
+
+        atoms = []
+        for s in self.frames:
+            a = s.to_atoms()
+            a.info["key"] = s.key
+            atoms.append(a)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.out.with_name(self.out.name + ".tmp")
+        write(str(tmp), atoms, format="extxyz")
+        os.replace(tmp, self.out)
+        side = self.out.with_name(self.out.name + ".failures.jsonl")
+        if self.failures:
+            side.write_text("".join(json.dumps(f, default=str) + "\n" for f in self.failures))
+        else:
+            side.unlink(missing_ok=True)
+        return self.out
