@@ -1,0 +1,280 @@
+"""Typed training configuration: dataclasses, loaded from YAML, overridable with ``key=value``.
+
+Sections (every field has a comment; see ``TrainConfig``): ``model``, ``data``, ``loss``,
+``optim``, ``trainer``, plus top-level ``out`` and ``resume``. Overrides use dotted keys:
+``loss.hessian=0 optim.lr=1e-3 model.overrides.hidden_channels=64 resume=true``. Values are
+parsed as YAML scalars and then checked against the field's type; a bad key or value raises
+a one-line ``ValueError`` that lists the valid keys or values.
+
+The defaults train with the E-F-H loss (Eq. 3) and HORM's weights; set ``loss.hessian=0``
+for the E-F baseline (Eq. 2).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+Precision = Literal["float32", "float64"]
+Schedule = Literal["cosine", "plateau", "constant"]
+Strategy = Literal["auto", "ddp", "ddp_spawn"]
+Accelerator = Literal["auto", "cpu", "gpu"]
+
+
+@dataclass
+class ModelSection:
+    name: str = "leftnet"  # registered model name (horm.models.base.list_models())
+    preset: str = "tiny"  # "tiny" | "paper" | "horm"
+    overrides: dict = field(default_factory=dict)  # architecture fields replacing the preset's
+
+
+@dataclass
+class DataSection:
+    train: Optional[str] = None  # training data: HORM LMDB (file/dir), horm store, or xyz
+    val: Optional[str] = None  # validation data; None: a reaction-level split of ``train``
+    val_fraction: float = 0.1  # share of reactions held out when ``val`` is None
+    split_seed: int = 0  # seed of the reaction split
+    max_train: Optional[int] = None  # use at most this many training samples (first ones after the split)
+    max_val: Optional[int] = None  # use at most this many validation samples
+    ref_samples: int = 20000  # samples used to fit per-element reference energies
+    num_workers: int = 0  # DataLoader workers
+
+
+@dataclass
+class LossSection:
+    energy: float = 4.0  # α, weight of the energy term (HORM: 4)
+    forces: float = 100.0  # β, weight of the force term (HORM: 100)
+    hessian: float = 4.0  # γ, weight of the sampled Hessian-row term (HORM: 4); 0 gives E-F
+    full_hessian: float = 0.0  # weight of a full-Hessian term (direct Hessian heads)
+    energy_metric: str = "l1"  # "l1" | "mse"
+    forces_metric: str = "l1"  # "l1" | "l2" | "mse"
+    hessian_metric: str = "per_atom_l2"  # "per_atom_l2" | "l2" | "l1" | "mse"
+    full_hessian_metric: str = "l1"  # "l1" | "mse"
+    n_hr: int = 1  # N_HR, Hessian rows sampled per molecule and step
+    hessian_divisor: float = 10.0  # the row term is divided by this (HORM's code: 10)
+
+
+@dataclass
+class OptimSection:
+    lr: float = 5e-4  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    schedule: Schedule = "cosine"  # "cosine" (to lr·min_lr_ratio at max_steps) | "plateau" | "constant"
+    warmup_steps: int = 0  # linear warm-up steps before the schedule
+    min_lr_ratio: float = 0.01  # cosine floor as a fraction of lr
+    plateau_factor: float = 0.5  # ReduceLROnPlateau factor (on val/loss)
+    plateau_patience: int = 5  # ReduceLROnPlateau patience, in validations
+    grad_clip: Optional[float] = 10.0  # gradient-norm clip; None: off
+    ema_decay: Optional[float] = None  # EMA of the weights (e.g. 0.999); None: off
+
+
+@dataclass
+class TrainerSection:
+    max_steps: int = 1000  # optimizer steps (-1: use max_epochs)
+    max_epochs: int = -1  # epochs (-1: use max_steps)
+    batch_size: int = 8  # molecules per batch and device
+    precision: Precision = "float32"  # "float32" | "float64"
+    devices: int = 1  # processes/devices
+    strategy: Strategy = "auto"  # "auto" | "ddp" | "ddp_spawn" (CPU DDP uses gloo)
+    accelerator: Accelerator = "auto"  # "auto" | "cpu" | "gpu"
+    seed: int = 0  # seed of weights, shuffling and row sampling
+    ckpt_every_n_steps: int = 100  # write a checkpoint (and last.ckpt) every n steps
+    val_every_n_steps: Optional[int] = None  # validate every n steps; None: once per epoch
+    limit_val_batches: Optional[int] = None  # validate on at most this many batches
+    log_every_n_steps: int = 10  # logging period
+    progress_bar: bool = True  # rich progress bar
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    loss: LossSection = field(default_factory=LossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    trainer: TrainerSection = field(default_factory=TrainerSection)
+    out: str = "runs/horm"  # run directory: config.yaml, checkpoints/, logs/, model.pt
+    resume: bool = False  # continue from out/checkpoints/last.ckpt (or the newest loadable one)
+
+    # --- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TrainConfig":
+        cfg = cls()
+        for key, value in _flatten(d or {}).items():
+            cfg.set(key, value)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> "TrainConfig":
+        d: dict = {}
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise ValueError(f"{p}: config file not found")
+            try:
+                d = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            if not isinstance(d, dict):
+                raise ValueError(f"{p}: top level must be a mapping of sections")
+        cfg = cls.from_dict(d)
+        cfg.apply_overrides(overrides)
+        return cfg
+
+    def apply_overrides(self, overrides) -> "TrainConfig":
+        """Apply ``key=value`` strings; all or nothing (a bad one leaves ``self`` unchanged)."""
+        new = copy.deepcopy(self)
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} is not key=value (e.g. optim.lr=1e-3)")
+            key, raw = item.split("=", 1)
+            new.set(key.strip(), _parse_scalar(raw))
+        new.validate()
+        self.__dict__.update(new.__dict__)
+        return self
+
+    def set(self, key: str, value: Any) -> None:
+        """Set a dotted key (``optim.lr``) with type checking; ``model.overrides.X`` is free-form."""
+        parts = key.split(".")
+        obj: Any = self
+        for i, name in enumerate(parts):
+            if isinstance(obj, dict):  # model.overrides.<field>
+                if i != len(parts) - 1:
+                    raise ValueError(f"config key {key!r}: overrides are one level deep")
+                obj[name] = value
+                return
+            valid = [f.name for f in dataclasses.fields(obj)]
+            if name not in valid:
+                where = ".".join(parts[:i]) or "top level"
+                raise ValueError(f"unknown config key {key!r} ({where}); valid: {', '.join(valid)}")
+            if i == len(parts) - 1:
+                ftype = _field_types(type(obj))[name]
+                setattr(obj, name, _coerce(ftype, value, key))
+                return
+            obj = getattr(obj, name)
+        raise ValueError(f"config key {key!r} names a section, give a field (e.g. {key}.<field>)")
+
+    def validate(self) -> None:
+        from horm.train.losses import VALID_METRICS
+
+        for fname, metric in (("energy", self.loss.energy_metric), ("forces", self.loss.forces_metric),
+                              ("hessian_rows", self.loss.hessian_metric), ("hessian", self.loss.full_hessian_metric)):
+            if metric not in VALID_METRICS[fname]:
+                raise ValueError(f"loss metric {metric!r} for {fname}; valid: {', '.join(VALID_METRICS[fname])}")
+        checks = [
+            (self.loss.n_hr >= 1, "loss.n_hr must be >= 1"),
+            (self.trainer.batch_size >= 1, "trainer.batch_size must be >= 1"),
+            (self.trainer.devices >= 1, "trainer.devices must be >= 1"),
+            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (0.0 <= self.data.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
+            (self.trainer.max_steps > 0 or self.trainer.max_epochs > 0,
+             "set trainer.max_steps or trainer.max_epochs to a positive value"),
+            (self.optim.ema_decay is None or 0.0 < self.optim.ema_decay < 1.0, "optim.ema_decay must be in (0, 1)"),
+            (self.trainer.ckpt_every_n_steps >= 1, "trainer.ckpt_every_n_steps must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+        for w in ("energy", "forces", "hessian", "full_hessian"):
+            if getattr(self.loss, w) < 0:
+                raise ValueError(f"loss.{w} must be >= 0")
+
+    # --- output ------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+    def print(self, console=None) -> None:
+        """Print the config as a rich tree (one branch per section)."""
+        from rich.console import Console
+        from rich.tree import Tree
+
+        console = console or Console()
+        tree = Tree("[bold]horm train config[/bold]")
+        for name, val in self.to_dict().items():
+            if isinstance(val, dict):
+                br = tree.add(f"[cyan]{name}[/cyan]")
+                for k, v in val.items():
+                    br.add(f"{k} = {v!r}")
+            else:
+                tree.add(f"[cyan]{name}[/cyan] = {val!r}")
+        console.print(tree)
+
+    def loss_spec(self):
+        """The :class:`horm.train.losses.LossSpec` this config describes."""
+        from horm.train.losses import LossSpec, LossTerm
+
+        lo = self.loss
+        terms = [LossTerm("energy", lo.energy_metric, lo.energy), LossTerm("forces", lo.forces_metric, lo.forces),
+                 LossTerm("hessian_rows", lo.hessian_metric, lo.hessian),
+                 LossTerm("hessian", lo.full_hessian_metric, lo.full_hessian)]
+        return LossSpec(tuple(terms), n_hr=lo.n_hr, hessian_divisor=lo.hessian_divisor)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key != "model.overrides":
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() != "" else None
+    except yaml.YAMLError:
+        return raw
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{key}={value!r} is not valid; valid: {', '.join(map(str, args))}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{key}={value!r} is not valid; valid: true, false")
+    if tp is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ValueError(f"{key}={value!r} is not valid; expected an integer")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key}={value!r} is not valid; expected a number")
+        return float(value)
+    if tp is str:
+        if value is None or isinstance(value, (dict, list)):
+            raise ValueError(f"{key}={value!r} is not valid; expected a string")
+        return str(value)
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}={value!r} is not valid; expected a mapping")
+        return dict(value)
+    return value
