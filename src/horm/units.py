@@ -16,6 +16,8 @@ EV_TO_KCAL_MOL: float = float(_ase.mol / _ase.kcal)  # 1 eV in kcal/mol
 # Forces: Eh/a0 -> eV/Å ; Hessian: Eh/a0² -> eV/Å²
 HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM: float = HARTREE_TO_EV / BOHR_TO_ANGSTROM
 HARTREE_PER_BOHR2_TO_EV_PER_ANGSTROM2: float = HARTREE_TO_EV / BOHR_TO_ANGSTROM**2
+# Electronic temperature: k_B in Eh/K (tblite takes its smearing temperature in Hartree)
+KELVIN_TO_HARTREE: float = float(_ase.kB / _ase.Hartree)
 
 # Frequencies: sqrt(eV / (Å² amu)) -> cm⁻¹
 #   ω = sqrt(k/m) in s⁻¹ ; ν̃ = ω / (2π c)
