@@ -52,7 +52,8 @@ class LEFTNetConfig:
     num_radial: int = 16  # radial basis functions
     cutoff: float = 5.0  # Å, radius of the cosine cutoff (and of the graph when graph="radius")
     graph: Literal["radius", "full"] = "radius"  # neighbour list inside each molecule
-    eps: float = 1e-2  # smoothing length of norms and frame normalisation
+    eps: float = 0.3  # smoothing scale of feature norms, |.| and vector normalisation (feature units)
+    frame_eps: float = 1.0  # smoothing length of frame axes, Å (Å² for cross products)
     reflection_invariant: bool = True  # energy invariant under mirror images too
 
     def __post_init__(self):
@@ -144,13 +145,13 @@ class EquivariantMessage(nn.Module):
         self.rbf_proj = nn.Linear(num_radial, 3 * h)
         self.edge_proj = mlp(3 * h + num_radial, 3 * h, 3 * h)
 
-    def forward(self, s, vec, edge_index, rbf, edge_feat, unit):
+    def forward(self, s, vec, edge_index, rbf, edge_feat, unit, fcut):
         i, j = edge_index
         xh = self.x_proj(self.norm(s))
-        w = self.rbf_proj(rbf) * self.edge_proj(edge_feat)  # (E, 3H)
+        w = self.rbf_proj(rbf) * self.edge_proj(edge_feat) * fcut  # (E, 3H), → 0 at the cutoff
         ds, gv, gr = torch.split(xh[j] * w, self.h, dim=-1)
         vec = vector_rms_norm(vec, self.eps)
-        dvec = (vec[j] * gv[:, None, :] / math.sqrt(3.0) + gr[:, None, :] * unit[:, :, None]) / math.sqrt(self.h)
+        dvec = vec[j] * gv[:, None, :] / math.sqrt(3.0) + gr[:, None, :] * unit[:, :, None]
         n = s.shape[0]
         return scatter_sum(ds, i, n), scatter_sum(dvec, i, n)
 
@@ -232,13 +233,13 @@ class _LEFTNetCore(Potential):
 
         # edge frames (E, 3, 3): columns = bond direction, cross axis, their cross product
         e1 = rij / d[:, None]
-        e2 = soft_unit(torch.linalg.cross(c[i], c[j]), eps)
+        e2 = soft_unit(torch.linalg.cross(c[i], c[j]), cfg.frame_eps)
         edge_frame = torch.stack([e1, e2, torch.linalg.cross(e1, e2)], dim=-1)
         # node frames (N, 3, 3) from a cutoff-weighted mean of neighbour positions
         w = fcut * torch.exp(-d)[:, None]
         nbr = scatter_sum(w * c[j], i, n) / (scatter_sum(w, i, n) + 1e-9)
-        x1 = soft_unit(c - nbr, eps)
-        y1 = soft_unit(torch.linalg.cross(c, nbr), eps)
+        x1 = soft_unit(c - nbr, cfg.frame_eps)
+        y1 = soft_unit(torch.linalg.cross(c, nbr), cfg.frame_eps)
         node_frame = torch.stack([x1, y1, torch.linalg.cross(x1, y1)], dim=-1)
 
         # initial scalars: own element + radially weighted neighbour elements
@@ -253,7 +254,7 @@ class _LEFTNetCore(Potential):
 
         vec = pos.new_zeros((n, 3, cfg.hidden_channels))
         for msg, fte in zip(self.messages, self.ftes):
-            ds, dv = msg(s, vec, edge_index, rbf, edge_feat, e1)
+            ds, dv = msg(s, vec, edge_index, rbf, edge_feat, e1, fcut)
             s, vec = (s + ds) / math.sqrt(2.0), vec + dv
             ds, dv = fte(s, vec, node_frame)
             s, vec = s + ds, vec + dv
