@@ -266,6 +266,11 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ValueError(f"{key}={value!r} is not valid; expected an integer")
         return int(value)
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-3" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{key}={value!r} is not valid; expected a number")
         return float(value)

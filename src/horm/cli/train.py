@@ -1,0 +1,58 @@
+"""``horm train CONFIG.yaml [key=value ...] --data PATH [--val PATH] --out DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from horm.cli import app
+from horm.cli._common import console, friendly
+
+
+@app.command("train", context_settings={"allow_extra_args": False})
+@friendly
+def train_cmd(
+    config: Optional[str] = typer.Argument(None, help="YAML config (sections model, data, loss, optim, trainer); "
+                                                      "may be omitted"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, dotted keys, e.g. "
+                                                              "loss.hessian=0 optim.lr=1e-3 resume=true"),
+    data: Optional[Path] = typer.Option(None, "--data", help="training data: HORM LMDB (file or folder), "
+                                                             "horm store, or xyz (read unchanged)"),
+    val: Optional[Path] = typer.Option(None, "--val", help="validation data; default: reaction split of --data"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run folder (config, checkpoints, logs, model.pt)"),
+) -> None:
+    """Train a potential with the E-F (Eq. 2) or E-F-H (Eq. 3) loss."""
+    from horm.train.config import TrainConfig
+
+    items = list(overrides or [])
+    path = config
+    if config is not None and "=" in config and not Path(config).is_file():
+        items.insert(0, config)  # no config file, only overrides
+        path = None
+    try:
+        cfg = TrainConfig.from_yaml(path, items)
+        if data is not None:
+            cfg.set("data.train", str(data))
+        if val is not None:
+            cfg.set("data.val", str(val))
+        if out is not None:
+            cfg.set("out", str(out))
+        cfg.validate()
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    from horm.train.run import train
+
+    try:
+        model_path = train(cfg)
+    except ValueError as exc:
+        from horm.errors import HormError
+
+        if isinstance(exc, HormError):
+            raise
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if model_path is not None:  # rank 0 only
+        console.print(f"model written to {model_path}")

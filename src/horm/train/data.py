@@ -1,0 +1,89 @@
+"""Training data: open the train/val sets unchanged, split by reaction, fit energy references.
+
+Any source :func:`horm.data.io.open_dataset` understands works as is (a published HORM LMDB
+file or directory, a horm store, an xyz file). Without an explicit validation set the
+training source is split by reaction (:func:`horm.data.splits.reaction_split`), so no
+reaction contributes geometries to both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from horm.data.batch import Collater, SampleDataset
+from horm.data.io import open_dataset
+from horm.data.refs import fit_atom_references
+from horm.data.splits import reaction_split, sample_group
+from horm.errors import DataError
+
+
+@dataclass
+class TrainData:
+    train: SampleDataset
+    val: SampleDataset | None
+    atom_ref: dict[int, float]  # per-element reference energies, eV, fitted on ``train``
+
+
+def _groups(source) -> list[str]:
+    return [sample_group(source[i], i) for i in range(len(source))]
+
+
+def load_train_data(data_cfg) -> TrainData:
+    """Open ``data_cfg.train`` (and ``data_cfg.val``), split if needed, fit references.
+
+    ``data_cfg`` is a :class:`horm.train.config.DataSection`.
+    """
+    if not data_cfg.train:
+        raise ValueError("no training data: pass --data PATH (or data.train=PATH)")
+    src = open_dataset(data_cfg.train)
+    if len(src) == 0:
+        raise DataError(str(data_cfg.train), "dataset is empty")
+    if data_cfg.val:
+        val_src = open_dataset(data_cfg.val)
+        train_idx = list(range(len(src)))
+        val = SampleDataset(val_src, list(range(len(val_src))))
+    elif data_cfg.val_fraction > 0:
+        mask = reaction_split(_groups(src), data_cfg.val_fraction, data_cfg.split_seed)
+        if mask.all() or not mask.any():  # too few reactions to split: fall back to samples
+            rng = np.random.default_rng(data_cfg.split_seed)
+            mask = rng.random(len(src)) < data_cfg.val_fraction
+            mask[rng.integers(len(src))] = True
+            if mask.all():
+                mask[0] = False
+        train_idx = np.flatnonzero(~mask).tolist()
+        val = SampleDataset(src, np.flatnonzero(mask).tolist())
+    else:
+        train_idx, val = list(range(len(src))), None
+    if data_cfg.max_train is not None:
+        train_idx = train_idx[: data_cfg.max_train]
+    if val is not None and data_cfg.max_val is not None:
+        val.indices = val.indices[: data_cfg.max_val]
+    train = SampleDataset(src, train_idx)
+    return TrainData(train=train, val=val, atom_ref=fit_references(train, data_cfg.ref_samples))
+
+
+def fit_references(ds, max_samples: int = 20000, seed: int = 0) -> dict[int, float]:
+    """Per-element energies (eV) by least squares on (up to ``max_samples`` of) ``ds``."""
+    n = len(ds)
+    idx = np.arange(n)
+    if n > max_samples:
+        idx = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
+    numbers, energies = [], []
+    for i in idx:
+        s = ds[int(i)]
+        if s.energy is None:
+            raise DataError(str(getattr(ds.source, "path", "train")), "sample has no energy label", where=f"#{i}")
+        numbers.append(np.asarray(s.numbers))
+        energies.append(float(s.energy))
+    return fit_atom_references(numbers, energies)
+
+
+def make_loader(ds: SampleDataset, batch_size: int, dtype: torch.dtype, shuffle: bool, num_workers: int = 0,
+                seed: int = 0) -> torch.utils.data.DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=Collater(dtype),
+                                       num_workers=num_workers, generator=g if shuffle else None,
+                                       persistent_workers=num_workers > 0)

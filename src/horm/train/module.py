@@ -1,0 +1,138 @@
+"""The LightningModule that trains any horm Potential with the E-F or E-F-H loss.
+
+- Optimiser AdamW; schedule cosine (per step, optional linear warm-up), ReduceLROnPlateau on
+  ``val/loss`` (per epoch) or constant; gradient clipping is the Trainer's.
+- Training and validation compute the same per-molecule loss (:func:`horm.train.losses.compute_loss`).
+  Lightning runs validation under ``no_grad``; forces and Hessian rows need autograd, so
+  ``validation_step`` re-enables it (and the Trainer runs with ``inference_mode=False``).
+  Validation rows come from a generator seeded by the batch index, so successive
+  validations compare the same rows.
+- Hyper-parameters saved in every checkpoint: ``config`` (the TrainConfig dict),
+  ``model_config`` (the architecture) and ``atom_ref`` ({Z: eV}); the references are also a
+  buffer of the model, so they travel with the weights.
+
+``load_model`` (re-exported from :mod:`horm.train.export`) rebuilds a trained model from a
+checkpoint, ``model.pt`` or run folder in one call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from horm.models.base import build_model, build_model_from_config
+from horm.train.config import TrainConfig
+from horm.train.export import load_model, save_model  # noqa: F401  (public entry points)
+from horm.train.losses import compute_loss
+
+__all__ = ["HormModule", "ParamSyncCheck", "SaveLastOnEnd", "load_model", "save_model", "param_fingerprint"]
+
+
+class HormModule(L.LightningModule):
+    """Wraps ``self.model`` (a Potential) with the loss, optimiser and schedule of a TrainConfig."""
+
+    def __init__(self, config: dict, model_config: dict | None = None, atom_ref: dict | None = None):
+        super().__init__()
+        self.cfg = TrainConfig.from_dict(config)
+        if model_config is None:
+            m = self.cfg.model
+            self.model = build_model(m.name, m.preset, **m.overrides)
+            model_config = self.model.config
+        else:
+            self.model = build_model_from_config(model_config)
+        if atom_ref:
+            self.model.set_atom_ref({int(z): float(e) for z, e in atom_ref.items()})
+        self.spec = self.cfg.loss_spec()
+        self.save_hyperparameters({"config": self.cfg.to_dict(), "model_config": dict(model_config),
+                                   "atom_ref": {int(z): float(e) for z, e in (atom_ref or {}).items()}})
+
+    def forward(self, batch, **kw):
+        return self.model(batch, **kw)
+
+    def training_step(self, batch, batch_idx):
+        out = compute_loss(self.model, batch, self.spec, training=True)
+        b = batch.num_graphs
+        self.log("train/loss", out.total, batch_size=b, prog_bar=True)
+        for k, v in out.parts.items():
+            self.log(f"train/{k}", v, batch_size=b)
+        return out.total
+
+    def validation_step(self, batch, batch_idx):
+        g = torch.Generator().manual_seed(1_000_003 * self.cfg.trainer.seed + batch_idx)
+        with torch.enable_grad():
+            out = compute_loss(self.model, batch, self.spec, training=False, generator=g)
+        b = batch.num_graphs
+        self.log("val/loss", out.total, batch_size=b, prog_bar=True, sync_dist=True)
+        for k, v in out.parts.items():
+            self.log(f"val/{k}", v, batch_size=b, sync_dist=True)
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        sched = None
+        if o.schedule == "cosine":
+            total = max(int(self.trainer.estimated_stepping_batches), 1)
+            warm = min(o.warmup_steps, total - 1)
+            cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total - warm, 1),
+                                                             eta_min=o.lr * o.min_lr_ratio)
+            sched = cos
+            if warm > 0:
+                lin = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-3, total_iters=warm)
+                sched = torch.optim.lr_scheduler.SequentialLR(opt, [lin, cos], milestones=[warm])
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if o.schedule == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=o.plateau_factor,
+                                                               patience=o.plateau_patience)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss",
+                                                       "interval": "epoch", "strict": False}}
+        if o.warmup_steps > 0:
+            sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-3, total_iters=o.warmup_steps)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return opt
+
+
+def param_fingerprint(module: torch.nn.Module) -> tuple[str, float]:
+    """(sha256 of all parameters as float64 bytes, their sum): equal iff the weights are equal."""
+    h = hashlib.sha256()
+    total = 0.0
+    for name, p in sorted(module.named_parameters()):
+        a = p.detach().cpu().double().numpy()
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+        total += float(a.sum())
+    return h.hexdigest(), total
+
+
+class SaveLastOnEnd(L.Callback):
+    """Write ``last.ckpt`` when training ends, also when max_steps is not a multiple of the
+    checkpoint period, so a later ``resume=true`` with a larger budget continues from the end.
+    Place it before an EMA callback so it saves the raw (not the averaged) current weights."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_train_end(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)
+
+
+class ParamSyncCheck(L.Callback):
+    """With several processes, every rank writes its weight fingerprint to ``out/ddp_sync/rank{r}.json``
+    at the end of training, so DDP synchronisation can be checked from outside."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+
+    def on_train_end(self, trainer, pl_module):
+        if trainer.world_size <= 1:
+            return
+        digest, total = param_fingerprint(pl_module.model)
+        d = self.out / "ddp_sync"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"rank{trainer.global_rank}.json").write_text(json.dumps(
+            {"rank": trainer.global_rank, "world_size": trainer.world_size, "global_step": trainer.global_step,
+             "sha256": digest, "param_sum": total}))

@@ -1,0 +1,146 @@
+"""``train(cfg)``: one library call that runs a whole training job with Lightning.
+
+The run folder ``cfg.out`` receives ``config.yaml`` (the typed config), ``checkpoints/``
+(``stepNNNNNN.ckpt`` every ``trainer.ckpt_every_n_steps`` steps, ``last.ckpt``, ``best.ckpt``
+by ``val/loss``), ``logs/`` (CSV, plus TensorBoard when installed), ``model.pt`` (final
+weights, EMA ones when EMA is on) and ``run.json`` (sizes, steps, wall time).
+
+Resume (``resume=true``) continues from ``last.ckpt``; if that file is unreadable (a kill
+during its write), from the newest readable step checkpoint. A run folder that already holds
+checkpoints is refused without ``resume=true``, so a run is never overwritten by accident.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from horm.train.config import TrainConfig
+from horm.train.data import load_train_data, make_loader
+from horm.train.export import save_model
+from horm.train.module import HormModule, ParamSyncCheck, SaveLastOnEnd
+
+log = logging.getLogger(__name__)
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_PRECISION = {"float32": "32-true", "float64": "64-true"}
+
+
+def _readable(path: Path) -> bool:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        return "state_dict" in ck and "loops" in ck
+    except Exception:  # noqa: BLE001 - a truncated file raises anything
+        return False
+
+
+def find_resume_checkpoint(out: str | Path) -> Path | None:
+    """``last.ckpt`` if readable, else the newest readable ``*.ckpt`` in ``out/checkpoints``."""
+    d = Path(out) / "checkpoints"
+    if not d.is_dir():
+        return None
+    cands = [d / "last.ckpt"] + sorted((p for p in d.glob("step*.ckpt")), key=lambda p: p.stat().st_mtime,
+                                       reverse=True)
+    for c in cands:
+        if c.is_file() and _readable(c):
+            return c
+    return None
+
+
+def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
+    t, out = cfg.trainer, Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    callbacks: list = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:06d}", auto_insert_metric_name=False,
+                        every_n_train_steps=t.ckpt_every_n_steps, save_top_k=1, save_last=True,
+                        enable_version_counter=False),
+        SaveLastOnEnd(ckpt_dir / "last.ckpt"),
+        ParamSyncCheck(out),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if has_val:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min",
+                                         save_top_k=1, enable_version_counter=False))
+    if cfg.optim.ema_decay is not None:
+        callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay))
+    if t.progress_bar:
+        callbacks.append(RichProgressBar(leave=True))
+    loggers: list = [CSVLogger(save_dir=str(out), name="logs")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(out), name="tb"))
+    val_kw: dict = {}
+    if has_val and t.val_every_n_steps:
+        val_kw = {"val_check_interval": t.val_every_n_steps, "check_val_every_n_epoch": None}
+    if not has_val:
+        val_kw = {"limit_val_batches": 0}
+    elif t.limit_val_batches is not None:
+        val_kw["limit_val_batches"] = t.limit_val_batches
+    return L.Trainer(
+        max_steps=t.max_steps, max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
+        strategy=t.strategy, precision=_PRECISION[t.precision], gradient_clip_val=cfg.optim.grad_clip,
+        callbacks=callbacks, logger=loggers, log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.progress_bar, inference_mode=False, num_sanity_val_steps=0,
+        default_root_dir=str(out), enable_model_summary=False, **val_kw)
+
+
+def train(cfg: TrainConfig, console=None) -> Path | None:
+    """Run the training job described by ``cfg``; returns the path of ``model.pt`` (None on DDP ranks > 0)."""
+    cfg.validate()
+    out = Path(cfg.out)
+    ckpt = None
+    if cfg.resume:
+        ckpt = find_resume_checkpoint(out)
+        if ckpt is None:
+            raise ValueError(f"resume=true but {out / 'checkpoints'} holds no readable checkpoint")
+    elif (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.ckpt")):
+        raise ValueError(f"{out} already holds checkpoints; pass resume=true or choose another --out")
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    data = load_train_data(cfg.data)
+    module = HormModule(cfg.to_dict(), atom_ref=data.atom_ref)
+    dtype = _DTYPES[cfg.trainer.precision]
+    t = cfg.trainer
+    train_loader = make_loader(data.train, t.batch_size, dtype, shuffle=True, num_workers=cfg.data.num_workers,
+                               seed=t.seed)
+    val_loader = (make_loader(data.val, t.batch_size, dtype, shuffle=False, num_workers=cfg.data.num_workers)
+                  if data.val is not None and len(data.val) > 0 else None)
+    _announce(cfg, data, ckpt, console)
+    trainer = build_trainer(cfg, val_loader is not None)
+    t0 = time.perf_counter()
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                ckpt_path=str(ckpt) if ckpt else None)
+    wall = time.perf_counter() - t0
+    model_path = out / "model.pt"
+    if trainer.is_global_zero:
+        save_model(module.model, model_path, cfg.to_dict())
+        info = {"n_train": len(data.train), "n_val": len(data.val) if data.val is not None else 0,
+                "global_step": trainer.global_step, "wall_s": wall, "resumed_from": str(ckpt) if ckpt else None,
+                "atom_ref": {str(z): e for z, e in data.atom_ref.items()}, "model": module.model.config}
+        (out / "run.json").write_text(json.dumps(info, indent=1))
+        return model_path
+    return None
+
+
+@rank_zero_only
+def _announce(cfg: TrainConfig, data, ckpt, console) -> None:
+    from rich.console import Console
+
+    console = console or Console()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.yaml")
+    cfg.print(console)
+    nval = len(data.val) if data.val is not None else 0
+    refs = ", ".join(f"Z={z}: {e:.4f}" for z, e in sorted(data.atom_ref.items()))
+    console.print(f"train {len(data.train)} samples, val {nval}; reference energies (eV) {refs}")
+    if ckpt:
+        console.print(f"resuming from {ckpt}")
