@@ -38,10 +38,13 @@ def label_cmd(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ):
     """Compute energy, forces and Hessian for every geometry of INPUT; resumable."""
-    from horm.label import get_engine
+    from horm.label.engine import get_engine
     from horm.label.runner import label
 
-    eng = get_engine(engine, **parse_options(option))
+    try:
+        eng = get_engine(engine, **parse_options(option))
+    except (ValueError, TypeError) as exc:
+        raise typer.BadParameter(str(exc)) from None
     summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,
                     timeout=timeout, show_progress=progress)
     if summary.labelled == 0 and summary.failed and not summary.skipped:

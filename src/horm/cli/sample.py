@@ -30,7 +30,7 @@ def sample_cmd(
     from rich.console import Console
 
     from horm.data.convert import progress_bar
-    from horm.label import get_engine
+    from horm.label.engine import get_engine
     from horm.sample.run import GeometryWriter, check_method, default_settings, reaction_files, sample_reactions
 
     try:
@@ -47,7 +47,10 @@ def sample_cmd(
         settings.seed = seed
     settings.__post_init__()
     paths = reaction_files(reactions)
-    eng = get_engine(engine)
+    try:
+        eng = get_engine(engine)
+    except (ValueError, TypeError) as exc:
+        raise typer.BadParameter(str(exc)) from None
     writer = GeometryWriter(out, method, eng.name, overwrite=overwrite)
     n_geo = n_fail = 0
     try:

@@ -8,7 +8,8 @@ IDPP start) gives the highest image as the guess; Sella refines it to an order-1
 Sella's IRC (:func:`horm.ts.irc.run_irc`) follows the path both ways. Up to ``k`` points per
 side, evenly spread over each branch, are kept, plus the TS itself.
 
-Origins: ``ts``, ``irc:forward:<step>``, ``irc:reverse:<step>`` (step = IRC step index).
+Origins: ``ts`` (or ``tsopt:last`` when Sella's end point is not a verified order-1
+saddle and ``accept_unconverged_ts``), ``irc:forward:<step>``, ``irc:reverse:<step>`` (step = IRC step index).
 A failed stage is recorded (with its reason) and ends the reaction; what was sampled
 before it is kept.
 """
@@ -85,7 +86,8 @@ def sample_irc(reactant: Sample, product: Sample, calc, settings: IrcSampleSetti
         failures.append({"key": f"{rxn}:ts", "reason": ts.error or f"TS not found (n_imaginary={ts.n_imaginary})",
                          "stage": "ts"})
         return done()
-    out.append(geometry(reactant, ts.atoms.positions, rxn, "ts"))
+    # "ts" only for a verified order-1 saddle; Sella's last geometry otherwise
+    out.append(geometry(reactant, ts.atoms.positions, rxn, "ts" if ts.success else "tsopt:last"))
     try:
         irc = run_irc(ts.atoms, calc, IRCSettings(dx=s.irc_dx, max_steps=s.irc_steps, opt_max_steps=1))
     except Exception as exc:  # run_irc records its own errors; this is a last guard

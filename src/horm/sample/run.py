@@ -139,6 +139,9 @@ class GeometryWriter:
     def add(self, res: ReactionSamples) -> None:
         if self.store is not None:
             self.store.extend(res.samples, skip_existing=True)
+            info = dict(self.store.meta.get("reaction_info", {}))
+            info[res.rxn] = {"n": len(res.samples), "seconds": round(res.seconds, 2), **res.info}
+            self.store.update_meta(reaction_info=info)
             for f in res.failures:
                 f = dict(f)
                 self.store.record_failure(f.pop("key"), f.pop("reason"), **f)
