@@ -11,6 +11,7 @@ relaxed ends are what :mod:`horm.ts.verify` compares with the reactant and produ
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,13 +83,32 @@ def relax(atoms, calc, fmax: float, max_steps: int) -> tuple[object, bool, int]:
     return _snapshot(a, calc), ok, int(opt.nsteps)
 
 
+def _follow(ts, atoms, calc, s: IRCSettings, branches, converged, steps, ends, opt_ok, opt_steps) -> None:
+    """Both IRC branches and their relaxed ends, filling the dicts passed in."""
+    from sella import IRC
+
+    irc = IRC(atoms, dx=s.dx, eta=1e-4, gamma=0, hessian_function=calc.get_hessian, keep_going=True,
+              logfile=None)
+    current = {"dir": "forward"}
+    irc.attach(lambda: branches[current["dir"]].append(_snapshot(atoms, calc)))
+    for direction in ("forward", "reverse"):
+        current["dir"] = direction
+        n0 = irc.nsteps
+        converged[direction] = bool(irc.run(fmax=s.fmax, steps=s.max_steps, direction=direction))
+        steps[direction] = int(irc.nsteps - n0)
+        # drop the observer's call at the TS itself (step 0 of each run)
+        if branches[direction] and np.allclose(branches[direction][0].positions, ts.positions):
+            branches[direction].pop(0)
+        start = branches[direction][-1] if branches[direction] else atoms
+        ends[direction], opt_ok[direction], opt_steps[direction] = relax(start, calc, s.opt_fmax, s.opt_max_steps)
+    return None
+
+
 def run_irc(ts, calc, settings: IRCSettings | None = None) -> IRCResult:
     """IRC both ways from ``ts`` (ASE Atoms, not modified) and relaxed endpoints.
 
     Failures (calculator, Sella) end the stage with ``error`` set; they are not raised.
     """
-    from sella import IRC
-
     s = settings or IRCSettings()
     t0 = time.perf_counter()
     atoms = ts.copy()
@@ -99,24 +119,12 @@ def run_irc(ts, calc, settings: IRCSettings | None = None) -> IRCResult:
     ends: dict[str, object | None] = {"forward": None, "reverse": None}
     opt_ok = {"forward": False, "reverse": False}
     opt_steps = {"forward": 0, "reverse": 0}
-    error = None
-    try:
-        irc = IRC(atoms, dx=s.dx, eta=1e-4, gamma=0, hessian_function=calc.get_hessian, keep_going=True,
-                  logfile=None)
-        current = {"dir": "forward"}
-        irc.attach(lambda: branches[current["dir"]].append(_snapshot(atoms, calc)))
-        for direction in ("forward", "reverse"):
-            current["dir"] = direction
-            n0 = irc.nsteps
-            converged[direction] = bool(irc.run(fmax=s.fmax, steps=s.max_steps, direction=direction))
-            steps[direction] = int(irc.nsteps - n0)
-            # drop the observer's call at the TS itself (step 0 of each run)
-            if branches[direction] and np.allclose(branches[direction][0].positions, ts.positions):
-                branches[direction].pop(0)
-            start = branches[direction][-1] if branches[direction] else atoms
-            ends[direction], opt_ok[direction], opt_steps[direction] = relax(start, calc, s.opt_fmax,
-                                                                             s.opt_max_steps)
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    with warnings.catch_warnings(record=True) as seen:  # Sella's IRC warns when an inner loop stalls
+        warnings.simplefilter("always")
+        try:
+            error = _follow(ts, atoms, calc, s, branches, converged, steps, ends, opt_ok, opt_steps)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    notes = sorted({f"{w.category.__name__}: {w.message}" for w in seen})
     return IRCResult(branches["forward"], branches["reverse"], ends["forward"], ends["reverse"], converged, steps,
-                     opt_ok, opt_steps, time.perf_counter() - t0, error)
+                     opt_ok, opt_steps, time.perf_counter() - t0, error, notes)

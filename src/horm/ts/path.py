@@ -105,20 +105,16 @@ def interpolate(reactant, product, n_images: int, method: Interpolation = "geode
 
 
 def _geodesic(reactant, product, n_images: int) -> list:
-    import contextlib
-    import io
     import logging
 
     from geodesic_interpolate import Geodesic, redistribute
 
     symbols = reactant.get_chemical_symbols()
     x = np.stack([reactant.positions, product.positions])
-    logging.getLogger("geodesic_interpolate").setLevel(logging.WARNING)
-    with contextlib.redirect_stdout(io.StringIO()):  # the package prints progress
-        raw = redistribute(symbols, x, n_images, tol=2e-3 * 5)
-        smoother = Geodesic(symbols, raw, 1.7, threshold=3.0, friction=1e-2,
-                            log_level=logging.WARNING)
-        smoother.smooth(tol=2e-3, max_iter=15)
+    raw = redistribute(symbols, x, n_images, tol=2e-3 * 5)
+    # its progress goes to logging at the level given here: keep it at DEBUG
+    smoother = Geodesic(symbols, raw, 1.7, threshold=3.0, friction=1e-2, log_level=logging.DEBUG)
+    smoother.smooth(tol=2e-3, max_iter=15, log_level=logging.DEBUG)
     path = np.asarray(smoother.path)
     if path.shape != (n_images, len(reactant), 3) or not np.all(np.isfinite(path)):
         raise RuntimeError(f"unexpected geodesic path of shape {path.shape}")
@@ -152,7 +148,7 @@ def find_path(reactant, product, calc, settings: PathSettings | None = None) -> 
     for im in images:
         im.calc = calc
     energies: list[float | None] = [None] * len(images)
-    steps, converged, error = 0, False, None
+    converged, error, opt = False, None, None
     try:
         if s.method == "none":
             energies = [float(im.get_potential_energy()) for im in images]
@@ -162,10 +158,10 @@ def find_path(reactant, product, calc, settings: PathSettings | None = None) -> 
                       allow_shared_calculator=True)
             opt = _optimizer_class(s.optimizer)(neb, logfile=None)
             converged = bool(opt.run(fmax=s.fmax, steps=s.max_steps))
-            steps = int(opt.nsteps)
             energies = [float(im.get_potential_energy()) for im in images]
     except Exception as exc:  # calculator failures (e.g. SCF) end the stage, not the run
         error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    steps = int(opt.nsteps) if opt is not None else 0
     known = [(e, k) for k, e in enumerate(energies) if e is not None and 0 < k < len(images) - 1]
     ts_index = max(known)[1] if known else len(images) // 2
     # detach the shared calculator so later stages own their atoms

@@ -1,0 +1,174 @@
+"""`horm ts ...`: TS search for one reaction (run) or a reaction set (benchmark, summary)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from horm.cli import app
+from horm.cli._common import console as err_console
+from horm.cli._common import friendly
+
+ts_app = typer.Typer(no_args_is_help=True,
+                     help="Transition-state search: path → TS optimisation (model Hessian) → IRC → intended?")
+app.add_typer(ts_app, name="ts")
+out = Console()
+
+
+def _values(fn):
+    """Bad option values (ValueError) become one red line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except ValueError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_steps: Optional[int],
+              interpolation: Optional[str], path_method: Optional[str]):
+    from horm.ts.workflow import RunSettings
+
+    d: dict = {}
+    if settings_file is not None:
+        import yaml
+
+        d = yaml.safe_load(settings_file.read_text()) or {}
+        if not isinstance(d, dict):
+            raise ValueError(f"{settings_file}: expected a mapping with keys path, tsopt, irc, bond_scale")
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    if hessian_every is not None:
+        d.setdefault("tsopt", {})["hessian_every"] = hessian_every
+    if ts_steps is not None:
+        d.setdefault("tsopt", {})["max_steps"] = ts_steps
+    if interpolation is not None:
+        d.setdefault("path", {})["interpolation"] = interpolation
+    if path_method is not None:
+        d.setdefault("path", {})["method"] = path_method
+    return RunSettings.from_dict(d)
+
+
+_SETTINGS_HELP = "YAML with sections path/tsopt/irc (fields of PathSettings, TSOptSettings, IRCSettings)"
+
+
+@ts_app.command("run")
+@friendly
+@_values
+def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reactant, then product"),
+            potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
+            out_dir: Path = typer.Option(..., "--out", help="folder for path.xyz, ts.xyz, irc.xyz, record.json"),
+            settings_file: Optional[Path] = typer.Option(None, "--settings", help=_SETTINGS_HELP),
+            hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps (0: once)"),
+            ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
+            interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
+            path_method: Optional[str] = typer.Option(None, help="neb or none"),
+            reference_ts: Optional[Path] = typer.Option(None, help="xyz of a reference TS for the RMSD")):
+    """Run the TS search on one reaction and print its record."""
+    from horm.data.xyz import read_reaction, read_xyz
+    from horm.ts.calculator import load_potential
+    from horm.ts.workflow import run_reaction
+
+    settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
+    r, p = read_reaction(reaction)
+    ref = read_xyz(reference_ts)[0].to_atoms() if reference_ts is not None else None
+    calc = load_potential(potential)
+    rec = run_reaction(r.to_atoms(), p.to_atoms(), calc, settings, out_dir=out_dir, name=reaction.stem,
+                       reference_ts=ref)
+    st = rec["stages"]
+    for name in ("path", "tsopt", "irc"):
+        if name in st:
+            s = st[name]
+            err = f"  [red]{s['error']}[/red]" if s.get("error") else ""
+            out.print(f"{name:6s} success={s['success']!s:5s} steps={s['steps']} calls={s['calls']} "
+                      f"{s['seconds']:.1f} s{err}", highlight=False)
+    bar = rec["barrier_kcal_mol"]
+    out.print(f"outcome: {rec['outcome']}  barrier: {'-' if bar is None else f'{bar:.2f} kcal/mol'}  "
+              f"total {rec['seconds']:.1f} s  → {out_dir / 'record.json'}", highlight=False)
+
+
+def _report(out_dir: Path, reference: Optional[Path], records: list[dict], potential: str) -> dict:
+    from horm.ts.benchmark import read_results
+    from horm.ts.report import bar_chart, compare_runs, summarize, summary_table
+    from horm.ts.workflow import write_json_atomic
+
+    summary = summarize(records)
+    out.print(summary_table(summary, title=f"TS benchmark: {potential} ({out_dir})"))
+    summaries = {potential: summary}
+    result = {"summary": summary}
+    if reference is not None:
+        if not (reference / "results.jsonl").exists():
+            raise ValueError(f"{reference}: no results.jsonl (not a benchmark folder)")
+        cmp = compare_runs(out_dir, reference)
+        result["reference"] = {"dir": str(reference), **cmp}
+        ref_meta = reference / "benchmark.json"
+        ref_name = json.loads(ref_meta.read_text()).get("potential", "reference") if ref_meta.exists() else "reference"
+        summaries[f"{ref_name} (reference)"] = summarize(read_results(reference))
+        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+        out.print(f"vs {reference}: {cmp['n_both_solved']} reactions solved by both; "
+                  f"TS RMSD mean {fmt(cmp['ts_rmsd_mean'], '.3f')} Å (median {fmt(cmp['ts_rmsd_median'], '.3f')} Å), "
+                  f"barrier MAE {fmt(cmp['barrier_mae_kcal_mol'], '.2f')} kcal/mol", highlight=False)
+    png = bar_chart(summaries, out_dir / "ts_benchmark.png")
+    write_json_atomic(out_dir / "summary.json", result)
+    out.print(f"chart: {png}  summary: {out_dir / 'summary.json'}", highlight=False)
+    return result
+
+
+@ts_app.command("benchmark")
+@friendly
+@_values
+def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reaction xyz files"),
+                  potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
+                  out_dir: Path = typer.Option(..., "--out", help="run folder (results.jsonl; resumable)"),
+                  workers: int = typer.Option(1, help="reactions run in parallel"),
+                  timeout: float = typer.Option(600.0, help="seconds per reaction before it is killed"),
+                  n: Optional[int] = typer.Option(None, "--n", help="pick N reactions by --seed (default: all)"),
+                  seed: int = typer.Option(0, help="seed of the reaction pick"),
+                  reference: Optional[Path] = typer.Option(None, help="another run folder to compare with"),
+                  settings_file: Optional[Path] = typer.Option(None, "--settings", help=_SETTINGS_HELP),
+                  hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps"),
+                  ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
+                  interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
+                  path_method: Optional[str] = typer.Option(None, help="neb or none")):
+    """Run the TS search on a reaction set in parallel; resumes a killed run in the same --out."""
+    from horm.ts.benchmark import run_benchmark, select_reactions
+    from horm.ts.calculator import ENGINE_SPECS, load_potential
+
+    settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
+    load_potential(potential)  # fail here, once, rather than in every worker
+    files = select_reactions(reactions_dir, n, seed)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that running workers get killed too
+
+    def show(rec: dict) -> None:
+        bar = rec.get("barrier_kcal_mol")
+        out.print(f"{rec['rxn']}: {rec.get('status', 'done')} outcome={rec.get('outcome')} "
+                  f"barrier={'-' if bar is None else f'{bar:.1f}'} {rec.get('seconds', 0):.1f} s", highlight=False)
+
+    pot = str(Path(potential).resolve()) if Path(potential).exists() and potential not in ENGINE_SPECS else potential
+    records = run_benchmark(files, pot, out_dir, workers=workers, timeout=timeout, settings=settings, on_result=show)
+    _report(out_dir, reference, records, potential)
+
+
+@ts_app.command("summary")
+@friendly
+@_values
+def summary_cmd(out_dir: Path = typer.Argument(..., help="a benchmark run folder"),
+                reference: Optional[Path] = typer.Option(None, help="another run folder to compare with")):
+    """Re-print the summary (and chart) of a benchmark folder, optionally against a reference run."""
+    from horm.ts.benchmark import read_results
+
+    if not (out_dir / "results.jsonl").exists():
+        raise ValueError(f"{out_dir}: no results.jsonl (not a benchmark folder)")
+    meta = out_dir / "benchmark.json"
+    potential = json.loads(meta.read_text()).get("potential", "run") if meta.exists() else "run"
+    _report(out_dir, reference, read_results(out_dir), Path(potential).name)

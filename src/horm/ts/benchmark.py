@@ -1,0 +1,210 @@
+"""Run the TS search over a set of reactions: parallel, per-reaction timeout, resumable.
+
+Each reaction runs in its own process (multiprocessing ``forkserver``; Sella and horm are
+imported once in the server, so a start costs milliseconds). At most ``workers`` run at a
+time; one that exceeds ``timeout`` seconds is killed and recorded as ``timeout``, one that
+dies is recorded as ``error``. Every finished reaction is appended as one JSON line to
+``OUT/results.jsonl``; a rerun skips the reactions already there (and collects a
+``OUT/<rxn>/record.json`` that a worker finished after its parent was killed), so a killed
+benchmark resumes where it stopped. ``OUT/benchmark.json`` holds the potential and
+settings, and a rerun with a different potential is refused.
+
+Reactions are files ``*.xyz`` (two frames: reactant, product) in one folder, chosen by a
+fixed seed (``select_reactions``), never by hand. The summary counts path, TS and IRC
+success and intended outcomes with the median time per reaction (Fig. 2 of the paper);
+:mod:`horm.ts.report` prints it and draws the bar chart.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from horm.errors import HormError
+from horm.ts.workflow import RunSettings, write_json_atomic
+
+RESULTS = "results.jsonl"
+META = "benchmark.json"
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def select_reactions(reactions_dir, n: int | None = None, seed: int = 0) -> list[Path]:
+    """The ``*.xyz`` files of a folder, sorted by name; with ``n``, a seeded random subset
+    of n of them (numpy ``default_rng(seed)``, returned in name order)."""
+    d = Path(reactions_dir)
+    if not d.is_dir():
+        raise HormError(f"{d}: not a folder of reaction files")
+    files = sorted(d.glob("*.xyz"))
+    if not files:
+        raise HormError(f"{d}: no *.xyz reaction files")
+    if n is None or n >= len(files):
+        return files
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    idx = np.random.default_rng(seed).choice(len(files), size=n, replace=False)
+    return [files[i] for i in sorted(idx)]
+
+
+def read_results(out_dir) -> list[dict]:
+    """Records in ``OUT/results.jsonl`` (a torn last line from a kill is ignored)."""
+    p = Path(out_dir) / RESULTS
+    if not p.exists():
+        return []
+    out = []
+    for line in p.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _append(out_dir: Path, rec: dict) -> None:
+    with open(out_dir / RESULTS, "a") as fh:
+        fh.write(json.dumps(rec, default=float) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _failure(rxn: str, status: str, seconds: float, error: str) -> dict:
+    return {"rxn": rxn, "status": status, "seconds": round(seconds, 3), "error": error,
+            "path_success": False, "ts_success": False, "irc_success": False, "intended": False,
+            "outcome": None, "barrier_kcal_mol": None}
+
+
+def _worker(path: str, potential: str, out_dir: str, settings: dict, threads: int) -> None:
+    """Child process: one reaction; output and errors go to OUT/<rxn>/log.txt."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "log.txt", "w")
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    t0 = time.perf_counter()
+    rxn = Path(path).stem
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        from horm.data.xyz import read_reaction
+        from horm.ts.calculator import load_potential
+        from horm.ts.workflow import run_reaction
+
+        r, p = read_reaction(path)
+        calc = load_potential(potential)
+        run_reaction(r.to_atoms(), p.to_atoms(), calc, RunSettings.from_dict(settings), out_dir=out, name=rxn)
+    except Exception as exc:  # recorded, the benchmark goes on
+        import traceback
+
+        traceback.print_exc()
+        write_json_atomic(out / "record.json", _failure(rxn, "error", time.perf_counter() - t0,
+                                                        f"{type(exc).__name__}: {exc}".replace("\n", " ")))
+
+
+def _context(threads: int):
+    for var in _THREAD_VARS:  # the fork server inherits these at its start
+        os.environ.setdefault(var, str(threads))
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["horm.ts.workflow", "horm.ts.calculator", "horm.data.xyz", "sella"])
+    return ctx
+
+
+def _check_meta(out: Path, potential: str, settings: dict) -> None:
+    meta = {"potential": potential, "settings": settings}
+    p = out / META
+    if p.exists():
+        old = json.loads(p.read_text())
+        if old.get("potential") != potential:
+            raise HormError(f"{out}: holds a benchmark with potential {old.get('potential')!r}, "
+                            f"not {potential!r}; use another --out")
+        if old.get("settings") != settings:
+            raise HormError(f"{out}: holds a benchmark with other TS settings; use another --out")
+        return
+    write_json_atomic(p, meta)
+
+
+def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int = 1, timeout: float = 600.0,
+                  settings: RunSettings | None = None, threads_per_worker: int = 1,
+                  on_result: Callable[[dict], None] | None = None, poll: float = 0.1) -> list[dict]:
+    """Run (or resume) the TS search on ``reactions``; returns all records of this run folder.
+
+    Reaction ids are the file stems and must be unique. ``on_result`` is called with each
+    new record as it lands.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sdict = (settings or RunSettings()).to_dict()
+    _check_meta(out, potential, sdict)
+    names = [Path(r).stem for r in reactions]
+    if len(set(names)) != len(names):
+        raise HormError("reaction file names (stems) must be unique")
+    done = {r.get("rxn") for r in read_results(out)}
+
+    def land(rec: dict) -> None:
+        _append(out, rec)
+        done.add(rec["rxn"])
+        if on_result is not None:
+            on_result(rec)
+
+    pending = []
+    for path, rxn in zip(reactions, names):
+        if rxn in done:
+            continue
+        rec_path = out / rxn / "record.json"
+        if rec_path.exists():  # finished by a worker after its parent died
+            try:
+                land(json.loads(rec_path.read_text()))
+                continue
+            except json.JSONDecodeError:
+                pass
+        pending.append((Path(path), rxn))
+
+    if pending:
+        ctx = _context(threads_per_worker)
+        running: dict[str, tuple] = {}
+        try:
+            while pending or running:
+                while pending and len(running) < workers:
+                    path, rxn = pending.pop(0)
+                    rec_path = out / rxn / "record.json"
+                    if rec_path.exists():
+                        rec_path.unlink()
+                    proc = ctx.Process(target=_worker, args=(str(path), potential, str(out / rxn), sdict,
+                                                             threads_per_worker), daemon=True)
+                    proc.start()
+                    running[rxn] = (proc, time.monotonic())
+                time.sleep(poll)
+                for rxn, (proc, t_start) in list(running.items()):
+                    elapsed = time.monotonic() - t_start
+                    if proc.is_alive():
+                        if elapsed > timeout:
+                            proc.kill()
+                            proc.join()
+                            del running[rxn]
+                            land(_failure(rxn, "timeout", elapsed, f"killed after {timeout:g} s"))
+                        continue
+                    proc.join()
+                    del running[rxn]
+                    rec_path = out / rxn / "record.json"
+                    try:
+                        land(json.loads(rec_path.read_text()))
+                    except (FileNotFoundError, json.JSONDecodeError):
+                        land(_failure(rxn, "error", elapsed, f"worker exited with code {proc.exitcode} "
+                                                             f"without a record (see {rxn}/log.txt)"))
+        finally:
+            for proc, _ in running.values():
+                proc.kill()
+    wanted = set(names)
+    return [r for r in read_results(out) if r.get("rxn") in wanted]
