@@ -176,7 +176,7 @@ def draw_row_indices(natoms: torch.Tensor, s: int, generator: torch.Generator | 
 def sample_hessian_rows(forces: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, ptr: torch.Tensor,
                         s: int = 1, generator: torch.Generator | None = None, create_graph: bool = False,
                         idx: torch.Tensor | None = None, chunk_size: int | None = DEFAULT_CHUNK,
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+                        use_vmap: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """s randomly chosen Hessian rows of every molecule, in s batched VJPs (Eq. 3 of HORM).
 
     forces: (N_tot, 3) eV/Å with a graph to pos (autograd models: computed with
@@ -190,6 +190,8 @@ def sample_hessian_rows(forces: torch.Tensor, pos: torch.Tensor, batch: torch.Te
     Slots with idx = −1 (molecules with 3n_b < s, see :func:`draw_row_indices`) are zero.
     The layout matches :func:`horm.data.batch.gather_hessian_rows`.
     ``create_graph=True`` (training) makes the rows differentiable w.r.t. the parameters.
+    ``use_vmap=False`` runs the s VJPs as a loop (faster on CPU for training, see
+    benchmarks/train_step.py).
     """
     ptr = _ptr_of(ptr).to(pos.device)
     batch = batch.to(pos.device).long()
@@ -203,6 +205,6 @@ def sample_hessian_rows(forces: torch.Tensor, pos: torch.Tensor, batch: torch.Te
     j = idx[bb, kk]
     v = pos.new_zeros((s, pos.shape[0], 3))
     v[kk, ptr[bb] + j // 3, j % 3] = 1
-    g = force_vjps(forces, pos, v, create_graph, chunk_size)
+    g = force_vjps(forces, pos, v, create_graph, chunk_size, use_vmap=use_vmap)
     rows = -g * valid.T[:, batch, None].to(g.dtype)
     return rows, idx

@@ -26,6 +26,7 @@ Precision = Literal["float32", "float64"]
 Schedule = Literal["cosine", "plateau", "constant"]
 Strategy = Literal["auto", "ddp", "ddp_spawn"]
 Accelerator = Literal["auto", "cpu", "gpu"]
+RowVjp = Literal["auto", "vmap", "loop"]
 
 
 @dataclass
@@ -59,6 +60,7 @@ class LossSection:
     full_hessian_metric: str = "l1"  # "l1" | "mse"
     n_hr: int = 1  # N_HR, Hessian rows sampled per molecule and step
     hessian_divisor: float = 10.0  # the row term is divided by this (HORM's code: 10)
+    row_vjp: RowVjp = "auto"  # how the N_HR row VJPs run: "auto" (loop on CPU, vmap on GPU) | "vmap" | "loop"
 
 
 @dataclass
@@ -219,7 +221,7 @@ class TrainConfig:
         terms = [LossTerm("energy", lo.energy_metric, lo.energy), LossTerm("forces", lo.forces_metric, lo.forces),
                  LossTerm("hessian_rows", lo.hessian_metric, lo.hessian),
                  LossTerm("hessian", lo.full_hessian_metric, lo.full_hessian)]
-        return LossSpec(tuple(terms), n_hr=lo.n_hr, hessian_divisor=lo.hessian_divisor)
+        return LossSpec(tuple(terms), n_hr=lo.n_hr, hessian_divisor=lo.hessian_divisor, row_vjp=lo.row_vjp)
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -33,6 +33,10 @@ see :mod:`horm.models.base`), so |E − Ê| equals |(E − Σref) − (Ê − Σ
 learns the referenced energy while the loss reads totals. The references are fitted on the
 training split (:func:`horm.data.refs.fit_atom_references`) by the trainer.
 
+The s row VJPs run as a Python loop on CPU and under vmap on GPU by default (``row_vjp``):
+on CPU vmap over create_graph VJPs was slower (benchmarks/train_step.py; LEFTNet "horm"
+preset, 8 molecules: N_HR = 2 extra cost 10.6 s with vmap vs 8.1 s with the loop).
+
 HORM additionally down-weights molecules whose sampled label rows exceed 10⁴ eV/Å² by 1e-8;
 ``max_hessian_label`` reproduces that filter (default off: None).
 """
@@ -58,6 +62,7 @@ VALID_METRICS: dict[str, tuple[str, ...]] = {
     "hessian": ("l1", "mse"),
 }
 UNITS = {"energy": "eV", "forces": "eV/Å", "hessian_rows": "eV/Å²", "hessian": "eV/Å²"}
+ROW_VJP = ("auto", "vmap", "loop")
 HORM_HESSIAN_DIVISOR = 10.0  # HORM's get_force_jac_loss: loss / num_molecules / 10
 
 
@@ -87,6 +92,7 @@ class LossSpec:
     n_hr: int = 1  # N_HR, rows sampled per molecule and step
     hessian_divisor: float = HORM_HESSIAN_DIVISOR  # divides the hessian_rows term (HORM: 10)
     max_hessian_label: float | None = None  # HORM's filter: rows with |H| above this get weight 1e-8
+    row_vjp: str = "auto"  # "auto" (loop on CPU, vmap on GPU) | "vmap" | "loop": how the s row VJPs run
 
     def __post_init__(self):
         self.terms = tuple(self.terms)
@@ -94,6 +100,8 @@ class LossSpec:
             raise ValueError(f"n_hr (Hessian rows per molecule) must be >= 1, got {self.n_hr}")
         if self.hessian_divisor <= 0:
             raise ValueError(f"hessian_divisor must be > 0, got {self.hessian_divisor}")
+        if self.row_vjp not in ROW_VJP:
+            raise ValueError(f"unknown row_vjp {self.row_vjp!r}; valid: {', '.join(ROW_VJP)}")
         names = [t.field for t in self.terms]
         if len(set(names)) != len(names):
             raise ValueError(f"each field may appear once in a loss, got {names}")
@@ -222,8 +230,9 @@ def compute_loss(model, batch: Batch, spec: LossSpec, training: bool,
     if t is not None:
         add("forces", forces_error(out["forces"], batch.forces, batch.batch, batch.num_graphs, t.metric), t.weight)
     if rows_term is not None:
+        use_vmap = spec.row_vjp == "vmap" or (spec.row_vjp == "auto" and batch.pos.device.type != "cpu")
         rows, idx = sample_hessian_rows(out["forces"], out["pos"], batch.batch, batch.ptr, s=spec.n_hr,
-                                        generator=generator, create_graph=training)
+                                        generator=generator, create_graph=training, use_vmap=use_vmap)
         ref = gather_hessian_rows(batch, idx).to(rows.dtype)
         err = hessian_rows_error(rows, ref, idx, batch, rows_term.metric)
         if spec.max_hessian_label is not None:
