@@ -27,7 +27,7 @@ import numpy as np
 
 Interpolation = Literal["geodesic", "idpp", "linear"]
 PathMethod = Literal["neb", "none"]
-NebOptimizer = Literal["fire", "bfgs", "mdmin"]
+NebOptimizer = Literal["fire", "ode", "bfgs", "mdmin"]
 
 
 def _check(value, options, name):
@@ -45,7 +45,7 @@ class PathSettings:
     spring: float = 0.1  # NEB spring constant, eV/Å²
     fmax: float = 0.1  # NEB convergence on the largest image force, eV/Å
     max_steps: int = 300  # NEB optimiser steps
-    optimizer: NebOptimizer = "fire"  # ASE optimiser that moves the band
+    optimizer: NebOptimizer = "ode"  # ASE optimiser of the band ("ode": NEBOptimizer, 2-4x fewer calls than FIRE)
     align: bool = True  # rotate/translate P onto R (Kabsch) before interpolating
 
     def __post_init__(self):
@@ -127,9 +127,10 @@ def _geodesic(reactant, product, n_images: int) -> list:
 
 
 def _optimizer_class(name: NebOptimizer):
+    from ase.mep.neb import NEBOptimizer
     from ase.optimize import BFGS, FIRE, MDMin
 
-    return {"fire": FIRE, "bfgs": BFGS, "mdmin": MDMin}[name]
+    return {"fire": FIRE, "ode": NEBOptimizer, "bfgs": BFGS, "mdmin": MDMin}[name]
 
 
 def find_path(reactant, product, calc, settings: PathSettings | None = None) -> PathResult:

@@ -26,8 +26,10 @@ from horm.units import EV_TO_KCAL_MOL
 Outcome = Literal["intended", "R-unintended", "P-unintended", "unintended"]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
-BOND_SCALE = 1.2
-"""Bond when the distance is below this times the sum of covalent radii (C–H 1.09 Å needs > 1.02)."""
+BOND_SCALE = 1.3
+"""Bond when the distance is below this times the sum of ASE's covalent radii. 1.2 is too
+tight for H–H (0.744 Å, while H₂ is 0.74 Å in DFT and 0.777 Å in GFN2-xTB); 1.3 keeps
+H···O hydrogen bonds (≳ 1.7 Å against a 1.26 Å cutoff) and 1-3 contacts unbonded."""
 
 
 def bond_graph(numbers, pos, scale: float = BOND_SCALE) -> nx.Graph:
