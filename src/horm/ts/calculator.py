@@ -16,8 +16,8 @@ report model calls per stage.
 - a labelling Engine (``engine.compute(sample, want=(...)) -> labelled Sample``), e.g.
   GFN2-xTB or ωB97X/6-31G(d).
 
-``load_potential(spec)`` turns one string (``"xtb"``, ``"dft"`` or a checkpoint path)
-into a ``HormCalculator``.
+``load_potential(spec)`` turns one string (``"xtb"``, ``"dft"``, or a trained model file or
+run folder, read by :func:`horm.train.export.load_model`) into a ``HormCalculator``.
 """
 
 from __future__ import annotations
@@ -165,11 +165,14 @@ class HormCalculator(HessianCalculator):
         return out
 
 
-def load_potential(spec: str, device: str = "cpu") -> HormCalculator:
-    """One line from a spec to a calculator: ``"xtb"``, ``"dft"`` or a checkpoint path.
+def load_potential(spec: str, device: str = "cpu", dtype: str = "float64") -> HormCalculator:
+    """One line from a spec to a calculator: ``"xtb"``, ``"dft"``, or a trained model
+    (``model.pt``, a ``horm train`` checkpoint, or its run folder).
 
-    Raises ValueError for a spec that is neither a known engine nor an existing file,
-    and HormError when the engine or checkpoint cannot be loaded.
+    A model runs in ``dtype`` (default float64: Sella's convergence tests and the
+    Eckart-projected frequencies near the −10 cm⁻¹ threshold then see no float32 noise).
+    Raises ValueError for a spec that is neither a known engine nor an existing path, and
+    HormError (DataError) when the file cannot be loaded.
     """
     spec = str(spec).strip()
     if spec in ENGINE_SPECS:
@@ -179,15 +182,13 @@ def load_potential(spec: str, device: str = "cpu") -> HormCalculator:
     path = Path(spec)
     if not path.exists():
         raise ValueError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)} "
-                         f"or the path of a model checkpoint (no such file)")
-    return HormCalculator(_load_checkpoint(path, device), device=device, name=str(path))
+                         f"or the path of a trained model (no such file or folder)")
+    import torch
 
+    from horm.train.export import load_model
 
-def _load_checkpoint(path: Path, device: str):
-    """The trainer's checkpoint loader; a clear error while it does not exist yet."""
-    try:
-        from horm.models.base import load_checkpoint  # type: ignore[attr-defined]
-    except ImportError:
-        raise HormError(f"{path}: loading model checkpoints is not available yet "
-                        f"(horm.models.base.load_checkpoint is missing); use --potential xtb") from None
-    return load_checkpoint(path, map_location=device)
+    valid = ("float64", "float32")
+    if dtype not in valid:
+        raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(valid)}")
+    model, info = load_model(path, device=device, dtype=getattr(torch, dtype))
+    return HormCalculator(model, device=device, dtype=getattr(torch, dtype), name=str(path))
