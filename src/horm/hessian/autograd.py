@@ -26,6 +26,7 @@ Row-chunks bound the memory (``chunk_size`` VJPs per vmapped call). When vmap ca
 from __future__ import annotations
 
 import logging
+import os
 from typing import Callable, Literal
 
 import torch
@@ -35,7 +36,49 @@ log = logging.getLogger(__name__)
 HessianMethod = Literal["batched", "vmap", "loop"]
 HESSIAN_METHODS = ("batched", "vmap", "loop")
 DEFAULT_CHUNK = 64
+MAX_AUTO_CHUNK = 64
+ROW_BYTES_PER_SAVED_BYTE = 0.75  # measured: one vmapped VJP row needs ≈ 0.5× the saved activations
 _warned: set[str] = set()
+
+
+def memory_budget_bytes() -> int:
+    """Memory allowed for one chunk of vmapped VJPs: $HORM_HESSIAN_MEMORY_GB (default 2 GiB)."""
+    return int(float(os.environ.get("HORM_HESSIAN_MEMORY_GB", "2")) * 2**30)
+
+
+class SavedTensorMeter:
+    """Context manager that counts the bytes autograd saves for backward (unique storages).
+
+    The per-row memory of a VJP through a graph scales with what that graph saved, so
+    ``auto_chunk(meter.nbytes)`` picks a chunk size that fits :func:`memory_budget_bytes`.
+    """
+
+    def __init__(self):
+        self.nbytes = 0
+        self._seen: set[int] = set()
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        if st.data_ptr() not in self._seen:
+            self._seen.add(st.data_ptr())
+            self.nbytes += st.nbytes()
+        return t
+
+    def __enter__(self) -> "SavedTensorMeter":
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._ctx.__exit__(*exc)
+        self._seen.clear()
+
+
+def auto_chunk(saved_bytes: int, budget_bytes: int | None = None) -> int:
+    """VJPs per vmapped call so that a chunk stays within the memory budget (1 … 64)."""
+    budget = memory_budget_bytes() if budget_bytes is None else budget_bytes
+    per_row = max(1.0, ROW_BYTES_PER_SAVED_BYTE * saved_bytes)
+    return int(max(1, min(MAX_AUTO_CHUNK, budget // per_row)))
 
 
 def _warn_once(key: str, msg: str) -> None:

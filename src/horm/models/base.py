@@ -27,6 +27,7 @@ tensors are detached. To draw Hessian rows from ``out["forces"]`` you need
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, ClassVar, Literal
 
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 from horm.data.batch import Batch, flatten_hessians
-from horm.hessian.autograd import DEFAULT_CHUNK, HessianMethod, compute_forces, full_hessian
+from horm.hessian.autograd import HessianMethod, SavedTensorMeter, auto_chunk, compute_forces, full_hessian
 from horm.models.graph import scatter_sum
 
 ForcesMode = Literal["autograd", "direct"]
@@ -94,26 +95,35 @@ class Potential(nn.Module):
     # --- the protocol ---------------------------------------------------------------------
     def forward(self, batch: Batch, compute_forces: bool = True, compute_hessian: bool = False, *,
                 create_graph: bool | None = None, hessian_method: HessianMethod = "batched",
-                chunk_size: int | None = DEFAULT_CHUNK) -> dict[str, torch.Tensor]:
-        """Energy (B,) eV, forces (N_tot, 3) eV/Å, optional flat Hessian; see the module docstring."""
+                chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+        """Energy (B,) eV, forces (N_tot, 3) eV/Å, optional flat Hessian; see the module docstring.
+
+        ``hessian_method``: "batched" | "vmap" | "loop" (see :mod:`horm.hessian.autograd`).
+        ``chunk_size``: Hessian rows per vmapped VJP; None picks it from the memory the
+        forward pass saved and $HORM_HESSIAN_MEMORY_GB (default 2 GiB).
+        """
         graph = self.training if create_graph is None else bool(create_graph)
         autograd = self.forces_mode == "autograd"
         need_pos_grad = compute_hessian or graph or (compute_forces and autograd)
         pos = batch.pos
         if need_pos_grad and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
+        meter = SavedTensorMeter() if (compute_hessian and chunk_size is None) else contextlib.nullcontext()
         with torch.set_grad_enabled(need_pos_grad or torch.is_grad_enabled()):
-            pred = self._predict(batch, pos)
-            energy = pred["energy"] + self.reference_energy(batch).to(pred["energy"].dtype)
-            out: dict[str, torch.Tensor] = {"energy": energy, "pos": pos}
-            forces = None
-            if compute_forces or compute_hessian:
-                if autograd:
-                    forces = compute_forces_fn(energy, pos, create_graph=graph or compute_hessian)
-                else:
-                    forces = pred["forces"]
-                out["forces"] = forces
+            with meter:
+                pred = self._predict(batch, pos)
+                energy = pred["energy"] + self.reference_energy(batch).to(pred["energy"].dtype)
+                out: dict[str, torch.Tensor] = {"energy": energy, "pos": pos}
+                forces = None
+                if compute_forces or compute_hessian:
+                    if autograd:
+                        forces = compute_forces_fn(energy, pos, create_graph=graph or compute_hessian)
+                    else:
+                        forces = pred["forces"]
+                    out["forces"] = forces
             if compute_hessian:
+                if chunk_size is None:
+                    chunk_size = auto_chunk(meter.nbytes)
                 blocks = full_hessian(forces, pos, batch.ptr, method=hessian_method, chunk_size=chunk_size,
                                       create_graph=graph)
                 out["hessian"] = flatten_hessians(blocks)

@@ -127,11 +127,16 @@ def lecun_init(module: nn.Module) -> None:
 
 
 def frame_project(vec: torch.Tensor, frame: torch.Tensor, eps: float, reflect: bool) -> torch.Tensor:
-    """Project vector features (M, 3, H) on frames (M, 3, 3) (columns = axes) -> (M, 3, H) invariants."""
-    p = torch.einsum("mdh,mdk->mkh", vec, frame)
-    if reflect:
-        p = torch.cat([p[:, :1], soft_abs(p[:, 1:2], eps), p[:, 2:]], dim=1)
-    return p
+    """Coordinates of vector features (M, 3, H) in frames (M, 3, 3) (columns = axes) -> (M, 3H) invariants.
+
+    Written as three broadcast multiply-adds per axis: much faster than a batched 3×3 matmul
+    on CPU, also under vmap. Output order: [axis 0 | axis 1 | axis 2], H channels each.
+    """
+    out = []
+    for k in range(3):
+        p = frame[:, 0, k, None] * vec[:, 0] + frame[:, 1, k, None] * vec[:, 1] + frame[:, 2, k, None] * vec[:, 2]
+        out.append(soft_abs(p, eps) if (reflect and k == 1) else p)
+    return torch.cat(out, dim=-1)
 
 
 class EquivariantMessage(nn.Module):
@@ -142,13 +147,13 @@ class EquivariantMessage(nn.Module):
         self.h, self.eps = h, eps
         self.norm = nn.LayerNorm(h)
         self.x_proj = mlp(h, h, 3 * h)
-        self.rbf_proj = nn.Linear(num_radial, 3 * h)
+        self.rbf_proj = nn.Linear(num_radial, 3 * h, bias=False)  # rbf carries the cutoff envelope
         self.edge_proj = mlp(3 * h + num_radial, 3 * h, 3 * h)
 
-    def forward(self, s, vec, edge_index, rbf, edge_feat, unit, fcut):
+    def forward(self, s, vec, edge_index, rbf, edge_feat, unit):
         i, j = edge_index
         xh = self.x_proj(self.norm(s))
-        w = self.rbf_proj(rbf) * self.edge_proj(edge_feat) * fcut  # (E, 3H), → 0 at the cutoff
+        w = self.rbf_proj(rbf) * self.edge_proj(edge_feat)  # (E, 3H); → 0 with zero slope at the cutoff
         ds, gv, gr = torch.split(xh[j] * w, self.h, dim=-1)
         vec = vector_rms_norm(vec, self.eps)
         dvec = vec[j] * gv[:, None, :] / math.sqrt(3.0) + gr[:, None, :] * unit[:, :, None]
@@ -164,14 +169,13 @@ class FrameTransition(nn.Module):
         self.h, self.eps, self.reflect = h, eps, reflect
         self.norm = nn.LayerNorm(h)
         self.vec_proj = nn.Linear(h, 2 * h, bias=False)
-        self.frame_mlp = mlp(3, max(h // 4, 4), 1)
+        self.frame_lin = nn.Linear(3 * h, h)
         self.xvec_proj = mlp(3 * h, h, 3 * h)
 
     def forward(self, s, vec, node_frame):
         s = self.norm(s)
         v1, v2 = torch.split(self.vec_proj(vector_rms_norm(vec, self.eps)), self.h, dim=-1)  # (N, 3, H) each
-        p = frame_project(v1, node_frame, self.eps, self.reflect)  # (N, 3, H)
-        in_frame = self.frame_mlp(p.transpose(1, 2)).squeeze(-1)  # (N, H)
+        in_frame = self.frame_lin(frame_project(v1, node_frame, self.eps, self.reflect))  # (N, H)
         norm = soft_norm(v1, self.eps, dim=1)  # (N, H)
         dot = (v1 * v2).sum(1) / math.sqrt(self.h)
         a, b, c = torch.split(self.xvec_proj(torch.cat([s, in_frame, norm], -1)), self.h, dim=-1)
@@ -206,7 +210,7 @@ class _LEFTNetCore(Potential):
         self.rbf = ExpNormalRBF(r, cfg.cutoff)
         self.radial = mlp(r, h, h)
         self.lse_in = nn.Sequential(nn.Linear(h, h), nn.SiLU())
-        self.lse_mlp = mlp(3, max(h // 4, 4), 1)
+        self.lse_lin = nn.Linear(3 * h, h)
         self.messages = nn.ModuleList([EquivariantMessage(h, r, cfg.eps) for _ in range(cfg.num_layers)])
         self.ftes = nn.ModuleList([FrameTransition(h, cfg.eps, cfg.reflection_invariant)
                                    for _ in range(cfg.num_layers)])
@@ -248,13 +252,13 @@ class _LEFTNetCore(Potential):
         sub = scatter_sum(radial[:, None, :] * self.lse_in(s)[j][:, None, :] * e1[:, :, None], i, n)  # (N,3,H)
         feats = []
         for end in (i, j):
-            p = frame_project(sub[end], edge_frame, eps, cfg.reflection_invariant)  # (E, 3, H)
-            feats.append(self.lse_mlp(p.transpose(1, 2)).squeeze(-1) + p[:, 0])
+            p = frame_project(sub[end], edge_frame, eps, cfg.reflection_invariant)  # (E, 3H)
+            feats.append(self.lse_lin(p) + p[:, : cfg.hidden_channels])
         edge_feat = torch.cat([torch.cat(feats, -1) * fcut, radial, rbf], -1)  # (E, 3H + R)
 
         vec = pos.new_zeros((n, 3, cfg.hidden_channels))
         for msg, fte in zip(self.messages, self.ftes):
-            ds, dv = msg(s, vec, edge_index, rbf, edge_feat, e1, fcut)
+            ds, dv = msg(s, vec, edge_index, rbf, edge_feat, e1)
             s, vec = (s + ds) / math.sqrt(2.0), vec + dv
             ds, dv = fte(s, vec, node_frame)
             s, vec = s + ds, vec + dv
