@@ -83,10 +83,16 @@ def test_killed_benchmark_resumes_without_redoing_finished_reactions(reaction_di
     assert len(run_benchmark(files, "xtb", out, settings=RunSettings.from_dict(FAST))) == 2
     assert time.time() - t0 < 5 and len(_lines(out)) == 2
 
-    res = CliRunner().invoke(app, ["ts", "summary", str(out)])
+    # summary against a reference run (here: itself): same TSs, zero RMSD and barrier error
+    res = CliRunner().invoke(app, ["ts", "summary", str(out), "--reference", str(out)])
     assert res.exit_code == 0, res.output
     assert (out / "ts_benchmark.png").stat().st_size > 0
-    assert json.loads((out / "summary.json").read_text())["summary"]["n"] == 2
+    result = json.loads((out / "summary.json").read_text())
+    assert result["summary"]["n"] == 2
+    ref = result["reference"]
+    assert ref["n_both_solved"] == sum(r["intended"] for r in lines)
+    if ref["n_both_solved"]:
+        assert ref["ts_rmsd_mean"] < 1e-6 and ref["barrier_mae_kcal_mol"] < 1e-9
 
 
 def test_a_reaction_over_its_timeout_is_killed_and_recorded(reaction_dir, tmp_path):
