@@ -1,9 +1,10 @@
 """Run the TS search over a set of reactions: parallel, per-reaction timeout, resumable.
 
-Each reaction runs in its own process (multiprocessing ``forkserver``; Sella and horm are
-imported once in the server, so a start costs milliseconds). At most ``workers`` run at a
-time; one that exceeds ``timeout`` seconds is killed and recorded as ``timeout``, one that
-dies is recorded as ``error``. Every finished reaction is appended as one JSON line to
+``workers`` long-lived worker processes (multiprocessing ``forkserver``, with Sella and horm
+imported once in the server) each load the potential once and run one reaction at a time,
+so Sella's just-in-time compiled code is built once per worker, not once per reaction. A
+reaction that exceeds ``timeout`` seconds is recorded as ``timeout`` and its worker is
+killed (a fresh one takes its place); a worker that dies is recorded as ``error``. Every finished reaction is appended as one JSON line to
 ``OUT/results.jsonl``; a rerun skips the reactions already there (and collects a
 ``OUT/<rxn>/record.json`` that a worker finished after its parent was killed), so a killed
 benchmark resumes where it stopped. ``OUT/benchmark.json`` holds the potential and
@@ -81,32 +82,86 @@ def _failure(rxn: str, status: str, seconds: float, error: str) -> dict:
             "outcome": None, "barrier_kcal_mol": None}
 
 
-def _worker(path: str, potential: str, out_dir: str, settings: dict, threads: int) -> None:
-    """Child process: one reaction; output and errors go to OUT/<rxn>/log.txt."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "log.txt", "w")
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    t0 = time.perf_counter()
-    rxn = Path(path).stem
+def _redirect_output(path: Path) -> None:
+    """Send this process's stdout/stderr (Python and C level) to ``path``."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _serve(conn, potential: str, settings: dict, threads: int) -> None:
+    """A long-lived worker: loads the potential once (and warms Sella's compiled code on
+    the first reaction), then runs each reaction ``(path, out_dir)`` it receives and
+    answers with the out_dir once ``record.json`` is written. ``None`` ends it."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from horm.data.xyz import read_reaction
+    from horm.ts.calculator import load_potential
+    from horm.ts.workflow import run_reaction
+
+    calc, load_error = None, None
     try:
-        import torch
-
-        torch.set_num_threads(threads)
-        from horm.data.xyz import read_reaction
-        from horm.ts.calculator import load_potential
-        from horm.ts.workflow import run_reaction
-
-        r, p = read_reaction(path)
         calc = load_potential(potential)
-        run_reaction(r.to_atoms(), p.to_atoms(), calc, RunSettings.from_dict(settings), out_dir=out, name=rxn)
-    except Exception as exc:  # recorded, the benchmark goes on
-        import traceback
+    except Exception as exc:  # reported on every reaction instead
+        load_error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    run_settings = RunSettings.from_dict(settings)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        path, out_dir = task
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _redirect_output(out / "log.txt")
+        t0 = time.perf_counter()
+        rxn = Path(path).stem
+        try:
+            if load_error is not None:
+                raise HormError(load_error)
+            r, p = read_reaction(path)
+            run_reaction(r.to_atoms(), p.to_atoms(), calc, run_settings, out_dir=out, name=rxn)
+        except Exception as exc:  # recorded, the benchmark goes on
+            import traceback
 
-        traceback.print_exc()
-        write_json_atomic(out / "record.json", _failure(rxn, "error", time.perf_counter() - t0,
-                                                        f"{type(exc).__name__}: {exc}".replace("\n", " ")))
+            traceback.print_exc()
+            write_json_atomic(out / "record.json", _failure(rxn, "error", time.perf_counter() - t0,
+                                                            f"{type(exc).__name__}: {exc}".replace("\n", " ")))
+        conn.send(out_dir)
+
+
+class _Slot:
+    """One worker process and the reaction it is running (None when idle)."""
+
+    def __init__(self, ctx, potential: str, settings: dict, threads: int):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, potential, settings, threads), daemon=True)
+        self.proc.start()
+        child.close()
+        self.task: tuple[str, Path] | None = None
+        self.t_start = 0.0
+
+    def give(self, rxn: str, path: Path, out: Path) -> None:
+        rec_path = out / "record.json"
+        if rec_path.exists():
+            rec_path.unlink()
+        self.conn.send((str(path), str(out)))
+        self.task = (rxn, out)
+        self.t_start = time.monotonic()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join()
+        self.conn.close()
 
 
 def _context(threads: int):
@@ -173,38 +228,52 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
 
     if pending:
         ctx = _context(threads_per_worker)
-        running: dict[str, tuple] = {}
+        slots: list[_Slot] = []
         try:
-            while pending or running:
-                while pending and len(running) < workers:
-                    path, rxn = pending.pop(0)
-                    rec_path = out / rxn / "record.json"
-                    if rec_path.exists():
-                        rec_path.unlink()
-                    proc = ctx.Process(target=_worker, args=(str(path), potential, str(out / rxn), sdict,
-                                                             threads_per_worker), daemon=True)
-                    proc.start()
-                    running[rxn] = (proc, time.monotonic())
+            while pending or any(sl.task for sl in slots):
+                slots = [sl for sl in slots if sl.proc.is_alive() or sl.task]
+                while pending and len(slots) < workers:
+                    slots.append(_Slot(ctx, potential, sdict, threads_per_worker))
+                for sl in slots:
+                    if sl.task is None and pending and sl.proc.is_alive():
+                        path, rxn = pending.pop(0)
+                        sl.give(rxn, path, out / rxn)
                 time.sleep(poll)
-                for rxn, (proc, t_start) in list(running.items()):
-                    elapsed = time.monotonic() - t_start
-                    if proc.is_alive():
-                        if elapsed > timeout:
-                            proc.kill()
-                            proc.join()
-                            del running[rxn]
-                            land(_failure(rxn, "timeout", elapsed, f"killed after {timeout:g} s"))
+                for k, sl in enumerate(slots):
+                    if sl.task is None:
                         continue
-                    proc.join()
-                    del running[rxn]
-                    rec_path = out / rxn / "record.json"
+                    rxn, rdir = sl.task
+                    elapsed = time.monotonic() - sl.t_start
+                    answered = False
                     try:
-                        land(json.loads(rec_path.read_text()))
-                    except (FileNotFoundError, json.JSONDecodeError):
-                        land(_failure(rxn, "error", elapsed, f"worker exited with code {proc.exitcode} "
-                                                             f"without a record (see {rxn}/log.txt)"))
+                        answered = sl.conn.poll()
+                        if answered:
+                            sl.conn.recv()
+                    except (EOFError, OSError):
+                        answered = False
+                    if answered:
+                        sl.task = None
+                        try:
+                            land(json.loads((rdir / "record.json").read_text()))
+                        except (FileNotFoundError, json.JSONDecodeError):
+                            land(_failure(rxn, "error", elapsed, f"no record written (see {rxn}/log.txt)"))
+                    elif not sl.proc.is_alive():
+                        sl.kill()
+                        sl.task = None
+                        land(_failure(rxn, "error", elapsed, f"worker died with exit code {sl.proc.exitcode} "
+                                                             f"(see {rxn}/log.txt)"))
+                    elif elapsed > timeout:
+                        sl.kill()
+                        sl.task = None
+                        land(_failure(rxn, "timeout", elapsed, f"killed after {timeout:g} s"))
         finally:
-            for proc, _ in running.values():
-                proc.kill()
+            for sl in slots:
+                try:
+                    if sl.proc.is_alive() and sl.task is None:
+                        sl.conn.send(None)
+                        sl.proc.join(timeout=2)
+                except OSError:
+                    pass
+                sl.kill()
     wanted = set(names)
     return [r for r in read_results(out) if r.get("rxn") in wanted]
