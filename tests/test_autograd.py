@@ -235,3 +235,20 @@ def test_compute_forces_and_vjp_sign():
     assert torch.allclose(f, -pos)
     g = force_vjps(f, pos, torch.eye(9, dtype=torch.float64).reshape(9, 3, 3))
     assert torch.allclose(-g.reshape(9, 9), torch.eye(9, dtype=torch.float64))
+
+
+def test_auto_chunk_bounds_memory(models, batch, monkeypatch):
+    from horm.hessian.autograd import SavedTensorMeter, auto_chunk
+
+    x = torch.randn(1000, 10, dtype=torch.float64, requires_grad=True)
+    with SavedTensorMeter() as meter:
+        (x.sin() * x).sum()
+    assert meter.nbytes >= 2 * 1000 * 10 * 8  # sin and mul each save a (1000, 10) float64
+    assert auto_chunk(0, budget_bytes=2**30) == 64 and auto_chunk(10**12, budget_bytes=2**30) == 1
+    assert auto_chunk(100 * 2**20, budget_bytes=2**30) == int(2**30 // (0.75 * 100 * 2**20))
+    # the automatic chunk (tiny budget -> 1 row per VJP) gives the same Hessian
+    monkeypatch.setenv("HORM_HESSIAN_MEMORY_GB", "1e-6")
+    m = models["leftnet"]
+    a = m(batch, compute_hessian=True, create_graph=False)["hessian"]
+    b = m(batch, compute_hessian=True, create_graph=False, chunk_size=64)["hessian"]
+    assert torch.allclose(a, b, atol=1e-12)

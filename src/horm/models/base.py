@@ -100,7 +100,7 @@ class Potential(nn.Module):
 
         ``hessian_method``: "batched" | "vmap" | "loop" (see :mod:`horm.hessian.autograd`).
         ``chunk_size``: Hessian rows per vmapped VJP; None picks it from the memory the
-        forward pass saved and $HORM_HESSIAN_MEMORY_GB (default 2 GiB).
+        forward pass saved and a memory budget (:func:`horm.hessian.autograd.memory_budget_bytes`).
         """
         graph = self.training if create_graph is None else bool(create_graph)
         autograd = self.forces_mode == "autograd"
@@ -108,7 +108,8 @@ class Potential(nn.Module):
         pos = batch.pos
         if need_pos_grad and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
-        meter = SavedTensorMeter() if (compute_hessian and chunk_size is None) else contextlib.nullcontext()
+        auto = compute_hessian and chunk_size is None and hessian_method != "loop"
+        meter = SavedTensorMeter() if auto else contextlib.nullcontext()
         with torch.set_grad_enabled(need_pos_grad or torch.is_grad_enabled()):
             with meter:
                 pred = self._predict(batch, pos)
@@ -122,8 +123,8 @@ class Potential(nn.Module):
                         forces = pred["forces"]
                     out["forces"] = forces
             if compute_hessian:
-                if chunk_size is None:
-                    chunk_size = auto_chunk(meter.nbytes)
+                if auto:
+                    chunk_size = auto_chunk(meter.nbytes, device=pos.device)
                 blocks = full_hessian(forces, pos, batch.ptr, method=hessian_method, chunk_size=chunk_size,
                                       create_graph=graph)
                 out["hessian"] = flatten_hessians(blocks)
