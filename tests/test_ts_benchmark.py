@@ -1,5 +1,6 @@
 """`horm ts benchmark`: a killed run resumes without redoing finished reactions; a slow
-reaction is killed at its timeout and recorded; picks are reproducible by seed."""
+reaction is killed at its timeout and recorded (and retried on request); picks are
+reproducible by seed."""
 
 from __future__ import annotations
 
@@ -98,11 +99,19 @@ def test_killed_benchmark_resumes_without_redoing_finished_reactions(reaction_di
 def test_a_reaction_over_its_timeout_is_killed_and_recorded(reaction_dir, tmp_path):
     from horm.ts.benchmark import run_benchmark
 
-    files = [reaction_dir / f"{SMALL[0]}.xyz"]
+    from horm.ts.workflow import RunSettings
+
+    files = [reaction_dir / f"{SMALL[1]}.xyz"]
+    fast = RunSettings.from_dict(FAST)
     t0 = time.time()
-    recs = run_benchmark(files, "xtb", tmp_path / "run", workers=1, timeout=0.5)
+    recs = run_benchmark(files, "xtb", tmp_path / "run", workers=1, timeout=0.5, settings=fast)
     assert time.time() - t0 < 30
     assert len(recs) == 1 and recs[0]["status"] == "timeout" and not recs[0]["intended"]
+    # a plain rerun keeps the timeout; --retry-failed runs it again and supersedes it
+    assert run_benchmark(files, "xtb", tmp_path / "run", timeout=0.5, settings=fast)[0]["status"] == "timeout"
+    recs = run_benchmark(files, "xtb", tmp_path / "run", timeout=120, settings=fast, retry_failed=True)
+    assert len(recs) == 1 and recs[0]["status"] == "done" and recs[0]["ts_success"]
+    assert len(_lines(tmp_path / "run")) == 2
 
 
 def test_a_benchmark_folder_refuses_another_potential(reaction_dir, tmp_path):

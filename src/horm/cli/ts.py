@@ -135,6 +135,7 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
                   n: Optional[int] = typer.Option(None, "--n", help="pick N reactions by --seed (default: all)"),
                   seed: int = typer.Option(0, help="seed of the reaction pick"),
                   reference: Optional[Path] = typer.Option(None, help="another run folder to compare with"),
+                  retry_failed: bool = typer.Option(False, help="run again reactions recorded as timeout or error"),
                   settings_file: Optional[Path] = typer.Option(None, "--settings", help=_SETTINGS_HELP),
                   hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps"),
                   ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
@@ -155,7 +156,8 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
                   f"barrier={'-' if bar is None else f'{bar:.1f}'} {rec.get('seconds', 0):.1f} s", highlight=False)
 
     pot = str(Path(potential).resolve()) if Path(potential).exists() and potential not in ENGINE_SPECS else potential
-    records = run_benchmark(files, pot, out_dir, workers=workers, timeout=timeout, settings=settings, on_result=show)
+    records = run_benchmark(files, pot, out_dir, workers=workers, timeout=timeout, settings=settings, on_result=show,
+                            retry_failed=retry_failed)
     _report(out_dir, reference, records, potential)
 
 

@@ -53,20 +53,22 @@ def select_reactions(reactions_dir, n: int | None = None, seed: int = 0) -> list
 
 
 def read_results(out_dir) -> list[dict]:
-    """Records in ``OUT/results.jsonl`` (a torn last line from a kill is ignored)."""
+    """Records in ``OUT/results.jsonl``, the latest one per reaction (a reaction retried
+    with ``retry_failed`` has several lines); a torn last line from a kill is ignored."""
     p = Path(out_dir) / RESULTS
     if not p.exists():
         return []
-    out = []
+    latest: dict[str, dict] = {}
     for line in p.read_text().splitlines():
         line = line.strip()
         if not line:
             continue
         try:
-            out.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:
             continue
-    return out
+        latest[str(rec.get("rxn"))] = rec
+    return list(latest.values())
 
 
 def _append(out_dir: Path, rec: dict) -> None:
@@ -188,11 +190,13 @@ def _check_meta(out: Path, potential: str, settings: dict) -> None:
 
 def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int = 1, timeout: float = 600.0,
                   settings: RunSettings | None = None, threads_per_worker: int = 1,
-                  on_result: Callable[[dict], None] | None = None, poll: float = 0.1) -> list[dict]:
-    """Run (or resume) the TS search on ``reactions``; returns all records of this run folder.
+                  on_result: Callable[[dict], None] | None = None, poll: float = 0.1,
+                  retry_failed: bool = False) -> list[dict]:
+    """Run (or resume) the TS search on ``reactions``; returns their latest records.
 
     Reaction ids are the file stems and must be unique. ``on_result`` is called with each
-    new record as it lands.
+    new record as it lands. ``retry_failed`` runs again the reactions whose record says
+    ``timeout`` or ``error`` (the new record supersedes the old line).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -205,7 +209,8 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
     names = [Path(r).stem for r in reactions]
     if len(set(names)) != len(names):
         raise HormError("reaction file names (stems) must be unique")
-    done = {r.get("rxn") for r in read_results(out)}
+    done = {r.get("rxn") for r in read_results(out)
+            if not (retry_failed and r.get("status") in ("timeout", "error"))}
 
     def land(rec: dict) -> None:
         _append(out, rec)
@@ -220,10 +225,12 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
         rec_path = out / rxn / "record.json"
         if rec_path.exists():  # finished by a worker after its parent died
             try:
-                land(json.loads(rec_path.read_text()))
-                continue
+                rec = json.loads(rec_path.read_text())
             except json.JSONDecodeError:
-                pass
+                rec = None
+            if rec is not None and (rec.get("status") == "done" or not retry_failed):
+                land(rec)
+                continue
         pending.append((Path(path), rxn))
 
     if pending:
