@@ -39,7 +39,8 @@ def save_model(model, path: str | os.PathLike, train_config: dict | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"format": FORMAT, "version": VERSION, "config": dict(model.config),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "atom_ref": atom_ref_dict(model), "train_config": train_config}
+            "atom_ref": atom_ref_dict(model), "train_config": train_config,
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(blob, tmp)
     os.replace(tmp, path)  # never a half-written model file
@@ -68,18 +69,24 @@ def _torch_load(p: Path) -> dict:
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None) -> tuple[Any, dict]:
-    """Build the model saved at ``path`` and load its weights; returns ``(model, info)`` in eval mode."""
+    """Build the model saved at ``path`` and load its weights; returns ``(model, info)`` in eval mode.
+
+    ``dtype`` None keeps the precision the model was trained in (float32 or float64).
+    """
     from horm.models.base import build_model_from_config
 
     p = resolve_model_path(path)
     blob = _torch_load(p)
+    saved_dtype = None
     if blob.get("format") == FORMAT:
         config, state, train_config = blob["config"], blob["state_dict"], blob.get("train_config")
+        saved_dtype = blob.get("dtype")
     elif "state_dict" in blob and "hyper_parameters" in blob:  # Lightning checkpoint of HormModule
         hp = blob["hyper_parameters"]
         if "model_config" not in hp:
             raise DataError(str(p), "Lightning checkpoint without 'model_config' (not written by horm train)")
         config, train_config = hp["model_config"], hp.get("config")
+        saved_dtype = (train_config or {}).get("trainer", {}).get("precision")
         state = {k[len("model."):]: v for k, v in blob["state_dict"].items() if k.startswith("model.")}
     else:
         raise DataError(str(p), "not a horm model file or horm train checkpoint")
@@ -89,6 +96,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise DataError(str(p), f"weights do not match the architecture (missing {missing[:3]}, "
                                 f"unexpected {unexpected[:3]})")
     model = model.to(device=device)
+    if dtype is None and saved_dtype in ("float64", "float32"):
+        dtype = getattr(torch, saved_dtype)  # the precision it was trained in
     if dtype is not None:
         model = model.to(dtype=dtype)
     model.eval()

@@ -117,7 +117,7 @@ class SaveLastOnEnd(L.Callback):
         self.path = Path(path)
 
     def on_train_end(self, trainer, pl_module):
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class ParamSyncCheck(L.Callback):

@@ -68,7 +68,8 @@ def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
     ]
     if has_val:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min",
-                                         save_top_k=1, enable_version_counter=False))
+                                         save_top_k=1, enable_version_counter=False,
+                                         save_on_train_epoch_end=False))
     if cfg.optim.ema_decay is not None:
         callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay))
     if t.progress_bar:
