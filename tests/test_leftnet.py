@@ -157,7 +157,7 @@ def test_registry_and_presets():
     assert (horm.cfg.num_layers, horm.cfg.hidden_channels, horm.cfg.cutoff, horm.cfg.graph) == (6, 196, 10.0, "full")
     paper = build_model("leftnet-df", "paper")
     assert (paper.cfg.num_layers, paper.cfg.hidden_channels) == (9, 256)
-    with pytest.raises(ValueError, match="valid: leftnet"):
+    with pytest.raises(ValueError, match="unknown model .schnet.; valid: .*leftnet"):
         build_model("schnet")
     with pytest.raises(ValueError, match="valid: tiny"):
         build_model("leftnet", "huge")
