@@ -153,6 +153,7 @@ def register_model(name: str) -> Callable[[type[Potential]], type[Potential]]:
 
 def _load_builtin() -> None:
     import horm.models.leftnet  # noqa: F401  (registers leftnet, leftnet-df)
+    import horm.models.hessian_head  # noqa: F401  (registers hessian_head)
 
 
 def list_models() -> list[str]:

@@ -231,7 +231,9 @@ class _LEFTNetCore(Potential):
                                              GatedEquivariantBlock(h // 2, 1, cfg.eps, last=True)])
         lecun_init(self)
 
-    def _predict(self, batch: Batch, pos: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _predict(self, batch: Batch, pos: torch.Tensor, return_features: bool = False) -> dict[str, torch.Tensor]:
+        """Energy (B,) eV [+ forces]; ``return_features`` adds the last-layer node features for
+        heads (e.g. ``hessian_head``): ``node_scalar`` (N, H) invariant, ``node_vector`` (N, 3, H) equivariant."""
         cfg, eps = self.cfg, self.cfg.eps
         n, nb = pos.shape[0], batch.num_graphs
         z, mol = batch.numbers, batch.batch
@@ -279,6 +281,8 @@ class _LEFTNetCore(Potential):
             for block in self.force_head:
                 x, v = block(x, v)
             out["forces"] = v.squeeze(-1)
+        if return_features:
+            out["node_scalar"], out["node_vector"] = s, vec
         return out
 
 

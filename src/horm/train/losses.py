@@ -25,6 +25,11 @@ Metrics ``d`` (per molecule):
 - full Hessian (eV/Å², for direct Hessian heads that output ``hessian`` flat blocks):
   ``l1`` mean |ΔH| over the (3n)² entries; ``mse`` mean ΔH².
 
+Models with a direct Hessian head (``model.hessian_mode == "direct"``, e.g. ``hessian_head``)
+return ``hessian`` from ``compute_hessian=True`` without autograd, so the full-Hessian term
+costs one head evaluation, not 3n VJPs. For them a ``hessian_rows`` term reads its rows out
+of that predicted Hessian (same rows, same metric) instead of differentiating the forces.
+
 Defaults follow HORM's released code: α = 4 (energy), β = 100 (forces), γ = 4 (Hessian);
 L1 on energy and forces, per-atom L2 on Hessian rows; N_HR = 1.
 
@@ -43,13 +48,14 @@ HORM additionally down-weights molecules whose sampled label rows exceed 10⁴ e
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
 from horm.data.batch import Batch, gather_hessian_rows
-from horm.hessian.autograd import sample_hessian_rows
+from horm.hessian.autograd import draw_row_indices, sample_hessian_rows
 from horm.models.graph import scatter_mean, scatter_sum
 
 LossField = Literal["energy", "forces", "hessian_rows", "hessian"]
@@ -212,8 +218,10 @@ def compute_loss(model, batch: Batch, spec: LossSpec, training: bool,
         t = spec.active(name)
         if t is not None and getattr(batch, name) is None:
             raise ValueError(f"loss term {name!r} needs {name} labels, but the batch has none")
-    graph = training or rows_term is not None
-    out = model(batch, compute_forces=True, compute_hessian=full_term is not None, create_graph=graph)
+    direct = getattr(model, "hessian_mode", "autograd") == "direct"  # a head predicts H, no VJPs needed
+    graph = training or (rows_term is not None and not direct)
+    want_h = full_term is not None or (direct and rows_term is not None)
+    out = model(batch, compute_forces=True, compute_hessian=want_h, create_graph=graph)
 
     per_mol = batch.pos.new_zeros(batch.num_graphs)
     parts: dict[str, torch.Tensor] = {}
@@ -230,9 +238,13 @@ def compute_loss(model, batch: Batch, spec: LossSpec, training: bool,
     if t is not None:
         add("forces", forces_error(out["forces"], batch.forces, batch.batch, batch.num_graphs, t.metric), t.weight)
     if rows_term is not None:
-        use_vmap = spec.row_vjp == "vmap" or (spec.row_vjp == "auto" and batch.pos.device.type != "cpu")
-        rows, idx = sample_hessian_rows(out["forces"], out["pos"], batch.batch, batch.ptr, s=spec.n_hr,
-                                        generator=generator, create_graph=training, use_vmap=use_vmap)
+        if direct:  # rows of the head's Hessian, in the sampled-row layout
+            idx = draw_row_indices(batch.natoms, spec.n_hr, generator).to(batch.ptr.device)
+            rows = gather_hessian_rows(dataclasses.replace(batch, hessian=out["hessian"]), idx)
+        else:
+            use_vmap = spec.row_vjp == "vmap" or (spec.row_vjp == "auto" and batch.pos.device.type != "cpu")
+            rows, idx = sample_hessian_rows(out["forces"], out["pos"], batch.batch, batch.ptr, s=spec.n_hr,
+                                            generator=generator, create_graph=training, use_vmap=use_vmap)
         ref = gather_hessian_rows(batch, idx).to(rows.dtype)
         err = hessian_rows_error(rows, ref, idx, batch, rows_term.metric)
         if spec.max_hessian_label is not None:
