@@ -55,7 +55,7 @@ def sample_cmd(
     n_geo = n_fail = 0
     try:
         with progress_bar() as prog:
-            task = prog.add_task(f"sample [{method}/{eng.name}]", total=len(paths))
+            task = prog.add_task(f"sample ({method}/{eng.name})", total=len(paths))
             for res in sample_reactions(paths, method, eng, settings, workers=workers):  # type: ignore[arg-type]
                 writer.add(res)
                 n_geo += len(res.samples)

@@ -342,7 +342,7 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
         limit = max_in_flight or 2 * workers
         try:
             with progress_bar(disable=not show_progress) as prog:
-                task = prog.add_task(f"label [{engine.name}]", total=n)
+                task = prog.add_task(f"label ({engine.name})", total=n)
 
                 def commit(results: list[ItemResult]) -> None:
                     good = [r.sample for r in results if r.sample is not None]
