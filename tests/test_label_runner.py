@@ -122,7 +122,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
 
 def test_unconverged_scf_is_a_failure_not_data(tmp_path):
     """max 1 SCF iteration: recorded in the failures table, nothing stored; a retry with the
-    default settings labels it and clears the failure row."""
+    default settings (on a 2-process pool) labels it and clears the failure row."""
     from horm.label.engine import get_engine
     from horm.label.runner import label
 
@@ -137,8 +137,8 @@ def test_unconverged_scf_is_a_failure_not_data(tmp_path):
         assert all("converge" in f["reason"].lower() or "scf" in f["reason"].lower() for f in fails.values())
     again = label(src, get_engine("xtb"), out, show_progress=False)
     assert (again.labelled, again.skipped_failed) == (0, 2)  # failures are not retried by default
-    retry = label(src, get_engine("xtb"), out, retry_failed=True, show_progress=False)
-    assert (retry.labelled, retry.failed) == (2, 0)
+    retry = label(src, get_engine("xtb"), out, retry_failed=True, workers=2, show_progress=False)
+    assert (retry.backend, retry.labelled, retry.failed) == ("process", 2, 0)
     with HessianStore.open(out) as st:
         assert len(st) == 2 and st.failures() == []
 

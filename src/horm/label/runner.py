@@ -168,6 +168,11 @@ def _pool_task(sample: Sample, want, timeout) -> ItemResult:
 
 # --- backends: submit work, collect what has finished -----------------------------------------
 
+def _lost(key: str, exc: BaseException) -> ItemResult:
+    """A task that returned no result (worker crashed, unpicklable result)."""
+    return ItemResult(key, None, f"worker error: {type(exc).__name__}: {_one_line(exc)}", {"kind": "worker"})
+
+
 class _Serial:
     def __init__(self, engine, want, timeout):
         self.engine, self.want, self.timeout = engine, want, timeout
@@ -202,13 +207,24 @@ class _Pool:
                 os.environ["OMP_NUM_THREADS"] = old
 
     def submit(self, sample):
-        return self.pool.submit(_pool_task, sample, self.want, self.timeout)
+        fut = self.pool.submit(_pool_task, sample, self.want, self.timeout)
+        fut.horm_key = sample.key
+        return fut
 
     def wait(self, handles):
         from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
 
         done, rest = wait(handles, return_when=FIRST_COMPLETED)
-        return [f.result() for f in done], list(rest)
+        out = []
+        for f in done:
+            try:
+                out.append(f.result())
+            except BrokenProcessPool:
+                raise  # a dead pool ends the run; a restart resumes it
+            except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+                out.append(_lost(f.horm_key, exc))
+        return out, list(rest)
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -229,11 +245,14 @@ class _Ray:
                 ray.init(address=address, runtime_env=env, log_to_driver=False, logging_level="ERROR")
             self.started = True
         self.task = ray.remote(num_cpus=1, max_retries=0)(compute_one)
+        self.keys: dict = {}
         self.engine_ref = ray.put(engine)
         self.want, self.timeout = want, timeout
 
     def submit(self, sample):
-        return self.task.remote(self.engine_ref, sample, self.want, self.timeout)
+        ref = self.task.remote(self.engine_ref, sample, self.want, self.timeout)
+        self.keys[ref] = sample.key
+        return ref
 
     def wait(self, handles):
         ray = self.ray
@@ -241,7 +260,14 @@ class _Ray:
         if rest:  # take everything else that has finished too
             more, rest = ray.wait(rest, num_returns=len(rest), timeout=0)
             done += more
-        return ray.get(done), rest
+        out = []
+        for ref in done:
+            key = self.keys.pop(ref)
+            try:
+                out.append(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its item only
+                out.append(_lost(key, exc))
+        return out, rest
 
     def close(self):
         if self.started:
