@@ -153,6 +153,8 @@ def register_model(name: str) -> Callable[[type[Potential]], type[Potential]]:
 
 def _load_builtin() -> None:
     import horm.models.leftnet  # noqa: F401  (registers leftnet, leftnet-df)
+    import horm.models.alphanet  # noqa: F401  (registers alphanet)
+    import horm.models.equiformer_v2  # noqa: F401  (registers equiformer_v2)
     import horm.models.hessian_head  # noqa: F401  (registers hessian_head)
 
 
