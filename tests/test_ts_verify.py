@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from horm.ts.verify import aligned_rmsd, barrier_kcal_mol, bond_graph, classify, same_graph, verify_irc
+from horm.ts.verify import (aligned_rmsd, barrier_kcal_mol, bond_graph, classify, same_graph, same_species,
+                             verify_irc)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RXN = SHARED / "data" / "t1x_val_reactions" / "rxn1929.xyz"
@@ -41,13 +42,26 @@ def test_reaction_changes_the_graph_and_outcomes_follow(reaction):
     r, p = reaction
     g_r, g_p = bond_graph(r.numbers, r.pos), bond_graph(p.numbers, p.pos)
     assert not same_graph(g_r, g_p)
-    assert classify(g_r, g_p, g_r, g_p) == "intended"
-    assert classify(g_p, g_r, g_r, g_p) == "intended"  # direction of the IRC does not matter
-    assert classify(g_r, g_r, g_r, g_p) == "P-unintended"
-    assert classify(g_p, g_p, g_r, g_p) == "R-unintended"
-    # a fragmented geometry (atoms far apart) matches neither side
-    apart = bond_graph(r.numbers, r.pos * 3.0)
-    assert classify(apart, apart, g_r, g_p) == "unintended"
+    assert not same_species(r.numbers, r.pos, p.pos)
+    assert classify(True, False, False, True) == "intended"
+    assert classify(False, True, True, False) == "intended"  # direction of the IRC does not matter
+    assert classify(True, False, True, False) == "P-unintended"
+    assert classify(False, True, False, True) == "R-unintended"
+    assert classify(False, False, False, False) == "unintended"
+    # a fragmented geometry (atoms far apart) is neither side
+    v = verify_irc(r.numbers, r.pos, p.pos, r.pos * 3.0, p.pos)
+    assert v["outcome"] == "R-unintended" and v["reactant_end"] is None
+
+
+def test_species_match_tolerates_long_bonds_near_the_cutoff():
+    # H2 at the DFT (0.744 Å) and GFN2-xTB (0.777 Å) bond lengths: bonded at scale 1.2 only
+    # for the first (cutoff 0.744 Å), at 1.3 for both (0.806 Å): the same species
+    short = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.7438]])
+    long_ = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.7767]])
+    assert not same_graph(bond_graph([1, 1], short, 1.2), bond_graph([1, 1], long_, 1.2))
+    assert same_species([1, 1], short, long_)
+    # but two H atoms 1.5 Å apart are not H2 at any scale
+    assert not same_species([1, 1], short, np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.5]]))
 
 
 def test_verify_irc_picks_the_reactant_end_and_flags_no_conformational_change(reaction):

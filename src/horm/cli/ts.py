@@ -46,7 +46,7 @@ def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_st
 
         d = yaml.safe_load(settings_file.read_text()) or {}
         if not isinstance(d, dict):
-            raise ValueError(f"{settings_file}: expected a mapping with keys path, tsopt, irc, bond_scale")
+            raise ValueError(f"{settings_file}: expected a mapping with keys path, tsopt, irc, bond_scales")
     d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     if hessian_every is not None:
         d.setdefault("tsopt", {})["hessian_every"] = hessian_every

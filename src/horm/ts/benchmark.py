@@ -175,6 +175,7 @@ def _context(threads: int):
 
 
 def _check_meta(out: Path, potential: str, settings: dict) -> None:
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back from disk
     meta = {"potential": potential, "settings": settings}
     p = out / META
     if p.exists():

@@ -4,6 +4,12 @@
   ASE's covalent radii (``natural_cutoffs``) and ``NeighborList``; nodes carry the
   atomic number. Two graphs are "the same" when networkx finds an isomorphism that
   maps elements onto equal elements (so an equivalent H shuffle still matches).
+- Same species: two geometries hold the same species when their bond graphs are the
+  same at one of the scales ``BOND_SCALES`` (1.2, 1.25, 1.3). One fixed scale is fragile
+  across levels of theory: long bonds sit near any cutoff (H₂ is 0.74 Å in DFT and
+  0.78 Å in GFN2-xTB, against 0.74 Å at scale 1.2; a 2.01 Å C–C in a DFT product is
+  1.95 Å in xTB, against 1.98 Å at scale 1.3). On 44 xTB IRCs of the T1x set the intended
+  count moved by up to 5 between single scales 1.2 and 1.3.
 - Outcome of an IRC with endpoints (a, b), judged against the reaction's R and P:
   ``intended`` (one endpoint is R, the other P), ``P-unintended`` (an endpoint is R but
   none is P), ``R-unintended`` (an endpoint is P but none is R), ``unintended`` (neither).
@@ -26,10 +32,11 @@ from horm.units import EV_TO_KCAL_MOL
 Outcome = Literal["intended", "R-unintended", "P-unintended", "unintended"]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
-BOND_SCALE = 1.3
-"""Bond when the distance is below this times the sum of ASE's covalent radii. 1.2 is too
-tight for H–H (0.744 Å, while H₂ is 0.74 Å in DFT and 0.777 Å in GFN2-xTB); 1.3 keeps
-H···O hydrogen bonds (≳ 1.7 Å against a 1.26 Å cutoff) and 1-3 contacts unbonded."""
+BOND_SCALES: tuple[float, ...] = (1.2, 1.25, 1.3)
+"""Bond when the distance is below scale × (sum of ASE's covalent radii); the species test
+tries these scales (see the module docstring). Even at 1.3, H···O hydrogen bonds
+(≳ 1.7 Å against a 1.26 Å cutoff) and 1-3 contacts stay unbonded."""
+BOND_SCALE = 1.3  # the single scale used by ``bond_graph`` when none is given
 
 
 def bond_graph(numbers, pos, scale: float = BOND_SCALE) -> nx.Graph:
@@ -58,15 +65,18 @@ def same_graph(g1: nx.Graph, g2: nx.Graph) -> bool:
     return nx.is_isomorphic(g1, g2, node_match=nx.algorithms.isomorphism.categorical_node_match("Z", None))
 
 
-def classify(endpoint_a: nx.Graph, endpoint_b: nx.Graph, reactant: nx.Graph, product: nx.Graph) -> Outcome:
-    """Outcome of an IRC whose two (optimised) endpoints have graphs a and b."""
-    r = (same_graph(endpoint_a, reactant), same_graph(endpoint_b, reactant))
-    p = (same_graph(endpoint_a, product), same_graph(endpoint_b, product))
-    if (r[0] and p[1]) or (r[1] and p[0]):
+def same_species(numbers, pos_a, pos_b, scales=BOND_SCALES) -> bool:
+    """True when the bond graphs of two geometries (same atoms) match at one of ``scales``."""
+    return any(same_graph(bond_graph(numbers, pos_a, s), bond_graph(numbers, pos_b, s)) for s in scales)
+
+
+def classify(a_is_r: bool, a_is_p: bool, b_is_r: bool, b_is_p: bool) -> Outcome:
+    """Outcome of an IRC from whether its (relaxed) ends a and b are the reactant/product."""
+    if (a_is_r and b_is_p) or (b_is_r and a_is_p):
         return "intended"
-    if any(r):
+    if a_is_r or b_is_r:
         return "P-unintended"
-    if any(p):
+    if a_is_p or b_is_p:
         return "R-unintended"
     return "unintended"
 
@@ -94,36 +104,30 @@ def barrier_kcal_mol(e_ts: float, e_reactant: float) -> float:
     return float((e_ts - e_reactant) * EV_TO_KCAL_MOL)
 
 
-def verify_irc(numbers, reactant_pos, product_pos, end_a_pos, end_b_pos,
-               scale: float = BOND_SCALE) -> dict:
-    """Graph-based verdict on one IRC.
+def verify_irc(numbers, reactant_pos, product_pos, end_a_pos, end_b_pos, scales=BOND_SCALES) -> dict:
+    """Graph-based verdict on one IRC (positions (N, 3) Å, same atom order throughout).
 
-    Returns ``outcome`` (one of OUTCOMES), ``conformational`` (R and P share a graph),
-    ``reactant_end`` ("a" or "b": the endpoint taken as the reactant side, or None when
-    none matches R; when both match, the one closer to the input reactant by RMSD), and
-    the per-endpoint matches.
+    Returns ``outcome`` (one of OUTCOMES), ``conformational`` (R and P are the same
+    species), ``reactant_end`` ("a" or "b": the end taken as the reactant side, or None
+    when no end is R; when both are, the one paired with a product end, else the one
+    closer to the input reactant by aligned RMSD), and the per-end matches.
     """
-    g_r = bond_graph(numbers, reactant_pos, scale)
-    g_p = bond_graph(numbers, product_pos, scale)
-    g_a = bond_graph(numbers, end_a_pos, scale)
-    g_b = bond_graph(numbers, end_b_pos, scale)
-    outcome = classify(g_a, g_b, g_r, g_p)
-    a_is_r, b_is_r = same_graph(g_a, g_r), same_graph(g_b, g_r)
-    if a_is_r and b_is_r:
-        reactant_end = "a" if aligned_rmsd(reactant_pos, end_a_pos) <= aligned_rmsd(reactant_pos, end_b_pos) else "b"
-    elif a_is_r or b_is_r:
-        reactant_end = "a" if a_is_r else "b"
+    m = {(end, ref): same_species(numbers, e_pos, r_pos, scales)
+         for end, e_pos in (("a", end_a_pos), ("b", end_b_pos))
+         for ref, r_pos in (("R", reactant_pos), ("P", product_pos))}
+    outcome = classify(m["a", "R"], m["a", "P"], m["b", "R"], m["b", "P"])
+    if outcome == "intended":
+        reactant_end = "a" if (m["a", "R"] and m["b", "P"]) else "b"
+        if m["a", "R"] and m["b", "P"] and m["b", "R"] and m["a", "P"]:  # R and P alike
+            reactant_end = "a" if aligned_rmsd(reactant_pos, end_a_pos) <= aligned_rmsd(reactant_pos, end_b_pos) else "b"
+    elif m["a", "R"] or m["b", "R"]:
+        reactant_end = "a" if m["a", "R"] else "b"
     else:
         reactant_end = None
-    if outcome == "intended" and reactant_end is not None:
-        # for intended, the reactant side must be the one whose partner is the product
-        other_is_p = same_graph(g_b if reactant_end == "a" else g_a, g_p)
-        if not other_is_p:
-            reactant_end = "b" if reactant_end == "a" else "a"
     return {
         "outcome": outcome,
-        "conformational": same_graph(g_r, g_p),
+        "conformational": same_species(numbers, reactant_pos, product_pos, scales),
         "reactant_end": reactant_end,
-        "a_matches": {"R": a_is_r, "P": same_graph(g_a, g_p)},
-        "b_matches": {"R": b_is_r, "P": same_graph(g_b, g_p)},
+        "a_matches": {"R": m["a", "R"], "P": m["a", "P"]},
+        "b_matches": {"R": m["b", "R"], "P": m["b", "P"]},
     }

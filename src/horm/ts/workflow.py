@@ -27,7 +27,7 @@ from horm.data.sample import Sample
 from horm.ts.irc import IRCSettings, run_irc
 from horm.ts.path import PathSettings, find_path
 from horm.ts.tsopt import TSOptSettings, optimize_ts
-from horm.ts.verify import BOND_SCALE, aligned_rmsd, barrier_kcal_mol, verify_irc
+from horm.ts.verify import BOND_SCALES, aligned_rmsd, barrier_kcal_mol, verify_irc
 
 RECORD_VERSION = 1
 
@@ -37,7 +37,7 @@ class RunSettings:
     path: PathSettings = field(default_factory=PathSettings)
     tsopt: TSOptSettings = field(default_factory=TSOptSettings)
     irc: IRCSettings = field(default_factory=IRCSettings)
-    bond_scale: float = BOND_SCALE  # bonded when d < bond_scale · (r_cov,i + r_cov,j)
+    bond_scales: tuple[float, ...] = BOND_SCALES  # same species: graphs match at one of these scales
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "RunSettings":
@@ -47,10 +47,10 @@ class RunSettings:
         for name, sub in (("path", PathSettings), ("tsopt", TSOptSettings), ("irc", IRCSettings)):
             if name in d:
                 kw[name] = sub(**d.pop(name))
-        if "bond_scale" in d:
-            kw["bond_scale"] = float(d.pop("bond_scale"))
+        if "bond_scales" in d:
+            kw["bond_scales"] = tuple(float(x) for x in d.pop("bond_scales"))
         if d:
-            raise ValueError(f"unknown TS settings {sorted(d)}; valid: path, tsopt, irc, bond_scale")
+            raise ValueError(f"unknown TS settings {sorted(d)}; valid: path, tsopt, irc, bond_scales")
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -144,7 +144,7 @@ def run_reaction(reactant, product, calc, settings: RunSettings | None = None, o
                 write_frames(out / "irc.xyz", irc.path(ts.atoms))
             if irc.success:
                 v = verify_irc(reactant.numbers, reactant.positions, product.positions,
-                               irc.end_forward.positions, irc.end_reverse.positions, s.bond_scale)
+                               irc.end_forward.positions, irc.end_reverse.positions, s.bond_scales)
                 rec["verify"] = v
                 rec["outcome"] = v["outcome"]
                 rec["intended"] = v["outcome"] == "intended"
