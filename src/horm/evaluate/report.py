@@ -11,7 +11,8 @@ per model.
 
 Plots (matplotlib, Agg): ``parity_<model>.png`` (energies referenced to the model's
 per-element energies, force components, Hessian entries, Cartesian eigenvalues) and
-``radar.png`` (Fig. 3 style: each axis a metric, scaled so the best model sits at the rim).
+``radar.png`` (Fig. 3 style: each axis a metric, scaled so the best model sits at the rim;
+relative asymmetries below 1e-3 count as symmetric).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ LABELS = {
     "freq_mae": "Frequency MAE", "freq1_mae": "Lowest-frequency MAE", "n_neg_agree": "# negative eigenvalues agree",
     "asym_mae": "Asymmetry mean |H−Hᵀ|", "asym_rel": "Relative asymmetry ‖H−Hᵀ‖/‖H‖",
 }
-RADAR = ["energy_mae", "forces_mae", "hessian_mae", "eigval_mae", "freq_mae", "asym_mae", "cos_mode1"]
+RADAR = ["energy_mae", "forces_mae", "hessian_mae", "eigval_mae", "freq_mae", "asym_rel", "cos_mode1"]
+# radar scores treat values below these as equal (round-off): autograd Hessians have a relative
+# asymmetry of ~1e-7 that is noise, not a ranking
+RADAR_FLOOR = {"asym_rel": 1e-3, "asym_mae": 1e-4}
 
 
 def _fmt(x: float) -> str:
@@ -159,7 +163,9 @@ def radar_plot(summaries: dict[str, dict], path: str | Path, metrics: list[str] 
                 best = max(col)
                 vals.append(v / best if best > 0 else 0.0)
             else:
-                best = min(col)
+                floor = RADAR_FLOOR.get(m, 0.0)
+                best = max(min(col), floor)
+                v = max(v, floor)
                 vals.append(best / v if v > 0 else 1.0)
         ax.plot(angles + angles[:1], vals + vals[:1], lw=1.5, label=name)
         ax.fill(angles + angles[:1], vals + vals[:1], alpha=0.12)
