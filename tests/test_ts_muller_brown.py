@@ -49,6 +49,15 @@ def test_ci_neb_then_sella_finds_the_saddle_between_a_and_c():
     assert calc.counts["hessian"] >= 2  # Sella used the calculator's Hessian
 
 
+def test_a_band_that_runs_out_of_steps_is_not_converged():
+    calc = MullerBrownCalculator()
+    r, p = muller_brown_atoms(*MINIMA["A"]), muller_brown_atoms(*MINIMA["C"])
+    for optimizer in ("ode", "fire"):
+        path = find_path(r, p, calc, PathSettings(interpolation="linear", n_images=9, fmax=0.5, max_steps=3,
+                                                   optimizer=optimizer, align=False))
+        assert path.error is None and not path.converged and path.record()["success"] is False
+
+
 def test_sella_from_a_displaced_start_finds_the_other_saddle():
     calc = MullerBrownCalculator()
     start = muller_brown_atoms(0.15, 0.35)

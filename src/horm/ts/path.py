@@ -158,7 +158,10 @@ def find_path(reactant, product, calc, settings: PathSettings | None = None) -> 
             neb = NEB(images, k=s.spring, climb=s.climb, method="improvedtangent",
                       allow_shared_calculator=True)
             opt = _optimizer_class(s.optimizer)(neb, logfile=None)
-            converged = bool(opt.run(fmax=s.fmax, steps=s.max_steps))
+            finished = bool(opt.run(fmax=s.fmax, steps=s.max_steps))
+            # ASE's ODE NEBOptimizer reports success also when it runs out of steps, so the
+            # band's own residual (largest image force of the last evaluation) decides
+            converged = finished and float(neb.get_residual()) <= s.fmax
             energies = [float(im.get_potential_energy()) for im in images]
     except Exception as exc:  # calculator failures (e.g. SCF) end the stage, not the run
         error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
