@@ -33,6 +33,11 @@ Choices made here (and why):
   and each term of the attention softmax (numerator and denominator), so energy and forces
   stay continuous when a pair crosses the cutoff (the original drops it abruptly).
 - No dropout, drop-path or attention dropout: a stochastic model has no Hessian.
+- The Gaussian radial basis stays sharp even in ``tiny`` (128 functions on 5 Å, width
+  0.08 Å; the original has 600 on its cutoff). With 16 functions (width 0.67 Å) the force
+  field is so smooth in r that, after 400 E-F-H steps on the bundled set, the force Jacobian
+  was still ~100× smaller than the reference Hessian and the Hessian-row loss barely moved it
+  (its parameter gradient was ~10× smaller than with 128 functions).
 - Wigner-D, edge frames and the radial basis are recomputed from ``pos`` in every forward
   pass, so derivatives w.r.t. positions pass through them.
 
@@ -72,7 +77,7 @@ class EquiformerV2Config:
     ffn_hidden_channels: int = 32  # hidden channels of the feed-forward network
     lmax: int = 2  # highest degree L of the features
     mmax: int = 2  # highest order |m| kept in the edge frame (≤ lmax)
-    num_radial: int = 32  # Gaussian radial basis functions on [0, cutoff]
+    num_radial: int = 128  # Gaussian radial basis functions on [0, cutoff] (width 2 × spacing: 0.08 Å at 5 Å)
     edge_channels: int = 32  # hidden width of the radial MLPs and the element embeddings of edges
     cutoff: float = 5.0  # Å, cosine envelope radius (and graph radius when graph="radius")
     graph: Literal["radius", "full"] = "radius"  # neighbour list inside each molecule
@@ -92,7 +97,7 @@ class EquiformerV2Config:
 
 PRESETS = {
     "tiny": dict(num_layers=2, sphere_channels=16, attn_hidden_channels=16, num_heads=2, attn_alpha_channels=8,
-                 attn_value_channels=8, ffn_hidden_channels=32, lmax=2, mmax=2, num_radial=16, edge_channels=16,
+                 attn_value_channels=8, ffn_hidden_channels=32, lmax=2, mmax=2, num_radial=128, edge_channels=16,
                  cutoff=5.0, graph="radius"),
     "paper": dict(num_layers=4, sphere_channels=128, attn_hidden_channels=64, num_heads=4, attn_alpha_channels=64,
                   attn_value_channels=16, ffn_hidden_channels=128, lmax=4, mmax=2, num_radial=128,

@@ -200,8 +200,6 @@ class SO2Convolution(nn.Module):
         self.fc0 = nn.Linear(n0 * c_in, n0 * c_out + extra_m0)
         self.fcm = nn.ModuleList([nn.Linear((lmax - m + 1) * c_in, 2 * (lmax - m + 1) * c_out, bias=False)
                                   for m in range(1, mmax + 1)])
-        for lin in self.fcm:  # the complex product sums two terms
-            lin.weight.data.mul_(1 / math.sqrt(2))
         self.rad_sizes = [n0 * c_in] + [(lmax - m + 1) * c_in for m in range(1, mmax + 1)]
         self.radial = RadialMLP([edge_dim, edge_hidden, edge_hidden, sum(self.rad_sizes)]) if edge_dim else None
 
