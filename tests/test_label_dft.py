@@ -67,3 +67,23 @@ def test_dft_scf_not_converged_is_label_error(smallest):
     eng = get_engine("dft", max_cycle=2, threads=_cores())
     with pytest.raises(LabelError, match="SCF not converged in 2 cycles"):
         eng.compute(smallest.copy(energy=None, forces=None, hessian=None), want=("energy",))
+
+
+def test_dft_open_shell_uses_uks_and_honours_charge():
+    from horm.data.sample import Sample
+    from horm.label.pyscf import gpu_available
+
+    pos = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.97]])
+    eng = get_engine("dft", threads=_cores(), use_gpu=False)
+    radical = eng.compute(Sample(numbers=np.array([8, 1]), pos=pos, multiplicity=2), ("energy", "forces"))
+    anion = eng.compute(Sample(numbers=np.array([8, 1]), pos=pos, charge=-1), ("energy", "forces"))
+    # 6-31G(d) has no diffuse functions, so OH- comes out ~0.1 eV *above* OH here (the
+    # experimental electron affinity is 1.8 eV); what matters is that the charge is used
+    assert abs(anion.energy - radical.energy) > 0.05
+    for s in (radical, anion):  # Newton's third law: no net force on a free molecule
+        np.testing.assert_allclose(s.forces.sum(axis=0), 0.0, atol=1e-3)
+        assert s.hessian is None
+    assert "uks" in type(eng.build(Sample(numbers=np.array([8, 1]), pos=pos, multiplicity=2), 1)).__name__.lower()
+    if not gpu_available():
+        with pytest.raises(LabelError, match="use_gpu=True"):
+            get_engine("dft", use_gpu=True).compute(radical, ("energy",))
