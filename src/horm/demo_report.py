@@ -31,13 +31,14 @@ def summary_paragraph(demo) -> str:
         ef, efh = f"{backbone} E-F", f"{backbone} E-F-H"
         if ef in ev and efh in ev:
             h0, h1 = _get(ev, ef, "hessian_mae"), _get(ev, efh, "hessian_mae")
-            a0, a1 = _get(ev, ef, "asym_mae"), _get(ev, efh, "asym_mae")
+            a0, a1 = _get(ev, ef, "asym_rel"), _get(ev, efh, "asym_rel")
             f0, f1 = _get(ev, ef, "forces_mae"), _get(ev, efh, "forces_mae")
             s = (f"For `{backbone}`, E-F-H training changed the in-distribution Hessian MAE from {_f(h0)} to "
                  f"{_f(h1)} eV/Å² ({_change(h0, h1)}) and the force MAE from {_f(f0)} to {_f(f1)} eV/Å "
                  f"({_change(f0, f1)})")
             if backbone == "leftnet-df":
-                s += f"; the Hessian asymmetry went from {_f(a0)} to {_f(a1)} eV/Å² ({_change(a0, a1)})"
+                s += (f"; the relative Hessian asymmetry ‖H−Hᵀ‖/‖H‖ went from {_f(a0)} to {_f(a1)} ({_change(a0, a1)}; "
+                      "the absolute mean |H−Hᵀ| is in Table A.1)")
             parts.append(s + ".")
     hh = [k for k in ev if "hessian_head" in k]
     if hh:
@@ -59,14 +60,17 @@ def summary_paragraph(demo) -> str:
 
 
 def _ts_table(demo) -> str:
-    rows = ["| potential | path | TS | IRC | intended | TS RMSD vs xTB (Å) | barrier MAE vs xTB (kcal/mol) | both solved |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| potential | path | TS | IRC | intended | both intended: TS RMSD (Å) / barrier MAE (kcal/mol) / n "
+            "| both found a TS: TS RMSD (Å) / barrier MAE (kcal/mol) / n |",
+            "|---|---|---|---|---|---|---|"]
     for label, s in demo.ts_summary.items():
         n = s["n"]
         c = demo.ts_compare.get(label, {})
         rows.append(f"| {label} | {s['path']['count']}/{n} | {s['TS']['count']}/{n} | {s['IRC']['count']}/{n} | "
-                    f"{s['intended']['count']}/{n} | {_f(c.get('ts_rmsd_mean'))} | {_f(c.get('barrier_mae_kcal_mol'))} | "
-                    f"{c.get('n_both_solved', '–') if c else 'reference'} |")
+                    + (f"{s['intended']['count']}/{n} | {_f(c.get('ts_rmsd_mean'))} / {_f(c.get('barrier_mae_kcal_mol'))} / "
+                       f"{c.get('n_both_solved')} | {_f(c.get('ts_rmsd_mean_ts_found'))} / "
+                       f"{_f(c.get('barrier_mae_kcal_mol_ts_found'))} / {c.get('n_both_ts_found')} |"
+                       if c else f"{s['intended']['count']}/{n} | reference | reference |"))
     return "\n".join(rows)
 
 

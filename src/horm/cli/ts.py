@@ -118,6 +118,11 @@ def _report(out_dir: Path, reference: Optional[Path], records: list[dict], poten
         out.print(f"vs {reference}: {cmp['n_both_solved']} reactions solved by both; "
                   f"TS RMSD mean {fmt(cmp['ts_rmsd_mean'], '.3f')} Å (median {fmt(cmp['ts_rmsd_median'], '.3f')} Å), "
                   f"barrier MAE {fmt(cmp['barrier_mae_kcal_mol'], '.2f')} kcal/mol", highlight=False)
+        out.print(f"vs {reference}: {cmp['n_both_ts_found']} reactions where both found a TS; "
+                  f"TS RMSD mean {fmt(cmp['ts_rmsd_mean_ts_found'], '.3f')} Å "
+                  f"(median {fmt(cmp['ts_rmsd_median_ts_found'], '.3f')} Å), barrier MAE "
+                  f"{fmt(cmp['barrier_mae_kcal_mol_ts_found'], '.2f')} kcal/mol "
+                  f"({cmp['n_barriers_ts_found']} with barriers)", highlight=False)
     png = bar_chart(summaries, out_dir / "ts_benchmark.png")
     write_json_atomic(out_dir / "summary.json", result)
     out.print(f"chart: {png}  summary: {out_dir / 'summary.json'}", highlight=False)

@@ -49,27 +49,48 @@ def _ts_positions(run_dir: Path, rxn: str):
     return read_xyz(p, validate=False)[0].pos
 
 
-def compare_runs(run_dir, reference_dir) -> dict:
-    """TS RMSD (Å, after alignment) and barrier MAE (kcal/mol) on reactions both runs solved."""
-    run_dir, reference_dir = Path(run_dir), Path(reference_dir)
-    a = {r["rxn"]: r for r in read_results(run_dir)}
-    b = {r["rxn"]: r for r in read_results(reference_dir)}
-    common = sorted(k for k in a.keys() & b.keys() if a[k].get("intended") and b[k].get("intended"))
+def _rmsd_and_barrier(run_dir: Path, reference_dir: Path, a: dict, b: dict, keys: list[str]):
     rmsd, dbar = {}, {}
-    for k in common:
+    for k in keys:
         pa, pb = _ts_positions(run_dir, k), _ts_positions(reference_dir, k)
         if pa is not None and pb is not None and pa.shape == pb.shape:
             rmsd[k] = aligned_rmsd(pb, pa)
         ba, bb = a[k].get("barrier_kcal_mol"), b[k].get("barrier_kcal_mol")
         if ba is not None and bb is not None:
             dbar[k] = abs(float(ba) - float(bb))
-    r = np.array(list(rmsd.values()))
-    d = np.array(list(dbar.values()))
-    return {"n_run": len(a), "n_reference": len(b), "n_both_solved": len(common),
-            "ts_rmsd_mean": float(r.mean()) if r.size else None,
-            "ts_rmsd_median": float(np.median(r)) if r.size else None,
-            "barrier_mae_kcal_mol": float(d.mean()) if d.size else None,
-            "per_reaction": {k: {"ts_rmsd": rmsd.get(k), "barrier_abs_err": dbar.get(k)} for k in common}}
+    return rmsd, dbar
+
+
+def _stats(d: dict) -> tuple[float | None, float | None]:
+    v = np.array(list(d.values()))
+    return (float(v.mean()), float(np.median(v))) if v.size else (None, None)
+
+
+def compare_runs(run_dir, reference_dir) -> dict:
+    """TS RMSD (Å, after alignment) and barrier MAE (kcal/mol) against a reference run.
+
+    Two sets of reactions: those both runs *solved* (outcome intended: the paper's
+    comparison), and the wider set where both runs *found a TS* (exactly one imaginary
+    mode), so an under-trained model that finds saddles but not intended ones still gets
+    an RMSD. Barriers enter only where both records have one.
+    """
+    run_dir, reference_dir = Path(run_dir), Path(reference_dir)
+    a = {r["rxn"]: r for r in read_results(run_dir)}
+    b = {r["rxn"]: r for r in read_results(reference_dir)}
+    both = a.keys() & b.keys()
+    solved = sorted(k for k in both if a[k].get("intended") and b[k].get("intended"))
+    found = sorted(k for k in both if a[k].get("ts_success") and b[k].get("ts_success"))
+    rmsd, dbar = _rmsd_and_barrier(run_dir, reference_dir, a, b, solved)
+    rmsd_ts, dbar_ts = _rmsd_and_barrier(run_dir, reference_dir, a, b, found)
+    r_mean, r_med = _stats(rmsd)
+    rt_mean, rt_med = _stats(rmsd_ts)
+    return {"n_run": len(a), "n_reference": len(b), "n_both_solved": len(solved),
+            "ts_rmsd_mean": r_mean, "ts_rmsd_median": r_med,
+            "barrier_mae_kcal_mol": _stats(dbar)[0],
+            "n_both_ts_found": len(found), "ts_rmsd_mean_ts_found": rt_mean, "ts_rmsd_median_ts_found": rt_med,
+            "barrier_mae_kcal_mol_ts_found": _stats(dbar_ts)[0], "n_barriers_ts_found": len(dbar_ts),
+            "per_reaction": {k: {"ts_rmsd": rmsd_ts.get(k), "barrier_abs_err": dbar_ts.get(k),
+                                 "both_intended": k in solved} for k in found}}
 
 
 def summary_table(summary: dict, title: str = "TS benchmark"):
