@@ -23,22 +23,7 @@ from horm.data.batch import collate, hessian_blocks
 from horm.data.sample import Sample
 from horm.models.base import build_model, build_model_from_config, list_models
 from horm.models.so3 import WignerD, edge_frame_layout, edge_rotation
-
-
-def random_molecule(rng, n: int) -> Sample:
-    while True:
-        pos = rng.normal(size=(n, 3)) * (0.55 * n ** (1 / 3) + 0.5)
-        d = np.linalg.norm(pos[:, None] - pos[None], axis=-1) + 10 * np.eye(n)
-        if d.min() > 0.95:
-            return Sample(numbers=rng.choice([1, 6, 7, 8], size=n), pos=pos)
-
-
-def random_rotation(rng) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
+from _molecules import random_molecule, random_rotation, predict
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +40,6 @@ def model():
 def mols():
     rng = np.random.default_rng(17)
     return [random_molecule(rng, n) for n in (5, 6)]
-
-
-def predict(model, samples, hessian=False):
-    b = collate(samples, dtype=torch.float64)
-    return b, model(b, compute_hessian=hessian, create_graph=False)
 
 
 def fd_force_jacobian(model, sample, h=1e-5) -> torch.Tensor:

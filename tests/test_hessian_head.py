@@ -17,27 +17,11 @@ import pytest
 import torch
 
 from horm.data.batch import collate, hessian_blocks
-from horm.data.sample import Sample
 from horm.models.base import build_model, build_model_from_config, list_models
+from _molecules import random_molecule, random_rotation as random_orthogonal
 
 SMALL = dict(backbone_overrides={"hidden_channels": 16, "num_layers": 1, "num_radial": 8}, head_channels=8,
              num_radial=8)
-
-
-def random_molecule(rng, n: int) -> Sample:
-    while True:
-        pos = rng.normal(size=(n, 3)) * (0.55 * n ** (1 / 3) + 0.5)
-        d = np.linalg.norm(pos[:, None] - pos[None], axis=-1) + 10 * np.eye(n)
-        if d.min() > 0.95:
-            return Sample(numbers=rng.choice([1, 6, 7, 8], size=n), pos=pos)
-
-
-def random_orthogonal(rng, proper: bool) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if (np.linalg.det(q) > 0) != proper:
-        q[:, 0] *= -1
-    return q
 
 
 @pytest.fixture(scope="module")
