@@ -31,28 +31,16 @@ def train_cmd(
     if config is not None and "=" in config and not Path(config).is_file():
         items.insert(0, config)  # no config file, only overrides
         path = None
-    try:
-        cfg = TrainConfig.from_yaml(path, items)
-        if data is not None:
-            cfg.set("data.train", str(data))
-        if val is not None:
-            cfg.set("data.val", str(val))
-        if out is not None:
-            cfg.set("out", str(out))
-        cfg.validate()
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    cfg = TrainConfig.from_yaml(path, items)
+    if data is not None:
+        cfg.set("data.train", str(data))
+    if val is not None:
+        cfg.set("data.val", str(val))
+    if out is not None:
+        cfg.set("out", str(out))
+    cfg.validate()
     from horm.train.run import train
 
-    try:
-        model_path = train(cfg)
-    except ValueError as exc:
-        from horm.errors import HormError
-
-        if isinstance(exc, HormError):
-            raise
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    model_path = train(cfg)
     if model_path is not None:  # rank 0 only
         console.print(f"model written to {model_path}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import signal
 import sys
@@ -13,27 +12,12 @@ import typer
 from rich.console import Console
 
 from horm.cli import app
-from horm.cli._common import console as err_console
 from horm.cli._common import friendly
 
 ts_app = typer.Typer(no_args_is_help=True,
                      help="Transition-state search: path → TS optimisation (model Hessian) → IRC → intended?")
 app.add_typer(ts_app, name="ts")
 out = Console()
-
-
-def _values(fn):
-    """Bad option values (ValueError) become one red line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        try:
-            return fn(*a, **kw)
-        except ValueError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_steps: Optional[int],
@@ -64,7 +48,6 @@ _SETTINGS_HELP = "YAML with sections path/tsopt/irc (fields of PathSettings, TSO
 
 @ts_app.command("run")
 @friendly
-@_values
 def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reactant, then product"),
             potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
             out_dir: Path = typer.Option(..., "--out", help="folder for path.xyz, ts.xyz, irc.xyz, record.json"),
@@ -131,7 +114,6 @@ def _report(out_dir: Path, reference: Optional[Path], records: list[dict], poten
 
 @ts_app.command("benchmark")
 @friendly
-@_values
 def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reaction xyz files"),
                   potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
                   out_dir: Path = typer.Option(..., "--out", help="run folder (results.jsonl; resumable)"),
@@ -168,7 +150,6 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
 
 @ts_app.command("summary")
 @friendly
-@_values
 def summary_cmd(out_dir: Path = typer.Argument(..., help="a benchmark run folder"),
                 reference: Optional[Path] = typer.Option(None, help="another run folder to compare with")):
     """Re-print the summary (and chart) of a benchmark folder, optionally against a reference run."""
