@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from horm.data.batch import collate
 from horm.models.base import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import timed  # noqa: E402
 from hessian_speed import load_molecules  # noqa: E402  (same geometries as the autograd benchmark)
 
 
@@ -59,15 +59,6 @@ def peak_bytes(fn) -> int:
     walk(prof.profiler.kineto_results.experimental_event_tree())
     sizes.sort()
     return int(max(np.cumsum([s for _, s in sizes]).max(initial=0), 0))
-
-
-def best_time(fn, repeat: int) -> float:
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
@@ -107,7 +98,7 @@ def main() -> None:
         for label, batches in ((f"one molecule per call", singles), (f"{len(samples)} molecules per call", [whole])):
             res = {}
             for name, model in (("autograd", auto), ("head", head)):
-                t = best_time(lambda: [run(model, b) for b in batches], args.repeat) / len(samples)
+                t = timed(lambda: [run(model, b) for b in batches], args.repeat)[0] / len(samples)
                 mem = np.nan if args.no_memory else np.mean(
                     [peak_bytes(lambda b=b: run(model, b)) / b.num_graphs for b in batches])
                 res[name] = (t, mem)

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from _timing import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from horm.data.batch import collate, hessian_blocks
 from horm.models.base import build_model
 
@@ -59,15 +59,6 @@ def hessians_batched(model, samples, dtype, chunk: int | None) -> list[torch.Ten
     b = collate(samples, dtype=dtype)
     res = model(b, compute_hessian=True, hessian_method="batched", chunk_size=chunk, create_graph=False)
     return hessian_blocks(res["hessian"], b.hess_ptr, b.natoms)
-
-
-def timed(fn, repeat: int):
-    best, result = np.inf, None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, result
 
 
 def main() -> None:

@@ -12,25 +12,16 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from _timing import timed
 from horm.data.convert import convert
 from horm.data.horm_lmdb import HormLmdb, record_to_sample, safe_loads
 from horm.data.store import HessianStore
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "horm_sample_100.lmdb"
-
-
-def _time(fn, repeat: int) -> float:
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
@@ -66,8 +57,8 @@ def main() -> None:
             for i in order:
                 ours[int(i)].hessian.sum()
 
-        t_hs, t_hr = _time(horm_seq, args.repeat), _time(horm_rand, args.repeat)
-        t_os, t_or = _time(ours_seq, args.repeat), _time(ours_rand, args.repeat)
+        t_hs, t_hr = timed(horm_seq, args.repeat)[0], timed(horm_rand, args.repeat)[0]
+        t_os, t_or = timed(ours_seq, args.repeat)[0], timed(ours_rand, args.repeat)[0]
         b_h = src.stat().st_size / n
         b_o = (Path(d) / "c.hstore").stat().st_size / n
         ours.close()
