@@ -54,6 +54,7 @@ def test_append_reopen_keys_failures(tmp_path):
     for k in range(10):
         st.append(_water(f"w{k}", 0.01 * k))
     st.record_failure("bad1", "SCF not converged", cycles=1)
+    st.record_failure("bad1", "SCF not converged", cycles=2)  # replaces its row, counted once
     st.close()
     st = HessianStore.open(p, readonly=False)
     assert len(st) == 10 and st.keys() == {f"w{k}" for k in range(10)}
@@ -63,7 +64,7 @@ def test_append_reopen_keys_failures(tmp_path):
         st.append(_water("w3"))
     # a later success clears the failure row
     st.append(_water("bad1"))
-    assert st.failures() == [] and len(st) == 11
+    assert st.failures() == [] and len(st) == 11 and st.meta["n_failures"] == 0
 
 
 def test_extend_is_all_or_nothing(tmp_path):

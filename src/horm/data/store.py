@@ -328,6 +328,7 @@ class HessianStore:
                 count, offs, base = _unpack_chunk(buf)
                 blobs = [bytes(buf[base + offs[s]: base + offs[s + 1]]) for s in range(count)]
             seen: set[str] = set()
+            cleared = 0
             for s in samples:
                 if validate:
                     s.validate(str(self.path), f"sample {s.key or n}")
@@ -340,7 +341,8 @@ class HessianStore:
                         raise DataError(str(self.path), f"duplicate key {s.key!r}")
                     seen.add(s.key)
                     txn.put(kk, np.uint64(n).astype("<u8").tobytes())
-                    txn.delete(b"f:" + s.key.encode())
+                    if txn.delete(b"f:" + s.key.encode()):  # a later success clears its failure row
+                        cleared += 1
                 blobs.append(encode_sample(s))
                 idx.append(n)
                 n += 1
@@ -350,20 +352,9 @@ class HessianStore:
             if blobs:
                 txn.put(_chunk_key(c), _pack_chunk(blobs))
             self.meta["count"] = n
-            self.meta["n_failures"] = self._count_failures(txn)
+            self.meta["n_failures"] = int(self.meta.get("n_failures", 0)) - cleared
             txn.put(META_KEY, msgpack.packb(self.meta, use_bin_type=True))
         return idx
-
-    @staticmethod
-    def _count_failures(txn) -> int:
-        cur = txn.cursor()
-        n = 0
-        if cur.set_range(b"f:"):
-            for k in cur.iternext(values=False):
-                if not k.startswith(b"f:"):
-                    break
-                n += 1
-        return n
 
     def record_failure(self, key: str, reason: str, **details: Any) -> None:
         """Add (or replace) a row of the failures table. Nothing is added to the data."""
@@ -371,8 +362,10 @@ class HessianStore:
         with self.env.begin(write=True) as txn:
             self._refresh(txn)
             row = {"reason": str(reason), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "details": details}
-            txn.put(b"f:" + key.encode(), msgpack.packb(row, use_bin_type=True, default=str))
-            self.meta["n_failures"] = self._count_failures(txn)
+            fkey = b"f:" + key.encode()
+            is_new = txn.get(fkey) is None
+            txn.put(fkey, msgpack.packb(row, use_bin_type=True, default=str))
+            self.meta["n_failures"] = int(self.meta.get("n_failures", 0)) + int(is_new)
             txn.put(META_KEY, msgpack.packb(self.meta, use_bin_type=True))
 
     def update_meta(self, **fields: Any) -> None:
