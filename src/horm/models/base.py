@@ -156,6 +156,9 @@ def _load_builtin() -> None:
     import horm.models.alphanet  # noqa: F401  (registers alphanet)
     import horm.models.equiformer_v2  # noqa: F401  (registers equiformer_v2)
     import horm.models.hessian_head  # noqa: F401  (registers hessian_head)
+    import horm.models.published
+
+    horm.models.published.load_all()  # the published HORM/HIP networks (horm-*, hip-*)
 
 
 def list_models() -> list[str]:
