@@ -156,3 +156,16 @@ def test_rejects_elements_outside_one_hot():
     b = collate([Sample(numbers=np.array([6, 17]), pos=np.array([[0.0, 0, 0], [1.8, 0, 0]]))])
     with pytest.raises(ValueError, match="Z=\\[17\\]"):
         model(b)
+
+
+@pytest.mark.parametrize("name", VARIANTS.values())
+def test_zero_norms_give_finite_derivatives(name):
+    """Single atom, diatomic, linear CO2: the reference's sqrt(0) gradients are NaN; ours are finite."""
+    torch.manual_seed(0)
+    model = build_model(name, "small").double().eval()
+    mols = [Sample(numbers=np.array([1]), pos=np.zeros((1, 3))),
+            Sample(numbers=np.array([6, 8]), pos=np.array([[0.0, 0, 0], [0, 0, 1.2]])),
+            Sample(numbers=np.array([8, 6, 8]), pos=np.array([[0.0, 0, -1.16], [0, 0, 0], [0, 0, 1.16]]))]
+    out = model(collate(mols, dtype=torch.float64), compute_hessian=True, create_graph=False)
+    for key in ("energy", "forces", "hessian"):
+        assert bool(torch.isfinite(out[key]).all()), key

@@ -42,6 +42,11 @@ What differs from the reference code:
 - the one-zero condition column and the unused time draw (``torch.randint``) are not built;
 - the reflection-equivariant |·| on frame coordinates is taken out of place (same values);
 - elements other than H, C, N, O, F are rejected (the one-hot has no slot for them).
+- square roots of exactly zero squared norms (a single atom, an atom at its group's centroid,
+  diatomics and other linear molecules, where a × b = 0 or a − b = 0) get the zero subgradient
+  (:func:`~.leftnet_blocks.safe_sqrt`); the reference's forces and Hessians are NaN there.
+  Every value and derivative at a non-zero norm is unchanged, bit for bit. Note that near such
+  geometries the EPS quirk still gives very large Hessians (~4e3 eV/Å² for CO2 with random weights).
 """
 
 from __future__ import annotations

@@ -21,6 +21,22 @@ from horm.models.graph import scatter_mean, scatter_sum
 EPS = 1e-6  # the reference's EPS, added to norms *after* the square root
 
 
+def safe_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """sqrt with the zero subgradient at exactly 0 (torch.sqrt's gradient there is inf, times 0 = NaN).
+
+    Values and all derivatives at x > 0 are those of torch.sqrt, bit for bit; only the
+    reference's NaN derivatives at an exactly zero norm (see the module docstring of
+    :mod:`horm.models.published.leftnet`) become finite.
+    """
+    ok = x > 0
+    return torch.where(ok, torch.sqrt(torch.where(ok, x, torch.ones_like(x))), torch.zeros_like(x))
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    """|x| over axis 1 as the reference writes it, (M, 1), without the NaN gradient at 0."""
+    return safe_sqrt(torch.sum(x ** 2, 1).unsqueeze(1))
+
+
 def legacy_cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``torch.cross(a, b)`` without ``dim`` as the reference calls it: the first axis of size 3.
 
@@ -242,10 +258,10 @@ def edge_frames(pos: torch.Tensor, edge_index: torch.Tensor):
     """The reference's ``scalarization``: distance, unit bond vector, unit cross, their cross (+EPS norms)."""
     i, j = edge_index
     diff = pos[i] - pos[j]
-    dist = diff.pow(2).sum(dim=-1).sqrt()
+    dist = safe_sqrt(diff.pow(2).sum(dim=-1))
     cross = legacy_cross(pos[i], pos[j])
-    diff = diff / (torch.sqrt(torch.sum(diff ** 2, 1).unsqueeze(1)) + EPS)
-    cross = cross / (torch.sqrt(torch.sum(cross ** 2, 1).unsqueeze(1)) + EPS)
+    diff = diff / (_norm(diff) + EPS)
+    cross = cross / (_norm(cross) + EPS)
     return dist, diff, cross, legacy_cross(diff, cross)
 
 
@@ -257,9 +273,9 @@ def node_frames(pos_frame: torch.Tensor, edge_index: torch.Tensor) -> torch.Tens
     """
     a = pos_frame
     b = scatter_mean(pos_frame[edge_index[0]], edge_index[1], a.shape[0])
-    x1 = (a - b) / (torch.sqrt(torch.sum((a - b) ** 2, 1).unsqueeze(1)) + EPS)
+    x1 = (a - b) / (_norm(a - b) + EPS)
     y1 = legacy_cross(a, b)
-    y1 = y1 / (torch.sqrt(torch.sum(y1 ** 2, 1).unsqueeze(1)) + EPS)
+    y1 = y1 / (_norm(y1) + EPS)
     z1 = legacy_cross(x1, y1)
     return torch.stack([x1, y1, z1], dim=-1)
 
