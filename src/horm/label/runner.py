@@ -17,25 +17,27 @@ and Hessian for every geometry of ``input`` with an Engine (:mod:`horm.label.eng
 * **Failures** (``LabelError`` from the engine, e.g. SCF not converged; a timeout; a bad
   geometry; any other exception) go into the store's failures table with the reason;
   they are never data. A summary line (labelled / skipped / failed, samples/s) ends the run.
-* **Backends**: ``workers == 1`` computes in this process; ``workers > 1`` uses a spawn
-  process pool with ``OMP_NUM_THREADS=1`` per worker; ``ray_address`` (``"local"`` or
-  a cluster address) sends ``ray.remote`` tasks and consumes them with ``ray.wait`` as
-  they finish.
+* **Backends** (:mod:`horm.jobs`): ``workers == 1`` computes in this process;
+  ``workers > 1`` uses long-lived worker processes (one thread each, replaced when an
+  item times out or crashes, dying with the parent); ``ray_address`` (``"local"`` or a
+  cluster address) sends batches of items to Ray actors. A second run on the same store
+  is refused at once (a lock on ``<store>.lock`` names the holder's PID).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from horm.data.sample import Sample
 from horm.data.store import HessianStore
 from horm.errors import DataError, LabelError
+from horm.jobs import Job, JobOptions, Outcome, output_lock, run_jobs
+from horm.jobs.spec import one_line
 
 WANT_ALL = ("energy", "forces", "hessian")
 
@@ -83,34 +85,7 @@ def _strip(s: Sample) -> Sample:
                   rxn=s.rxn, origin=s.origin, key=s.key)
 
 
-# --- the worker side -------------------------------------------------------------------------
-
-class LabelTimeout(Exception):
-    pass
-
-
-@contextmanager
-def _time_limit(seconds: float | None):
-    """Raise LabelTimeout after ``seconds`` (SIGALRM; only in a process's main thread)."""
-    if not seconds:
-        yield
-        return
-
-    def handler(signum, frame):
-        raise LabelTimeout(f"timeout after {seconds:g} s")
-
-    try:
-        old = signal.signal(signal.SIGALRM, handler)
-    except ValueError:  # not the main thread: no time limit available
-        yield
-        return
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
+# --- one item (runs in a worker) -------------------------------------------------------------
 
 @dataclass
 class ItemResult:
@@ -121,157 +96,67 @@ class ItemResult:
     seconds: float = 0.0  # wall time inside the worker (engine + validation)
 
 
-def _one_line(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()
-    return msg[0] if msg else type(exc).__name__
+def compute_one(engine, sample: Sample, want=WANT_ALL) -> ItemResult:
+    """Label one geometry; every failure becomes an ItemResult with a reason, never a raise.
 
-
-def compute_one(engine, sample: Sample, want=WANT_ALL, timeout: float | None = None) -> ItemResult:
-    """Label one geometry; every failure becomes an ItemResult with a reason, never a raise."""
+    (A timeout is the job runner's: it interrupts this call and is recorded as kind "timeout".)
+    """
     t0 = time.perf_counter()
     key = sample.key
     try:
         sample.validate(key or "<input>")
-        with _time_limit(timeout):
-            out = engine.compute(sample, want=want)
+        out = engine.compute(sample, want=want)
         out.key, out.rxn, out.origin = key, out.rxn or sample.rxn, out.origin or sample.origin
         out.validate(key, "engine output")
         return ItemResult(key, out, seconds=time.perf_counter() - t0)
     except LabelError as exc:
-        reason, kind = _one_line(exc), "label"
-    except LabelTimeout as exc:
-        reason, kind = _one_line(exc), "timeout"
+        reason, kind = one_line(exc), "label"
     except DataError as exc:
-        reason, kind = f"bad geometry or labels: {_one_line(exc)}", "data"
+        reason, kind = f"bad geometry or labels: {one_line(exc)}", "data"
     except Exception as exc:  # noqa: BLE001 - an engine crash must not end the run
-        reason, kind = f"{type(exc).__name__}: {_one_line(exc)}", "error"
+        reason, kind = f"{type(exc).__name__}: {one_line(exc)}", "error"
     return ItemResult(key, None, reason, {"kind": kind, "engine": getattr(engine, "name", "?")},
                       time.perf_counter() - t0)
 
 
-_WORKER_ENGINE = None
+def _the(obj):
+    return obj
 
 
-def _pool_init(engine) -> None:
-    global _WORKER_ENGINE
-    os.environ["OMP_NUM_THREADS"] = "1"
-    _WORKER_ENGINE = engine
+def _label_task(engine, payload) -> ItemResult:
+    sample, want = payload
+    return compute_one(engine, sample, want)
 
 
-def _ping(_) -> int:
-    return os.getpid()
+class _StoreSink:
+    """Finished items into the store: one LMDB transaction per batch of outcomes."""
 
+    def __init__(self, store: HessianStore, summary: "LabelSummary", retry_failed: bool, engine_name: str):
+        self.store, self.summary, self.engine_name = store, summary, engine_name
+        self.done_keys = store.keys()
+        self.failed_keys = set() if retry_failed else {f["key"] for f in store.failures()}
 
-def _pool_task(sample: Sample, want, timeout) -> ItemResult:
-    return compute_one(_WORKER_ENGINE, sample, want, timeout)
+    def skip_reason(self, key: str) -> str | None:
+        if key in self.done_keys:
+            return "stored"
+        return "failed before" if key in self.failed_keys else None
 
-
-# --- backends: submit work, collect what has finished -----------------------------------------
-
-def _lost(key: str, exc: BaseException) -> ItemResult:
-    """A task that returned no result (worker crashed, unpicklable result)."""
-    return ItemResult(key, None, f"worker error: {type(exc).__name__}: {_one_line(exc)}", {"kind": "worker"})
-
-
-class _Serial:
-    def __init__(self, engine, want, timeout):
-        self.engine, self.want, self.timeout = engine, want, timeout
-
-    def submit(self, sample):
-        return compute_one(self.engine, sample, self.want, self.timeout)
-
-    def wait(self, handles):
-        return list(handles), []
-
-    def close(self):
-        pass
-
-
-class _Pool:
-    def __init__(self, engine, want, timeout, workers):
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        self.want, self.timeout = want, timeout
-        old = os.environ.get("OMP_NUM_THREADS")
-        os.environ["OMP_NUM_THREADS"] = "1"  # spawned children copy the environment at start
-        try:
-            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                            initializer=_pool_init, initargs=(engine,))
-            # start every worker now, while OMP_NUM_THREADS=1 is set
-            list(self.pool.map(_ping, range(workers)))
-        finally:
-            if old is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = old
-
-    def submit(self, sample):
-        fut = self.pool.submit(_pool_task, sample, self.want, self.timeout)
-        fut.horm_key = sample.key
-        return fut
-
-    def wait(self, handles):
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
-
-        done, rest = wait(handles, return_when=FIRST_COMPLETED)
-        out = []
-        for f in done:
-            try:
-                out.append(f.result())
-            except BrokenProcessPool:
-                raise  # a dead pool ends the run; a restart resumes it
-            except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
-                out.append(_lost(f.horm_key, exc))
-        return out, list(rest)
-
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _Ray:
-    def __init__(self, engine, want, timeout, workers, address):
-        import ray
-
-        self.ray = ray
-        self.started = False
-        if not ray.is_initialized():
-            env = {"env_vars": {"OMP_NUM_THREADS": "1"}}
-            if address == "local":
-                ray.init(num_cpus=workers, include_dashboard=False, runtime_env=env,
-                         log_to_driver=False, logging_level="ERROR")
-            else:
-                ray.init(address=address, runtime_env=env, log_to_driver=False, logging_level="ERROR")
-            self.started = True
-        self.task = ray.remote(num_cpus=1, max_retries=0)(compute_one)
-        self.keys: dict = {}
-        self.engine_ref = ray.put(engine)
-        self.want, self.timeout = want, timeout
-
-    def submit(self, sample):
-        ref = self.task.remote(self.engine_ref, sample, self.want, self.timeout)
-        self.keys[ref] = sample.key
-        return ref
-
-    def wait(self, handles):
-        ray = self.ray
-        done, rest = ray.wait(handles, num_returns=1)
-        if rest:  # take everything else that has finished too
-            more, rest = ray.wait(rest, num_returns=len(rest), timeout=0)
-            done += more
-        out = []
-        for ref in done:
-            key = self.keys.pop(ref)
-            try:
-                out.append(ray.get(ref))
-            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its item only
-                out.append(_lost(key, exc))
-        return out, rest
-
-    def close(self):
-        if self.started:
-            self.ray.shutdown()
+    def put(self, outcomes: list[Outcome]) -> None:
+        results = [o.value if o.ok else ItemResult(o.key, None, o.message, {"kind": o.kind, "engine": self.engine_name},
+                                                   o.seconds) for o in outcomes]
+        good = [r.sample for r in results if r.sample is not None]
+        s = self.summary
+        if good:
+            idx = self.store.extend(good, skip_existing=True)
+            s.labelled += sum(i >= 0 for i in idx)
+            s.skipped += sum(i < 0 for i in idx)
+        for r in results:
+            s.engine_seconds += r.seconds
+            if r.sample is None:
+                self.store.record_failure(r.key, r.reason or "unknown", seconds=round(r.seconds, 3), **r.details)
+                s.failed += 1
+                kind = r.details.get("kind", "error")
+                s.reasons[kind] = s.reasons.get(kind, 0) + 1
 
 
 # --- the parent loop ------------------------------------------------------------------------
@@ -331,88 +216,32 @@ def open_or_create_store(out: str | os.PathLike, engine, source: str) -> Hessian
 
 def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, workers: int = 1,
           ray_address: str | None = None, retry_failed: bool = False, timeout: float | None = None,
-          want=WANT_ALL, max_in_flight: int | None = None, show_progress: bool = True,
-          print_summary: bool = True) -> LabelSummary:
+          want=WANT_ALL, show_progress: bool = True, print_summary: bool = True,
+          jobs: JobOptions | None = None) -> LabelSummary:
     """Label every geometry of ``input`` with ``engine`` into the store ``out_store``.
 
-    workers: parallel computations (1: in this process). ray_address: None (local process
-    pool), ``"local"`` (start a local Ray with ``num_cpus=workers``) or a Ray address.
+    workers: parallel computations (1: in this process). ray_address: None (local worker
+    processes), ``"local"`` (start a local Ray with ``num_cpus=workers``) or a Ray address.
     retry_failed: recompute keys in the failures table. timeout: seconds per item (a
-    failure "timeout" when exceeded). Returns the run's :class:`LabelSummary`.
+    failure "timeout" when exceeded). ``jobs``, when given, replaces workers, ray_address,
+    timeout and show_progress. A second run on the same store is refused
+    (:class:`horm.jobs.OutputLocked`). Returns the run's :class:`LabelSummary`.
     """
-    from horm.data.convert import progress_bar
-
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    n, items = open_items(input)
-    store = open_or_create_store(out_store, engine, str(Path(input).resolve()))
-    summary = LabelSummary(total=n, workers=workers)
-    try:
-        done_keys = store.keys()
-        failed_keys = {f["key"] for f in store.failures()}
-        summary.backend = "ray" if ray_address else "process" if workers > 1 else "serial"
-        backend = None
-
-        def start():  # only when there is something to compute (a finished run starts nothing)
-            t = time.perf_counter()
-            if ray_address:
-                b = _Ray(engine, want, timeout, workers, ray_address)
-            elif workers > 1:
-                b = _Pool(engine, want, timeout, workers)
-            else:
-                b = _Serial(engine, want, timeout)
-            summary.startup_seconds = time.perf_counter() - t
-            return b
-
-        t0 = time.perf_counter()
-        limit = max_in_flight or 2 * workers
+    opts = jobs or JobOptions(workers=workers, ray=ray_address, timeout=timeout, progress=show_progress)
+    with output_lock(out_store):
+        n, items = open_items(input)
+        store = open_or_create_store(out_store, engine, str(Path(input).resolve()))
+        summary = LabelSummary(total=n, workers=opts.workers, backend=opts.backend)
         try:
-            with progress_bar(disable=not show_progress) as prog:
-                task = prog.add_task(f"label ({engine.name})", total=n)
-
-                def commit(results: list[ItemResult]) -> None:
-                    good = [r.sample for r in results if r.sample is not None]
-                    if good:
-                        idx = store.extend(good, skip_existing=True)
-                        summary.labelled += sum(i >= 0 for i in idx)
-                        summary.skipped += sum(i < 0 for i in idx)
-                    for r in results:
-                        summary.engine_seconds += r.seconds
-                        if r.sample is None:
-                            store.record_failure(r.key, r.reason or "unknown", seconds=round(r.seconds, 3), **r.details)
-                            summary.failed += 1
-                            kind = r.details.get("kind", "error")
-                            summary.reasons[kind] = summary.reasons.get(kind, 0) + 1
-                    prog.advance(task, len(results))
-
-                pending: list = []
-                for s in items():
-                    if s.key in done_keys:
-                        summary.skipped += 1
-                        prog.advance(task)
-                        continue
-                    if s.key in failed_keys and not retry_failed:
-                        summary.skipped_failed += 1
-                        prog.advance(task)
-                        continue
-                    done_keys.add(s.key)  # a key repeated in the input is computed once
-                    if backend is None:
-                        backend = start()
-                        t0 += summary.startup_seconds
-                    pending.append(backend.submit(_strip(s)))
-                    while len(pending) >= limit:
-                        results, pending = backend.wait(pending)
-                        commit(results)
-                while pending:
-                    results, pending = backend.wait(pending)
-                    commit(results)
+            sink = _StoreSink(store, summary, retry_failed, engine.name)
+            stats = run_jobs(((s.key, (_strip(s), want)) for s in items()), Job(partial(_the, engine), _label_task),
+                             sink, opts, total=n, title=f"label ({engine.name})")
+            summary.skipped += stats.skipped.get("stored", 0) + stats.skipped.get("repeated in the input", 0)
+            summary.skipped_failed = stats.skipped.get("failed before", 0)
+            summary.seconds, summary.startup_seconds = stats.seconds, stats.startup_seconds
+            store.update_meta(last_run=summary.record())
         finally:
-            if backend is not None:
-                backend.close()
-        summary.seconds = time.perf_counter() - t0
-        store.update_meta(last_run=summary.record())
-    finally:
-        store.close()
+            store.close()
     if print_summary:
         print(summary.line(), flush=True)
     return summary
