@@ -19,48 +19,30 @@ def sample_cmd(
     engine: str = typer.Option("xtb", "--engine", "-e", help="potential for the path: xtb or dft"),
     out: Path = typer.Option(..., "--out", "-o", help=".xyz/.extxyz (origins in comments) or a horm store"),
     workers: int = typer.Option(1, "--workers", "-j", help="reactions sampled in parallel"),
+    ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds per reaction; longer is a failure"),
     fraction: Optional[float] = typer.Option(None, help="neb: fraction of intermediate snapshots kept"),
     keep_every: Optional[int] = typer.Option(None, help="neb: snapshot every this many NEB steps"),
-    steps: Optional[int] = typer.Option(None, help="neb: plain-NEB and CI-NEB steps (each)"),
+    steps: Optional[int] = typer.Option(None, help="NEB steps (neb: plain and CI-NEB, each; irc: the TS-guess NEB)"),
     k: Optional[int] = typer.Option(None, help="irc: points kept per side"),
-    seed: int = typer.Option(0, help="seed for the kept snapshots (with the reaction id)"),
+    seed: Optional[int] = typer.Option(None, help="neb: seed for the kept snapshots (with the reaction id)"),
     overwrite: bool = typer.Option(False, help="replace OUT if it is a store that exists"),
 ):
-    """Sample geometries along reaction paths (NEB iterations or IRC points) for labelling."""
+    """Sample geometries along reaction paths (NEB iterations or IRC points) for labelling.
+
+    An option that does not apply to the chosen --method is an error."""
     from rich.console import Console
 
-    from horm.data.convert import progress_bar
+    from horm.jobs import JobOptions
     from horm.label.engine import get_engine
-    from horm.sample.run import GeometryWriter, check_method, default_settings, reaction_files, sample_reactions
+    from horm.sample.run import reaction_files, sample_to, settings_for
 
-    try:
-        check_method(method)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    settings = default_settings(method)  # type: ignore[arg-type]
-    for name, value in (("fraction", fraction), ("keep_every", keep_every), ("k", k)):
-        if value is not None and hasattr(settings, name):
-            setattr(settings, name, value)
-    if steps is not None and method == "neb":
-        settings.neb_steps = settings.ci_steps = steps
-    if hasattr(settings, "seed"):
-        settings.seed = seed
-    settings.__post_init__()
-    paths = reaction_files(reactions)
+    given = {"fraction": fraction, "keep_every": keep_every, "k": k, "seed": seed}
+    settings = settings_for(method, steps=steps, **{n: v for n, v in given.items() if v is not None})  # type: ignore[arg-type]
+    jobs = JobOptions(workers=workers, ray=ray, timeout=timeout)
     try:
         eng = get_engine(engine)
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    writer = GeometryWriter(out, method, eng.name, overwrite=overwrite)
-    n_geo = n_fail = 0
-    try:
-        with progress_bar() as prog:
-            task = prog.add_task(f"sample ({method}/{eng.name})", total=len(paths))
-            for res in sample_reactions(paths, method, eng, settings, workers=workers):  # type: ignore[arg-type]
-                writer.add(res)
-                n_geo += len(res.samples)
-                n_fail += len(res.failures)
-                prog.advance(task)
-    finally:
-        writer.close()
-    Console().print(f"sampled {n_geo} geometries from {len(paths)} reactions ({n_fail} failures recorded) -> {out}")
+    summary = sample_to(out, reaction_files(reactions), method, eng, settings, jobs, overwrite=overwrite)  # type: ignore[arg-type]
+    Console().print(summary.line(), highlight=False)

@@ -118,6 +118,7 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
                   potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
                   out_dir: Path = typer.Option(..., "--out", help="run folder (results.jsonl; resumable)"),
                   workers: int = typer.Option(1, help="reactions run in parallel"),
+                  ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
                   timeout: float = typer.Option(600.0, help="seconds per reaction before it is killed"),
                   n: Optional[int] = typer.Option(None, "--n", help="pick N reactions by --seed (default: all)"),
                   seed: int = typer.Option(0, help="seed of the reaction pick"),
@@ -144,7 +145,7 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
 
     pot = str(Path(potential).resolve()) if Path(potential).exists() and potential not in ENGINE_SPECS else potential
     records = run_benchmark(files, pot, out_dir, workers=workers, timeout=timeout, settings=settings, on_result=show,
-                            retry_failed=retry_failed)
+                            retry_failed=retry_failed, ray=ray)
     _report(out_dir, reference, records, potential)
 
 

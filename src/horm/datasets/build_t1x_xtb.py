@@ -53,22 +53,10 @@ def choose_reactions(files: list[Path], seed: int, n_test: int, n_trainval: int,
 
 def sample_into(store_path: Path, files: list[Path], method: str, engine, settings, workers: int) -> None:
     """Sample every reaction of ``files`` not yet noted in the store's metadata."""
-    from horm.data.convert import progress_bar
-    from horm.sample.run import GeometryWriter, sample_reactions
+    from horm.jobs import JobOptions
+    from horm.sample.run import sample_to
 
-    writer = GeometryWriter(store_path, method, engine.name)
-    done = set(writer.store.meta.get("sampled_reactions", []))
-    todo = [f for f in files if f.stem not in done]
-    try:
-        with progress_bar() as prog:
-            task = prog.add_task(f"sample ({method}) {store_path.name}", total=len(files), completed=len(files) - len(todo))
-            for res in sample_reactions(todo, method, engine, settings, workers=workers):
-                writer.add(res)
-                done.add(res.rxn)
-                writer.store.update_meta(sampled_reactions=sorted(done))
-                prog.advance(task)
-    finally:
-        writer.close()
+    sample_to(store_path, files, method, engine, settings, JobOptions(workers=workers))
 
 
 def write_split(dst: Path, labelled, keep: set[str], tmp_dir: Path, sampling_failures: list[dict],

@@ -1,8 +1,8 @@
 """Sample many reactions (in parallel over reactions) and write the geometries.
 
-``sample_reactions(paths, method, engine, workers=N)`` yields one
-:class:`~horm.sample.neb.ReactionSamples` per reaction file as it finishes (a spawn
-process pool with ``OMP_NUM_THREADS=1`` when ``workers > 1``). ``GeometryWriter`` writes
+``sample_to(out, paths, method, engine, settings, jobs)`` samples every reaction file
+through :mod:`horm.jobs` (serial, worker processes or Ray; a timeout per reaction) into a
+``GeometryWriter``, which writes
 them either as extxyz (``rxn``, ``origin`` and ``key`` in each frame's comment line;
 failures in ``<out>.failures.jsonl``) or as an unlabelled horm store (keys
 ``<rxn>:<origin>``, failures in its failures table), ready for ``horm label``.
@@ -10,13 +10,17 @@ failures in ``<out>.failures.jsonl``) or as an unlabelled horm store (keys
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, get_args
+from typing import Iterable, Literal, get_args
 
 from horm.errors import HormError
+from horm.jobs import Job, JobOptions, output_lock, run_jobs
 from horm.sample.irc import IrcSampleSettings, sample_irc
 from horm.sample.neb import NebSampleSettings, ReactionSamples, error_line, sample_neb
 
@@ -58,55 +62,64 @@ def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=No
                                                     "stage": method}], time.perf_counter() - t0)
 
 
-_ENGINE = None
+def settings_for(method: Method, steps: int | None = None, **fields):
+    """The default settings of ``method`` with ``fields`` replaced (``dataclasses.replace``).
+
+    ``steps``: NEB steps (neb: plain and climbing-image, each; irc: the TS-guess NEB). A
+    field that ``method`` does not have is a ValueError, never silently ignored.
+    """
+    check_method(method)
+    base = default_settings(method)
+    if steps is not None:
+        fields.update({"neb_steps": steps, **({"ci_steps": steps} if method == "neb" else {})})
+    names = {f.name for f in dataclasses.fields(base)}
+    bad = sorted(set(fields) - names)
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: not a setting of method {method!r} (its settings: {', '.join(sorted(names))})")
+    return dataclasses.replace(base, **fields)
 
 
-def _init(engine) -> None:
-    global _ENGINE
-    os.environ["OMP_NUM_THREADS"] = "1"
-    _ENGINE = engine
+def _the(obj):
+    return obj
 
 
-def _ping(_) -> int:
-    return os.getpid()
+def _sample_task(engine, payload) -> ReactionSamples:
+    path, method, settings = payload
+    return sample_reaction(path, method, engine, settings)
 
 
-def _task(path, method, settings) -> ReactionSamples:
-    return sample_reaction(path, method, _ENGINE, settings)
+@dataclass
+class SampleSummary:
+    reactions: int  # reaction files given
+    sampled: int  # sampled by this run
+    skipped: int  # sampled before (store output)
+    geometries: int  # geometries written by this run
+    failures: int  # failures recorded by this run
+    out: Path
+
+    def line(self) -> str:
+        skip = f", {self.skipped} sampled before" if self.skipped else ""
+        return (f"sampled {self.geometries} geometries from {self.sampled} reactions{skip} "
+                f"({self.failures} failures recorded) -> {self.out}")
 
 
-def sample_reactions(paths: Iterable[str | os.PathLike], method: Method, engine, settings=None,
-                     workers: int = 1) -> Iterator[ReactionSamples]:
-    """Yield one ReactionSamples per reaction, in completion order when ``workers > 1``."""
+def sample_to(out: str | os.PathLike, paths: Iterable[str | os.PathLike], method: Method, engine, settings=None,
+              jobs: JobOptions | None = None, overwrite: bool = False) -> SampleSummary:
+    """Sample every reaction file of ``paths`` into ``out`` (see :class:`GeometryWriter`),
+    through :mod:`horm.jobs` (``jobs``: workers, Ray, timeout per reaction). A store output
+    is resumable: a rerun skips the reactions it already holds."""
     check_method(method)
     paths = [Path(p) for p in paths]
-    if workers <= 1:
-        for p in paths:
-            yield sample_reaction(p, method, engine, settings)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    old = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init,
-                                   initargs=(engine,))
-        list(pool.map(_ping, range(workers)))
-    finally:
-        if old is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = old
-    with pool:
-        todo = list(paths)
-        pending = set()
-        while todo or pending:
-            while todo and len(pending) < 2 * workers:
-                pending.add(pool.submit(_task, todo.pop(0), method, settings))
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                yield f.result()
+    with output_lock(out):
+        writer = GeometryWriter(out, method, getattr(engine, "name", "engine"), overwrite=overwrite)
+        try:
+            stats = run_jobs(((p.stem, (str(p), method, settings)) for p in paths),
+                             Job(partial(_the, engine), _sample_task), writer, jobs or JobOptions(),
+                             total=len(paths), title=f"sample ({method}/{getattr(engine, 'name', 'engine')})")
+        finally:
+            writer.close()
+    return SampleSummary(len(paths), stats.computed, sum(stats.skipped.values()), writer.n_geometries,
+                         writer.n_failures, Path(out))
 
 
 def reaction_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -119,29 +132,52 @@ def reaction_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 class GeometryWriter:
-    """Collect sampled geometries into ``out``: ``.xyz``/``.extxyz`` or a horm store (other suffix)."""
+    """Collect sampled geometries into ``out``: ``.xyz``/``.extxyz`` or a horm store (other suffix).
+
+    A job sink (:class:`horm.jobs.Sink`): a store notes each finished reaction in its
+    metadata (``sampled_reactions``), which a rerun skips; an xyz file is written at
+    ``close`` (not resumable).
+    """
 
     def __init__(self, out: str | os.PathLike, method: str, engine_name: str, overwrite: bool = False):
         from horm.data.store import HessianStore
 
         self.out = Path(out)
+        self.method = method
         self.as_xyz = self.out.suffix in (".xyz", ".extxyz")
         self.frames: list = []
         self.failures: list[dict] = []
         self.store = None
+        self.n_geometries = self.n_failures = 0
+        self.sampled: set[str] = set()
         if not self.as_xyz:
             if self.out.exists() and not overwrite:
                 self.store = HessianStore.open(self.out, readonly=False)
             else:
                 self.store = HessianStore.create(self.out, UNLABELLED, overwrite=overwrite,
                                                  sampler=method, sampler_engine=engine_name)
+            self.sampled = set(self.store.meta.get("sampled_reactions", []))
 
-    def add(self, res: ReactionSamples) -> None:
+    def skip_reason(self, rxn: str) -> str | None:
+        return "sampled before" if rxn in self.sampled else None
+
+    def put(self, outcomes) -> None:
+        """Job outcomes: a ReactionSamples, or a failure of the whole reaction."""
+        for o in outcomes:
+            res = o.value if o.ok else ReactionSamples(o.key, self.method, [], [
+                {"key": f"{o.key}:{self.method}", "reason": o.message, "stage": o.kind}], o.seconds)
+            self.add(res, key=o.key)
+
+    def add(self, res: ReactionSamples, key: str | None = None) -> None:
+        """One reaction's geometries and failures (``key``: its job key, default its id)."""
+        self.n_geometries += len(res.samples)
+        self.n_failures += len(res.failures)
+        self.sampled.add(key or res.rxn)
         if self.store is not None:
             self.store.extend(res.samples, skip_existing=True)
             info = dict(self.store.meta.get("reaction_info", {}))
             info[res.rxn] = {"n": len(res.samples), "seconds": round(res.seconds, 2), **res.info}
-            self.store.update_meta(reaction_info=info)
+            self.store.update_meta(reaction_info=info, sampled_reactions=sorted(self.sampled))
             for f in res.failures:
                 f = dict(f)
                 self.store.record_failure(f.pop("key"), f.pop("reason"), **f)

@@ -1,14 +1,17 @@
 """Run the TS search over a set of reactions: parallel, per-reaction timeout, resumable.
 
-``workers`` long-lived worker processes (multiprocessing ``forkserver``, with Sella and horm
-imported once in the server) each load the potential once and run one reaction at a time,
-so Sella's just-in-time compiled code is built once per worker, not once per reaction. A
+The reactions run through :mod:`horm.jobs`: ``workers`` long-lived worker processes (or
+Ray actors with ``ray``) each load the potential once and run one reaction at a time, so
+Sella's just-in-time compiled code is built once per worker, not once per reaction. A
 reaction that exceeds ``timeout`` seconds is recorded as ``timeout`` and its worker is
-killed (a fresh one takes its place); a worker that dies is recorded as ``error``. Every finished reaction is appended as one JSON line to
+killed (a fresh one takes its place); a worker that dies is recorded as ``error``. Workers
+die with their parent. Every finished reaction is appended as one JSON line to
 ``OUT/results.jsonl``; a rerun skips the reactions already there (and collects a
-``OUT/<rxn>/record.json`` that a worker finished after its parent was killed), so a killed
-benchmark resumes where it stopped. ``OUT/benchmark.json`` holds the potential and
-settings, and a rerun with a different potential is refused.
+``OUT/<rxn>/record.json`` that a worker finished just before its parent was killed), so a
+killed benchmark resumes where it stopped. ``OUT/benchmark.json`` holds the potential and
+settings, and a rerun with a different potential is refused, as is a second benchmark
+running on the same folder. On a Ray cluster the per-reaction files (``OUT/<rxn>/``) are
+written on the node that ran the reaction; ``results.jsonl`` holds every record.
 
 Reactions are files ``*.xyz`` (two frames: reactant, product) in one folder, chosen by a
 fixed seed (``select_reactions``), never by hand. The summary counts path, TS and IRC
@@ -19,20 +22,21 @@ success and intended outcomes with the median time per reaction (Fig. 2 of the p
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import time
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from horm.errors import HormError
+from horm.jobs import Job, JobOptions, output_lock, run_jobs
 from horm.ts.workflow import RunSettings, write_json_atomic
 
 RESULTS = "results.jsonl"
 META = "benchmark.json"
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def select_reactions(reactions_dir, n: int | None = None, seed: int = 0) -> list[Path]:
@@ -84,94 +88,80 @@ def _failure(rxn: str, status: str, seconds: float, error: str) -> dict:
             "outcome": None, "barrier_kcal_mol": None}
 
 
-def _redirect_output(path: Path) -> None:
-    """Send this process's stdout/stderr (Python and C level) to ``path``."""
+@contextmanager
+def _output_to(path: Path):
+    """This process's stdout/stderr (Python and C level) go to ``path`` inside the block."""
     import sys
 
     sys.stdout.flush()
     sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for k, old in zip((1, 2), saved):
+            os.dup2(old, k)
+            os.close(old)
 
 
-def _serve(conn, potential: str, settings: dict, threads: int) -> None:
-    """A long-lived worker: loads the potential once (and warms Sella's compiled code on
-    the first reaction), then runs each reaction ``(path, out_dir)`` it receives and
-    answers with the out_dir once ``record.json`` is written. ``None`` ends it."""
-    import torch
-
-    torch.set_num_threads(threads)
-    from horm.data.xyz import read_reaction
+def _load(potential: str):
     from horm.ts.calculator import load_potential
+
+    return load_potential(potential)
+
+
+def _ts_task(calc, payload) -> dict:
+    """One reaction in a worker: run the TS search, write ``OUT/<rxn>/``, return the record."""
+    from horm.data.xyz import read_reaction
     from horm.ts.workflow import run_reaction
 
-    calc, load_error = None, None
-    try:
-        calc = load_potential(potential)
-    except Exception as exc:  # reported on every reaction instead
-        load_error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-    run_settings = RunSettings.from_dict(settings)
-    while True:
+    path, out_dir, settings = payload
+    out, rxn = Path(out_dir), Path(path).stem
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "record.json").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    with _output_to(out / "log.txt"):
         try:
-            task = conn.recv()
-        except EOFError:
-            return
-        if task is None:
-            return
-        path, out_dir = task
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        _redirect_output(out / "log.txt")
-        t0 = time.perf_counter()
-        rxn = Path(path).stem
-        try:
-            if load_error is not None:
-                raise HormError(load_error)
             r, p = read_reaction(path)
-            run_reaction(r.to_atoms(), p.to_atoms(), calc, run_settings, out_dir=out, name=rxn)
+            return run_reaction(r.to_atoms(), p.to_atoms(), calc, RunSettings.from_dict(settings), out_dir=out,
+                                name=rxn)
         except Exception as exc:  # recorded, the benchmark goes on
             import traceback
 
             traceback.print_exc()
-            write_json_atomic(out / "record.json", _failure(rxn, "error", time.perf_counter() - t0,
-                                                            f"{type(exc).__name__}: {exc}".replace("\n", " ")))
-        conn.send(out_dir)
+            rec = _failure(rxn, "error", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}".replace("\n", " "))
+            write_json_atomic(out / "record.json", rec)
+            return rec
 
 
-class _Slot:
-    """One worker process and the reaction it is running (None when idle)."""
+class _ResultsSink:
+    """Records into ``OUT/results.jsonl`` as they land; a rerun skips the reactions there."""
 
-    def __init__(self, ctx, potential: str, settings: dict, threads: int):
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, potential, settings, threads), daemon=True)
-        self.proc.start()
-        child.close()
-        self.task: tuple[str, Path] | None = None
-        self.t_start = 0.0
+    def __init__(self, out: Path, done: set[str], on_result: Callable[[dict], None] | None):
+        self.out, self.done, self.on_result = out, done, on_result
 
-    def give(self, rxn: str, path: Path, out: Path) -> None:
-        rec_path = out / "record.json"
-        if rec_path.exists():
-            rec_path.unlink()
-        self.conn.send((str(path), str(out)))
-        self.task = (rxn, out)
-        self.t_start = time.monotonic()
+    def land(self, rec: dict) -> None:
+        _append(self.out, rec)
+        self.done.add(rec["rxn"])
+        if self.on_result is not None:
+            self.on_result(rec)
 
-    def kill(self) -> None:
-        if self.proc.is_alive():
-            self.proc.kill()
-        self.proc.join()
-        self.conn.close()
+    def skip_reason(self, rxn: str) -> str | None:
+        return "done" if rxn in self.done else None
 
-
-def _context(threads: int):
-    for var in _THREAD_VARS:  # the fork server inherits these at its start
-        os.environ.setdefault(var, str(threads))
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["horm.ts.workflow", "horm.ts.calculator", "horm.data.xyz", "sella"])
-    return ctx
+    def put(self, outcomes) -> None:
+        for o in outcomes:
+            if o.ok:
+                self.land(o.value)
+            else:
+                status = "timeout" if o.kind == "timeout" else "error"
+                self.land(_failure(o.key, status, o.seconds, f"{o.message} (see {o.key}/log.txt)"))
 
 
 def _check_meta(out: Path, potential: str, settings: dict) -> None:
@@ -191,97 +181,42 @@ def _check_meta(out: Path, potential: str, settings: dict) -> None:
 
 def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int = 1, timeout: float = 600.0,
                   settings: RunSettings | None = None, threads_per_worker: int = 1,
-                  on_result: Callable[[dict], None] | None = None, poll: float = 0.1,
-                  retry_failed: bool = False) -> list[dict]:
+                  on_result: Callable[[dict], None] | None = None, retry_failed: bool = False,
+                  ray: str | None = None, progress: bool = False) -> list[dict]:
     """Run (or resume) the TS search on ``reactions``; returns their latest records.
 
     Reaction ids are the file stems and must be unique. ``on_result`` is called with each
     new record as it lands. ``retry_failed`` runs again the reactions whose record says
-    ``timeout`` or ``error`` (the new record supersedes the old line).
+    ``timeout`` or ``error`` (the new record supersedes the old line). ``ray``: None
+    (worker processes on this machine), ``"local"`` or a Ray cluster address. A second
+    benchmark on the same folder is refused (:class:`horm.jobs.OutputLocked`).
     """
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if timeout <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    opts = JobOptions(workers=workers, ray=ray, timeout=timeout, threads=threads_per_worker, isolate=True,
+                      progress=progress)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sdict = (settings or RunSettings()).to_dict()
-    _check_meta(out, potential, sdict)
     names = [Path(r).stem for r in reactions]
     if len(set(names)) != len(names):
         raise HormError("reaction file names (stems) must be unique")
-    done = {r.get("rxn") for r in read_results(out)
-            if not (retry_failed and r.get("status") in ("timeout", "error"))}
-
-    def land(rec: dict) -> None:
-        _append(out, rec)
-        done.add(rec["rxn"])
-        if on_result is not None:
-            on_result(rec)
-
-    pending = []
-    for path, rxn in zip(reactions, names):
-        if rxn in done:
-            continue
-        rec_path = out / rxn / "record.json"
-        if rec_path.exists():  # finished by a worker after its parent died
-            try:
-                rec = json.loads(rec_path.read_text())
-            except json.JSONDecodeError:
-                rec = None
-            if rec is not None and (rec.get("status") == "done" or not retry_failed):
-                land(rec)
-                continue
-        pending.append((Path(path), rxn))
-
-    if pending:
-        ctx = _context(threads_per_worker)
-        slots: list[_Slot] = []
-        try:
-            while pending or any(sl.task for sl in slots):
-                slots = [sl for sl in slots if sl.proc.is_alive() or sl.task]
-                while pending and len(slots) < workers:
-                    slots.append(_Slot(ctx, potential, sdict, threads_per_worker))
-                for sl in slots:
-                    if sl.task is None and pending and sl.proc.is_alive():
-                        path, rxn = pending.pop(0)
-                        sl.give(rxn, path, out / rxn)
-                time.sleep(poll)
-                for k, sl in enumerate(slots):
-                    if sl.task is None:
-                        continue
-                    rxn, rdir = sl.task
-                    elapsed = time.monotonic() - sl.t_start
-                    answered = False
-                    try:
-                        answered = sl.conn.poll()
-                        if answered:
-                            sl.conn.recv()
-                    except (EOFError, OSError):
-                        answered = False
-                    if answered:
-                        sl.task = None
-                        try:
-                            land(json.loads((rdir / "record.json").read_text()))
-                        except (FileNotFoundError, json.JSONDecodeError):
-                            land(_failure(rxn, "error", elapsed, f"no record written (see {rxn}/log.txt)"))
-                    elif not sl.proc.is_alive():
-                        sl.kill()
-                        sl.task = None
-                        land(_failure(rxn, "error", elapsed, f"worker died with exit code {sl.proc.exitcode} "
-                                                             f"(see {rxn}/log.txt)"))
-                    elif elapsed > timeout:
-                        sl.kill()
-                        sl.task = None
-                        land(_failure(rxn, "timeout", elapsed, f"killed after {timeout:g} s"))
-        finally:
-            for sl in slots:
+    with output_lock(out):
+        out.mkdir(parents=True, exist_ok=True)
+        sdict = (settings or RunSettings()).to_dict()
+        _check_meta(out, potential, sdict)
+        done = {r.get("rxn") for r in read_results(out)
+                if not (retry_failed and r.get("status") in ("timeout", "error"))}
+        sink = _ResultsSink(out, done, on_result)
+        pending = []
+        for path, rxn in zip(reactions, names):
+            rec_path = out / rxn / "record.json"
+            if rxn not in done and rec_path.exists():  # finished by a worker just before its parent died
                 try:
-                    if sl.proc.is_alive() and sl.task is None:
-                        sl.conn.send(None)
-                        sl.proc.join(timeout=2)
-                except OSError:
-                    pass
-                sl.kill()
+                    rec = json.loads(rec_path.read_text())
+                except json.JSONDecodeError:
+                    rec = None
+                if rec is not None and (rec.get("status") == "done" or not retry_failed):
+                    sink.land(rec)
+                    continue
+            pending.append((rxn, (str(Path(path).resolve()), str((out / rxn).resolve()), sdict)))
+        run_jobs(pending, Job(partial(_load, potential), _ts_task), sink, opts, total=len(pending),
+                 title=f"ts benchmark ({Path(potential).name})")
     wanted = set(names)
     return [r for r in read_results(out) if r.get("rxn") in wanted]
