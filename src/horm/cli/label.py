@@ -38,14 +38,17 @@ def label_cmd(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ):
     """Compute energy, forces and Hessian for every geometry of INPUT; resumable."""
-    from horm.label.engine import get_engine
-    from horm.label.runner import label
+    from horm.jobs import JobOptions, output_lock
 
-    try:
-        eng = get_engine(engine, **parse_options(option))
-    except (ValueError, TypeError) as exc:
-        raise typer.BadParameter(str(exc)) from None
-    summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,
-                    timeout=timeout, show_progress=progress)
+    with output_lock(out):  # before anything slow: a second run on OUT is refused at once
+        from horm.label.engine import get_engine
+        from horm.label.runner import label
+
+        try:
+            eng = get_engine(engine, **parse_options(option))
+        except (ValueError, TypeError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+        jobs = JobOptions(workers=workers, ray=ray, timeout=timeout, progress=progress)
+        summary = label(input, eng, out, retry_failed=retry_failed, jobs=jobs)
     if summary.labelled == 0 and summary.failed and not summary.skipped:
         raise typer.Exit(1)

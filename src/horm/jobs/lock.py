@@ -26,10 +26,20 @@ def lock_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".lock")
 
 
+_HELD: set[Path] = set()  # locks this process holds (a nested output_lock on one is a no-op)
+
+
 @contextmanager
 def output_lock(out: str | os.PathLike) -> Iterator[Path]:
-    """Hold the lock of ``out`` for the duration of the block, or raise OutputLocked."""
-    path = lock_path(out)
+    """Hold the lock of ``out`` for the duration of the block, or raise OutputLocked.
+
+    Re-entrant within one process: a CLI verb can lock early (before loading an engine)
+    and the library function it calls locks again without effect.
+    """
+    path = lock_path(out).resolve()
+    if path in _HELD:
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -41,6 +51,10 @@ def output_lock(out: str | os.PathLike) -> Iterator[Path]:
                                f"wait for it or stop it") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield path
+        _HELD.add(path)
+        try:
+            yield path
+        finally:
+            _HELD.discard(path)
     finally:
         os.close(fd)  # releases the lock
