@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -203,8 +203,8 @@ _UNSUPPORTED = {"use_pbc": False, "compute_stress": False}
 
 
 def _model_config(hparams: HParams) -> dict[str, Any] | None:
-    mc = (hparams or {}).get("model_config")
-    return dict(mc) if isinstance(mc, dict) else None
+    mc = hparams.get("model_config") if isinstance(hparams, Mapping) else None
+    return dict(mc) if isinstance(mc, Mapping) else None
 
 
 def recognise(hparams: HParams, state_dict: StateDict) -> bool:
@@ -215,26 +215,29 @@ def recognise(hparams: HParams, state_dict: StateDict) -> bool:
     return all(k in state_dict for k in _SIGNATURE)
 
 
-def _shape(state_dict: StateDict, key: str) -> tuple[int, ...]:
+def _shape(state_dict: StateDict, key: str, ndim: int) -> tuple[int, ...]:
     if key not in state_dict:
         raise ValueError(f"AlphaNet checkpoint: state_dict has no {key!r}")
-    return tuple(state_dict[key].shape)
+    shape = tuple(state_dict[key].shape)
+    if len(shape) != ndim or min(shape) < 1:
+        raise ValueError(f"AlphaNet checkpoint: {key!r} has shape {shape}, expected {ndim} non-empty dimensions")
+    return shape
 
 
 def sizes_from_state_dict(state_dict: StateDict) -> dict[str, Any]:
     """Architecture sizes read off the tensor shapes (cutoff from the RBF means: μ_0 = e^{−r_c})."""
-    num_layers, hidden, chi1, _ = _shape(state_dict, "kernels_real")
-    head1, _, chi2 = _shape(state_dict, "message_layers.0.kernel_real")
+    num_layers, hidden, chi1, _ = _shape(state_dict, "kernels_real", 4)
+    head1, _, chi2 = _shape(state_dict, "message_layers.0.kernel_real", 3)
     norm = state_dict.get("message_layers.0.dx_layer_norm.weight")
-    mp_chi1 = _shape(state_dict, "message_layers.0.diachi1")[0]
-    if _shape(state_dict, "last_layer.weight")[0] != 1:
+    mp_chi1 = _shape(state_dict, "message_layers.0.diachi1", 1)[0]
+    if _shape(state_dict, "last_layer.weight", 2)[0] != 1:
         raise ValueError("AlphaNet checkpoint: only one output target is supported")
     mu0 = float(state_dict["radial_emb.means"].reshape(-1)[0]) if "radial_emb.means" in state_dict else 0.0
-    if not 0.0 < mu0 < 1.0:
+    if not 1e-12 < mu0 < 1.0:
         raise ValueError(f"AlphaNet checkpoint: radial_emb.means[0] = {mu0} is not e^(-cutoff) of a cutoff > 0")
     return dict(num_layers=num_layers, hidden_channels=hidden, main_chi1=chi1, mp_chi1=mp_chi1, chi2=chi2,
-                head=head1 - 1, num_radial=_shape(state_dict, "radial_emb.means")[0],
-                hidden_channels_chi=_shape(state_dict, "message_layers.0.scale.weight")[0] // 2,
+                head=head1 - 1, num_radial=_shape(state_dict, "radial_emb.means", 1)[0],
+                hidden_channels_chi=_shape(state_dict, "message_layers.0.scale.weight", 2)[0] // 2,
                 has_norm_before_flag=norm is not None and norm.shape[0] == mp_chi1 + hidden,
                 has_norm_after_flag=norm is not None and norm.shape[0] == mp_chi1,
                 cutoff=round(-math.log(mu0), 4))
