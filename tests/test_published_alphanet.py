@@ -92,6 +92,7 @@ def test_checkpoint_format(fixtures):
     b = collate([molecule(ref, 0)], dtype=torch.float64)  # without hyper-parameters: same network
     e1, e2 = small_model(fixtures)(b)["energy"], small_model(fixtures, hparams=None)(b)["energy"]
     assert torch.equal(e1, e2)
+    assert build_model("horm-alphanet", "small").cfg == small_model(fixtures).cfg  # the fixtures' size
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])

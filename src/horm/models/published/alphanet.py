@@ -99,7 +99,7 @@ class PublishedAlphaNetConfig:
 
 PRESETS = {
     # the fixture's small configuration (../shared/reference/horm_models/AlphaNet/small/config.json)
-    "tiny": dict(num_layers=2, hidden_channels=16, num_radial=8, head=4, main_chi1=8, mp_chi1=8, chi2=4,
+    "small": dict(num_layers=2, hidden_channels=16, num_radial=8, head=4, main_chi1=8, mp_chi1=8, chi2=4,
                  hidden_channels_chi=16),
     # HORM's train.py model_config (the released checkpoint): 3,450,267 parameters
     "published": dict(num_layers=4, hidden_channels=128, num_radial=64, head=16, main_chi1=32, mp_chi1=32,
