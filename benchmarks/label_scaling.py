@@ -8,8 +8,10 @@ displacements up to ``--n``. For each mode the same geometries are labelled into
 store. Printed per mode: samples/s, speed-up over the 1-worker run of the same backend
 and over the in-process run, start-up time, and per sample: the engine's own time (as
 measured inside the worker) and the framework overhead, i.e. wall time × workers / n
-minus the engine time (queueing, pickling, LMDB commits, idle workers). The goal is
-≥ 1.8× with 2 workers.
+minus the engine time (queueing, pickling, LMDB commits, idle workers), and Ray's own
+cost per task: its 1-worker overhead per sample minus the in-process one (Ray sends
+batches of keys per call, see ``horm.jobs.ray_backend``). Goals: ≥ 1.8× with 2 local
+worker processes over the in-process run, ≥ 1.7× from 1 to 2 Ray workers.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--reactions", type=Path, default=T1X)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; the best rate of each mode is kept")
     a = ap.parse_args()
 
     from horm.data.xyz import write_xyz
@@ -79,21 +82,28 @@ def main() -> None:
     print(f"engine alone (in this process): {(time.perf_counter() - t) / 5:.3f} s/sample on the first 5")
 
     modes = [("in-process", 1, None), ("process pool", 2, None)]
+    ray_start = 0.0
     if not a.no_ray:
-        modes += [("ray", 1, "local"), ("ray", 2, "local")]
-    rows = []
-    for name, workers, ray in modes:
-        if ray:
-            import ray as _ray
+        import ray as _ray
 
-            if _ray.is_initialized():
-                _ray.shutdown()
-        out = tmp / f"{name.replace(' ', '_')}_{workers}.hstore"
-        s = label(src, engine, out, workers=workers, ray_address=ray, show_progress=False, print_summary=False)
-        assert s.labelled == a.n, s.line()
-        eng = s.engine_seconds / s.computed
-        over = s.seconds * workers / s.computed - eng
-        rows.append((name, workers, s.rate, s.startup_seconds, eng, over))
+        t = time.perf_counter()  # one local Ray for both Ray modes (the runner reuses it)
+        _ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+        ray_start = time.perf_counter() - t
+        modes += [("ray", 1, "local"), ("ray", 2, "local")]
+    best: dict = {}
+    for rep in range(a.repeat):  # rounds over all modes, so that a load change hits every mode alike
+        for name, workers, ray in modes:
+            out = tmp / f"{name.replace(' ', '_')}_{workers}_{rep}.hstore"
+            s = label(src, engine, out, workers=workers, ray_address=ray, show_progress=False, print_summary=False)
+            assert s.labelled == a.n, s.line()
+            eng = s.engine_seconds / s.computed
+            over = s.seconds * workers / s.computed - eng
+            row = (name, workers, s.rate, s.startup_seconds + (ray_start if ray else 0.0), eng, over)
+            if (name, workers) not in best or row[2] > best[(name, workers)][2]:
+                best[(name, workers)] = row
+    rows = list(best.values())
+    print(f"best of {a.repeat} rounds; Ray start-up ({ray_start:.1f} s) counted in both Ray rows")
     base = {}
     print(f"{'backend':<14}{'workers':>8}{'samples/s':>11}{'x same':>8}{'x 1-proc':>10}{'start s':>9}"
           f"{'engine s/sample':>17}{'overhead s/sample':>19}")
@@ -102,8 +112,14 @@ def main() -> None:
         same = rate / base[name if name != "process pool" else "in-process"]
         print(f"{name:<14}{w:>8}{rate:>11.2f}{same:>8.2f}{rate / rows[0][2]:>10.2f}{start:>9.1f}"
               f"{eng:>17.3f}{over:>19.4f}")
-    print("goal: >= 1.80x with 2 workers (column 'x same'); the machine is shared, so the ratio is "
-          "bounded by the cores actually free (see the load average above).")
+    by = {(r[0], r[1]): r for r in rows}
+    if ("ray", 1) in by:
+        per = by[("ray", 1)][5] - rows[0][5]
+        print(f"Ray overhead per task (1 worker, batched; overhead column minus in-process): {per * 1000:+.1f} "
+              f"ms/sample ({per / rows[0][4] * 100:+.1f}% of the engine time per sample)")
+    print(f"goals: >= 1.80x for the 2-process pool, >= 1.70x for 2 Ray workers (column 'x same'); the machine "
+          f"is shared, so the ratio is bounded by the cores actually free (load average now "
+          f"{os.getloadavg()[0]:.1f}).")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Each actor (one CPU, ``threads`` threads) loads the job's object once. One Ray call
 carries a batch of several keys, so Ray's per-call cost (scheduling, object store) is
 paid once per batch, not per key: with xTB-sized tasks (~0.1 s) single-key calls would
-eat much of the second worker's gain. Batch size: ``options.batch``, else
+eat much of the second worker's gain. Two batches are queued on each actor, so that it
+does not idle while the parent collects the previous one. Batch size: ``options.batch``, else
 ``ceil(n / (4 × workers))`` clamped to [1, 16], so that every actor gets a few batches
 and the tail stays short.
 
@@ -29,6 +30,7 @@ from horm.jobs.spec import Job, JobOptions, Outcome
 from horm.jobs.worker import THREAD_VARS, limit_threads, load, run_task
 
 _GRACE = 10.0  # seconds per key beyond the timeout before a batch's actor is killed
+_DEPTH = 2  # batches queued per actor
 
 
 class _Actor:
@@ -84,7 +86,7 @@ class Ray:
         self._dispatch()
 
     def busy(self) -> bool:
-        return len(self.queue) >= 2 * self.n * self.batch or bool(self.done)
+        return len(self.queue) >= self.n * self.batch or bool(self.done)
 
     def pending(self) -> int:
         return len(self.queue) + len(self.done) + sum(len(v[1]) for v in self.running.values())
@@ -109,18 +111,22 @@ class Ray:
     # --- internals ---
 
     def _dispatch(self) -> None:
-        busy = {v[0] for v in self.running.values()}
+        """Keep ``_DEPTH`` batches queued on each actor, so that it never idles between calls."""
+        per_actor: dict[int, list] = {}
+        for i, _, d in self.running.values():
+            per_actor.setdefault(i, []).append(d)
         for i in range(self.n):
-            if not self.queue:
-                return
-            if i in busy:
-                continue
-            items = [self.queue.popleft()]
-            while not items[0][2] and self.queue and not self.queue[0][2] and len(items) < self.batch:
-                items.append(self.queue.popleft())
-            deadline = time.monotonic() + len(items) * (self.timeout + _GRACE) if self.timeout else None
-            ref = self.actors[i].run.remote([(k, p) for k, p, _ in items], self.timeout)
-            self.running[ref] = (i, items, deadline)
+            while self.queue and len(per_actor.get(i, [])) < _DEPTH:
+                items = [self.queue.popleft()]
+                while not items[0][2] and self.queue and not self.queue[0][2] and len(items) < self.batch:
+                    items.append(self.queue.popleft())
+                deadline = None
+                if self.timeout:  # the batch starts after those queued before it on this actor
+                    start = max([time.monotonic()] + [d for d in per_actor.get(i, []) if d is not None])
+                    deadline = start + len(items) * (self.timeout + _GRACE)
+                ref = self.actors[i].run.remote([(k, p) for k, p, _ in items], self.timeout)
+                self.running[ref] = (i, items, deadline)
+                per_actor.setdefault(i, []).append(deadline)
 
     def _poll(self) -> None:
         ray = self.ray
@@ -132,6 +138,8 @@ class Ray:
         if ready and rest:  # take everything else that has finished too
             ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         for ref in ready:
+            if ref not in self.running:  # already handled with its actor's loss
+                continue
             i, items, _ = self.running.pop(ref)
             try:
                 self.done += ray.get(ref)
@@ -139,16 +147,22 @@ class Ray:
                 self._lost(i, items, "crash", f"Ray worker died: {type(exc).__name__}")
         now = time.monotonic()
         for ref, (i, items, d) in list(self.running.items()):
-            if d is not None and now > d:
+            if ref in self.running and d is not None and now > d:
                 self.running.pop(ref)
                 self._lost(i, items, "timeout", f"timeout after {self.timeout:g} s (Ray worker killed)")
 
     def _lost(self, i: int, items: list, kind: str, message: str) -> None:
+        """Actor i died or overran: replace it; the batch's keys fail (a single key) or go
+        again one per call; batches queued behind it on the dead actor go again as they were."""
         try:
             self.ray.kill(self.actors[i])
         except Exception:  # noqa: BLE001 - already gone
             pass
         self.actors[i] = self._new()
+        for ref, (j, other, _) in list(self.running.items()):
+            if j == i:  # queued on the dead actor, never started
+                self.running.pop(ref)
+                self.queue.extendleft(reversed(other))
         if len(items) > 1:  # run each key alone, so that only the culprit fails
             self.queue.extendleft((k, p, True) for k, p, _ in reversed(items))
         else:
