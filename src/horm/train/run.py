@@ -16,10 +16,12 @@ checkpoints is refused without ``resume=true``, so a run is never overwritten by
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -27,6 +29,7 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from horm.train.config import TrainConfig
 from horm.train.data import load_train_data, make_loader
@@ -77,7 +80,7 @@ def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
     if cfg.optim.ema_decay is not None:
         callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay))
     if t.progress_bar:
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(_ProgressBar(leave=True))
     loggers: list = [CSVLogger(save_dir=str(out), name="logs")]
     if importlib.util.find_spec("tensorboard") is not None:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -98,7 +101,54 @@ def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
         default_root_dir=str(out), enable_model_summary=False, **val_kw)
 
 
+class _ProgressBar(RichProgressBar):
+    """Rich progress line that says "step k/N" instead of Lightning's "Epoch 0/-2" when the
+    run is bounded by steps (max_epochs = -1)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        tr = self.trainer
+        if tr.max_epochs is not None and tr.max_epochs > 0:
+            return super()._get_train_description(current_epoch)
+        return f"Epoch {current_epoch} (max {tr.max_steps} steps)"
+
+    def get_metrics(self, trainer, pl_module):
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)  # the logger's version number, not a metric
+        return items
+
+
+_NOISY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """No Lightning tips, accelerator banners, "fit stopped" lines or library deprecation and
+    "possible user" warnings during training: they are not about the user's run."""
+    loggers = [logging.getLogger(n) for n in _NOISY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        for cat in (DeprecationWarning, FutureWarning, PossibleUserWarning):
+            warnings.filterwarnings("ignore", category=cat)
+        warnings.filterwarnings("ignore", message=r".*is deprecated.*")
+        warnings.filterwarnings("ignore", message=r".*logging interval.*")
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        try:
+            yield
+        finally:
+            for lg, lv in zip(loggers, levels):
+                lg.setLevel(lv)
+
+
 def train(cfg: TrainConfig, console=None) -> Path | None:
+    """Run the training job described by ``cfg`` (quietly: see :func:`_quiet`); returns the path
+    of ``model.pt`` (None on DDP ranks > 0)."""
+    with _quiet():
+        return _train(cfg, console)
+
+
+def _train(cfg: TrainConfig, console=None) -> Path | None:
     """Run the training job described by ``cfg``; returns the path of ``model.pt`` (None on DDP ranks > 0)."""
     cfg.validate()
     out = Path(cfg.out)
