@@ -126,3 +126,19 @@ def test_sigkill_mid_run_leaves_a_valid_partial_record(h3, tmp_path):
     band = read_xyz(out / "path.xyz")
     assert len(band) == rec["settings"]["path"]["n_images"]
     assert not list(out.glob("*.tmp"))
+
+
+def test_benchmark_timeout_record_keeps_the_finished_stages(tmp_path):
+    """A reaction killed at its timeout keeps the stages its partial record.json holds."""
+    from horm.ts.benchmark import _failure, _partial
+    from horm.ts.workflow import RunSettings, write_json_atomic
+
+    partial = {"rxn": "r1", "status": "running", "path_success": True, "horm_version": "x",
+               "stages": {"path": {"success": True, "seconds": 1.0}}, "multiplicity": 2}
+    write_json_atomic(tmp_path / "record.json", partial)
+    settings = RunSettings().to_dict()
+    rec = _failure("r1", "timeout", 5.0, "killed after 5 s", settings, _partial(tmp_path))
+    assert rec["status"] == "timeout" and rec["path_success"] and list(rec["stages"]) == ["path"]
+    assert rec["multiplicity"] == 2 and rec["settings"] == settings and not rec["intended"]
+    write_json_atomic(tmp_path / "record.json", {**partial, "status": "done"})
+    assert _partial(tmp_path) is None  # a finished record is no partial one

@@ -207,6 +207,34 @@ def _check_meta(out: Path, potential: str, settings: dict) -> None:
     write_json_atomic(p, meta)
 
 
+def _check_slot(sl: _Slot, timeout: float, land: Callable[[dict], None], sdict: dict) -> None:
+    """Land the record of ``sl``'s reaction if it finished, died or ran past ``timeout``."""
+    rxn, rdir = sl.task
+    elapsed = time.monotonic() - sl.t_start
+    answered = False
+    try:
+        answered = sl.conn.poll()
+        if answered:
+            sl.conn.recv()
+    except (EOFError, OSError):
+        answered = False
+    if answered:
+        sl.task = None
+        try:
+            land(json.loads((rdir / "record.json").read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            land(_failure(rxn, "error", elapsed, f"no record written (see {rxn}/log.txt)", sdict))
+    elif not sl.proc.is_alive():
+        sl.kill()
+        sl.task = None
+        land(_failure(rxn, "error", elapsed, f"worker died with exit code {sl.proc.exitcode} (see {rxn}/log.txt)",
+                      sdict, _partial(rdir)))
+    elif elapsed > timeout:
+        sl.kill()
+        sl.task = None
+        land(_failure(rxn, "timeout", elapsed, f"killed after {timeout:g} s", sdict, _partial(rdir)))
+
+
 def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int = 1, timeout: float = 600.0,
                   settings: RunSettings | None = None, threads_per_worker: int = 1,
                   on_result: Callable[[dict], None] | None = None, poll: float = 0.1,
@@ -269,34 +297,9 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
                         path, rxn = pending.pop(0)
                         sl.give(rxn, path, out / rxn)
                 time.sleep(poll)
-                for k, sl in enumerate(slots):
-                    if sl.task is None:
-                        continue
-                    rxn, rdir = sl.task
-                    elapsed = time.monotonic() - sl.t_start
-                    answered = False
-                    try:
-                        answered = sl.conn.poll()
-                        if answered:
-                            sl.conn.recv()
-                    except (EOFError, OSError):
-                        answered = False
-                    if answered:
-                        sl.task = None
-                        try:
-                            land(json.loads((rdir / "record.json").read_text()))
-                        except (FileNotFoundError, json.JSONDecodeError):
-                            land(_failure(rxn, "error", elapsed, f"no record written (see {rxn}/log.txt)", sdict))
-                    elif not sl.proc.is_alive():
-                        sl.kill()
-                        sl.task = None
-                        land(_failure(rxn, "error", elapsed, f"worker died with exit code {sl.proc.exitcode} "
-                                                             f"(see {rxn}/log.txt)", sdict, _partial(rdir)))
-                    elif elapsed > timeout:
-                        sl.kill()
-                        sl.task = None
-                        land(_failure(rxn, "timeout", elapsed, f"killed after {timeout:g} s", sdict,
-                                      _partial(rdir)))
+                for sl in slots:
+                    if sl.task is not None:
+                        _check_slot(sl, timeout, land, sdict)
         finally:
             for sl in slots:
                 try:
