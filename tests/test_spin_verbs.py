@@ -25,14 +25,18 @@ def _label(tmp_path: Path, name: str, *extra: str):
     out = tmp_path / f"{name}.hstore"
     res = CliRunner().invoke(app, ["label", str(f), "-e", "xtb", "-o", str(out), "--no-progress", *extra])
     assert res.exit_code == 0, res.output
-    return open_dataset(out)[0]
+    ds = open_dataset(out)
+    s = ds[0]
+    s.extras["notes"] = ds.meta["last_run"]["notes"]
+    return s
 
 
 def test_label_radical_defaults_to_doublet_and_charge_overrides(tmp_path):
     radical = _label(tmp_path, "radical")  # OH·: 9 electrons, the file names no multiplicity
     assert radical.multiplicity == 2 and radical.charge == 0 and np.isfinite(radical.energy)
+    assert any("doublet" in k for k in radical.extras["notes"])  # the store's run record says so
     anion = _label(tmp_path, "anion", "--charge", "-1")  # OH⁻: 10 electrons, a singlet
-    assert anion.charge == -1 and anion.multiplicity == 1
+    assert anion.charge == -1 and anion.multiplicity == 1 and not anion.extras["notes"]
     quartet = _label(tmp_path, "quartet", "--multiplicity", "4")
     assert quartet.multiplicity == 4
     # the engine computed what the options said: three different electronic states

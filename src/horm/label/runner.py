@@ -47,19 +47,22 @@ def _xyz_files(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.suffix.lower() in ASE_SUFFIXES and p.is_file())
 
 
-def open_items(path: str | os.PathLike, charge: int | None = None,
-               multiplicity: int | None = None) -> tuple[int, Callable[[], Iterator[Sample]]]:
+def open_items(path: str | os.PathLike, charge: int | None = None, multiplicity: int | None = None,
+               notes: dict[str, int] | None = None) -> tuple[int, Callable[[], Iterator[Sample]]]:
     """(count, iterator factory) over the geometries of ``path``, each with a stable ``key``.
 
     Keys: a sample's own key if set, else ``<file name>:<frame>``. For a directory of xyz
     files, a sample without a reaction id gets the file's stem as ``rxn``. ``charge`` and
     ``multiplicity`` override each sample's; an odd electron count with no multiplicity
-    given becomes a doublet (:func:`horm.label.engine.resolve_spin`), which the stored
-    sample's ``multiplicity`` then shows.
+    given becomes a doublet (:func:`horm.label.engine.resolve_spin`), counted in ``notes``.
     """
     from horm.data.io import open_dataset
     from horm.data.xyz import read_xyz
     from horm.label.engine import resolve_spin
+
+    def spin(s: Sample) -> None:
+        if resolve_spin(s, charge, multiplicity) and notes is not None:
+            notes[_DOUBLET] = notes.get(_DOUBLET, 0) + 1
 
     p = Path(path)
     if not p.exists():
@@ -70,7 +73,7 @@ def open_items(path: str | os.PathLike, charge: int | None = None,
             for i, s in enumerate(read_xyz(f)):
                 s.key = s.key or f"{f.name}:{i}"
                 s.rxn = s.rxn or f.stem
-                resolve_spin(s, charge, multiplicity)
+                spin(s)
                 frames.append(s)
         return len(frames), lambda: iter(frames)
     ds = open_dataset(p)
@@ -79,10 +82,13 @@ def open_items(path: str | os.PathLike, charge: int | None = None,
         for i in range(len(ds)):
             s = ds[i]
             s.key = s.key or f"{p.name}:{i}"
-            resolve_spin(s, charge, multiplicity)
+            spin(s)
             yield s
 
     return len(ds), it
+
+
+_DOUBLET = "had an odd electron count and no multiplicity: computed as doublets"
 
 
 def _strip(s: Sample) -> Sample:
@@ -297,6 +303,7 @@ class LabelSummary:
     backend: str = "serial"
     workers: int = 1
     reasons: dict[str, int] = field(default_factory=dict)  # failure kind -> count
+    spin_notes: dict[str, int] = field(default_factory=dict)  # e.g. "defaulted to a doublet" -> count
 
     @property
     def computed(self) -> int:
@@ -311,6 +318,8 @@ class LabelSummary:
         s = (f"labelled {self.labelled}, skipped {self.skipped} (already stored)"
              f"{f' + {self.skipped_failed} (failed before)' if self.skipped_failed else ''}, failed {self.failed}"
              f" of {self.total} in {self.seconds:.1f} s ({self.rate:.2f} samples/s, {self.backend} x{self.workers})")
+        for note, k in self.spin_notes.items():
+            s += f" [{k} item(s) {note}]"
         if self.reasons:
             s += " [failures: " + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) + "]"
         return s
@@ -319,7 +328,7 @@ class LabelSummary:
         return {"total": self.total, "labelled": self.labelled, "skipped": self.skipped,
                 "skipped_failed": self.skipped_failed, "failed": self.failed,
                 "seconds": round(self.seconds, 3), "samples_per_s": round(self.rate, 4),
-                "backend": self.backend, "workers": self.workers}
+                "backend": self.backend, "workers": self.workers, "notes": dict(self.spin_notes)}
 
 
 def open_or_create_store(out: str | os.PathLike, engine, source: str) -> HessianStore:
@@ -355,9 +364,10 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     check_store_path(out_store)
-    n, items = open_items(input, charge, multiplicity)
+    summary = LabelSummary(workers=workers)
+    n, items = open_items(input, charge, multiplicity, summary.spin_notes)
+    summary.total = n
     store = open_or_create_store(out_store, engine, str(Path(input).resolve()))
-    summary = LabelSummary(total=n, workers=workers)
     try:
         done_keys = store.keys()
         failed_keys = {f["key"] for f in store.failures()}
