@@ -50,31 +50,6 @@ _CHARGE_HELP = "total charge (overrides the file's charge=)"
 _MULT_HELP = "spin multiplicity 2S+1 (overrides the file's multiplicity=; odd electrons default to 2)"
 
 
-def _ok(flag) -> str:
-    return "ok" if flag else "FAILED"
-
-
-def stage_line(name: str, st: dict, rec: dict) -> str:
-    """One line for a finished stage: what it found, its key numbers and its time."""
-    err = f"  {st['error']}" if st.get("error") else ""
-    if name == "path":
-        return (f"path    {_ok(st['success'])}  {st['steps']} steps, {st['interpolation']}, "
-                f"TS guess at image {st['ts_index']}  {st['seconds']:.1f} s{err}")
-    if name == "tsopt":
-        imag = st.get("imaginary_freqs_cm1") or []
-        nu = f", ν = {imag[0]:.0f} cm⁻¹" if imag else ""
-        fmax = "-" if st.get("fmax") is None else f"{st['fmax']:.3f}"
-        return (f"TS      {_ok(st['success'])}  {st['steps']} steps, fmax {fmax} eV/Å, "
-                f"{st.get('n_imaginary')} imaginary{nu}  {st['seconds']:.1f} s{err}")
-    if name == "irc":
-        c, o = st["converged"], st["opt_converged"]
-        return (f"IRC     {_ok(st['converged_both'])}  converged forward {c['forward']} / reverse {c['reverse']}, "
-                f"ends relaxed {o['forward']} / {o['reverse']}  {st['seconds']:.1f} s{err}")
-    bar = rec.get("barrier_kcal_mol")
-    return (f"verify  {st['outcome']}{' (conformational)' if st.get('conformational') else ''}, "
-            f"barrier {'-' if bar is None else f'{bar:.2f} kcal/mol'}")
-
-
 @ts_app.command("run")
 @friendly
 def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reactant, then product"),
@@ -91,7 +66,7 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
     """Run the TS search on one reaction, printing a line per stage as it finishes."""
     from horm.data.xyz import read_xyz
     from horm.ts.calculator import load_potential
-    from horm.ts.workflow import prepare_reaction, run_reaction
+    from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
 
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
     r, p, notes = prepare_reaction(reaction, charge, multiplicity)
@@ -173,7 +148,7 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
         bar = rec.get("barrier_kcal_mol")
         st = rec.get("stages", {})
         times = " ".join(f"{k} {v.get('seconds', 0):.1f}s" for k, v in st.items())
-        flags = " ".join(f"{k}={_ok(rec.get(f))}" for k, f in (("path", "path_success"), ("TS", "ts_success"),
+        flags = " ".join(f"{k}={'ok' if rec.get(f) else 'FAILED'}" for k, f in (("path", "path_success"), ("TS", "ts_success"),
                                                               ("IRC", "irc_converged")) if k == "path" or st)
         out.print(f"{rec['rxn']}: {rec.get('status', 'done')} {flags} outcome={rec.get('outcome')} "
                   f"barrier={'-' if bar is None else f'{bar:.1f}'} {rec.get('seconds', 0):.1f} s ({times})"

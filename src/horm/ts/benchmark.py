@@ -4,7 +4,9 @@
 imported once in the server) each load the potential once and run one reaction at a time,
 so Sella's just-in-time compiled code is built once per worker, not once per reaction. A
 reaction that exceeds ``timeout`` seconds is recorded as ``timeout`` and its worker is
-killed (a fresh one takes its place); a worker that dies is recorded as ``error``. Every finished reaction is appended as one JSON line to
+killed (a fresh one takes its place), keeping the stages its partial ``record.json`` holds; a
+worker that dies is recorded as ``error``. Each reaction's ``OUT/<rxn>/log.txt`` gets a line
+per stage as it finishes, and the parent prints a line per reaction. Every finished reaction is appended as one JSON line to
 ``OUT/results.jsonl``; a rerun skips the reactions already there (and collects a
 ``OUT/<rxn>/record.json`` that a worker finished after its parent was killed), so a killed
 benchmark resumes where it stopped. ``OUT/benchmark.json`` holds the potential and
@@ -122,7 +124,7 @@ def _serve(conn, potential: str, settings: dict, threads: int, spin: tuple) -> N
 
     torch.set_num_threads(threads)
     from horm.ts.calculator import load_potential
-    from horm.ts.workflow import prepare_reaction, run_reaction
+    from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
 
     calc, load_error = None, None
     try:
@@ -147,7 +149,8 @@ def _serve(conn, potential: str, settings: dict, threads: int, spin: tuple) -> N
             if load_error is not None:
                 raise HormError(load_error)
             r, p, notes = prepare_reaction(path, *spin)
-            run_reaction(r, p, calc, run_settings, out_dir=out, name=rxn, notes=notes)
+            run_reaction(r, p, calc, run_settings, out_dir=out, name=rxn, notes=notes,
+                         on_stage=lambda name, st, rec: print(stage_line(name, st, rec), flush=True))
         except Exception as exc:  # recorded, the benchmark goes on
             import traceback
 

@@ -227,3 +227,28 @@ def _ts_and_after(guess, reactant, product, calc, s: RunSettings, rc: _Recorder,
         if rec["e_reactant"] is not None and ts.energy is not None:
             rec["barrier_kcal_mol"] = barrier_kcal_mol(ts.energy, rec["e_reactant"])
     rc.stage("verify", v)
+
+
+def _ok(flag) -> str:
+    return "ok" if flag else "FAILED"
+
+
+def stage_line(name: str, st: dict, rec: dict) -> str:
+    """One line for a finished stage: what it found, its key numbers and its time."""
+    err = f"  {st['error']}" if st.get("error") else ""
+    if name == "path":
+        return (f"path    {_ok(st['success'])}  {st['steps']} steps, {st['interpolation']}, "
+                f"TS guess at image {st['ts_index']}  {st['seconds']:.1f} s{err}")
+    if name == "tsopt":
+        imag = st.get("imaginary_freqs_cm1") or []
+        nu = f", ν = {imag[0]:.0f} cm⁻¹" if imag else ""
+        fmax = "-" if st.get("fmax") is None else f"{st['fmax']:.3f}"
+        return (f"TS      {_ok(st['success'])}  {st['steps']} steps, fmax {fmax} eV/Å, "
+                f"{st.get('n_imaginary')} imaginary{nu}  {st['seconds']:.1f} s{err}")
+    if name == "irc":
+        c, o = st["converged"], st["opt_converged"]
+        return (f"IRC     {_ok(st['converged_both'])}  converged forward {c['forward']} / reverse {c['reverse']}, "
+                f"ends relaxed {o['forward']} / {o['reverse']}  {st['seconds']:.1f} s{err}")
+    bar = rec.get("barrier_kcal_mol")
+    return (f"verify  {st['outcome']}{' (conformational)' if st.get('conformational') else ''}, "
+            f"barrier {'-' if bar is None else f'{bar:.2f} kcal/mol'}")
