@@ -186,8 +186,14 @@ def _atoms(s: Sample):
 
 
 def export_samples(samples: Iterable[Sample], path: str | os.PathLike, overwrite: bool = False) -> int:
-    """Write ``samples`` to an extxyz/xyz, ``.traj`` or ASE ``.db`` file (key names: module
-    docstring); atomic (a temporary file renamed at the end). Returns the number written."""
+    """Write ``samples`` to an extxyz/xyz, ``.traj`` or ASE ``.db`` file, atomically (a
+    temporary file renamed at the end); returns the number written.
+
+    Key names: energy (eV) and forces (eV/Å) as ASE calculator results (``energy``,
+    ``forces``); the Hessian (eV/Å²) flattened to 9N² floats, row-major over (atom, xyz), as
+    ``atoms.info["hessian"]`` (extxyz, traj) or ``row.data["hessian"]`` (db); ``charge``,
+    ``multiplicity``, ``key``, ``rxn``, ``origin`` in ``atoms.info`` (db: key-value pairs).
+    """
     path = Path(path)
     fmt = _FORMAT.get(path.suffix.lower())
     if fmt is None:
