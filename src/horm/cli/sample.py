@@ -17,7 +17,7 @@ def sample_cmd(
     reactions: list[Path] = typer.Argument(..., help="reaction xyz files (reactant, product frames) or directories"),
     method: str = typer.Option("neb", "--method", "-m", help="neb (T1x-style) or irc (RGD1-style)"),
     engine: str = typer.Option("xtb", "--engine", "-e", help="potential for the path: xtb or dft"),
-    out: Path = typer.Option(..., "--out", "-o", help=".xyz/.extxyz (origins in comments) or a horm store"),
+    out: Path = typer.Option(..., "--out", "-o", help=".xyz/.extxyz/.traj/.db (via ASE) or a horm store"),
     workers: int = typer.Option(1, "--workers", "-j", help="reactions sampled in parallel"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds per reaction; longer is a failure"),
@@ -27,6 +27,9 @@ def sample_cmd(
     k: Optional[int] = typer.Option(None, help="irc: points kept per side"),
     seed: Optional[int] = typer.Option(None, help="neb: seed for the kept snapshots (with the reaction id)"),
     overwrite: bool = typer.Option(False, help="replace OUT if it is a store that exists"),
+    charge: Optional[int] = typer.Option(None, "--charge", help="total charge (overrides the reaction files')"),
+    multiplicity: Optional[int] = typer.Option(None, "--multiplicity",
+                                               help="2S+1 (overrides the files'; odd electrons default to 2)"),
 ):
     """Sample geometries along reaction paths (NEB iterations or IRC points) for labelling.
 
@@ -44,5 +47,6 @@ def sample_cmd(
         eng = get_engine(engine)
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    summary = sample_to(out, reaction_files(reactions), method, eng, settings, jobs, overwrite=overwrite)  # type: ignore[arg-type]
+    summary = sample_to(out, reaction_files(reactions), method, eng, settings, jobs, overwrite=overwrite,  # type: ignore[arg-type]
+                        spin=(charge, multiplicity))
     Console().print(summary.line(), highlight=False)

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable, Literal, get_args
 
+from horm.data.formats import is_ase_path
 from horm.errors import HormError
 from horm.jobs import Job, JobOptions, output_lock, run_jobs
 from horm.sample.irc import IrcSampleSettings, sample_irc
@@ -38,9 +39,15 @@ def default_settings(method: Method):
     return NebSampleSettings() if method == "neb" else IrcSampleSettings()
 
 
-def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=None) -> ReactionSamples:
-    """Sample one reaction file (reactant, product frames) with ``engine`` as the potential."""
+def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=None,
+                    spin: tuple = (None, None)) -> ReactionSamples:
+    """Sample one reaction file (reactant, product frames) with ``engine`` as the potential.
+
+    ``spin``: (charge, multiplicity) overriding the file's (None: keep); an odd electron
+    count with no multiplicity given is run as a doublet, noted in the result's ``info``.
+    """
     from horm.data.xyz import read_reaction
+    from horm.label.engine import resolve_spin
     from horm.ts.calculator import HormCalculator
 
     check_method(method)
@@ -51,12 +58,14 @@ def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=No
     except HormError as exc:
         return ReactionSamples(path.stem, method, [], [{"key": f"{path.stem}:input", "reason": str(exc),
                                                         "stage": "input"}], time.perf_counter() - t0)
+    notes = {n for n in (resolve_spin(r, *spin), resolve_spin(p, *spin)) if n}
     calc = HormCalculator(engine, name=getattr(engine, "name", "engine"))
     settings = settings or default_settings(method)
     try:
-        if method == "neb":
-            return sample_neb(r, p, calc, settings)
-        return sample_irc(r, p, calc, settings)
+        res = sample_neb(r, p, calc, settings) if method == "neb" else sample_irc(r, p, calc, settings)
+        if notes:
+            res.info["notes"] = sorted(notes)
+        return res
     except Exception as exc:  # noqa: BLE001 - one bad reaction must not end a batch
         return ReactionSamples(r.rxn, method, [], [{"key": f"{r.rxn}:{method}", "reason": error_line(exc),
                                                     "stage": method}], time.perf_counter() - t0)
@@ -84,8 +93,8 @@ def _the(obj):
 
 
 def _sample_task(engine, payload) -> ReactionSamples:
-    path, method, settings = payload
-    return sample_reaction(path, method, engine, settings)
+    path, method, settings, spin = payload
+    return sample_reaction(path, method, engine, settings, spin)
 
 
 @dataclass
@@ -104,16 +113,17 @@ class SampleSummary:
 
 
 def sample_to(out: str | os.PathLike, paths: Iterable[str | os.PathLike], method: Method, engine, settings=None,
-              jobs: JobOptions | None = None, overwrite: bool = False) -> SampleSummary:
+              jobs: JobOptions | None = None, overwrite: bool = False, spin: tuple = (None, None)) -> SampleSummary:
     """Sample every reaction file of ``paths`` into ``out`` (see :class:`GeometryWriter`),
     through :mod:`horm.jobs` (``jobs``: workers, Ray, timeout per reaction). A store output
-    is resumable: a rerun skips the reactions it already holds."""
+    is resumable: a rerun skips the reactions it already holds. ``spin``: (charge,
+    multiplicity) overriding the files' (see :func:`sample_reaction`)."""
     check_method(method)
     paths = [Path(p) for p in paths]
     with output_lock(out):
         writer = GeometryWriter(out, method, getattr(engine, "name", "engine"), overwrite=overwrite)
         try:
-            stats = run_jobs(((p.stem, (str(p), method, settings)) for p in paths),
+            stats = run_jobs(((p.stem, (str(p), method, settings, spin)) for p in paths),
                              Job(partial(_the, engine), _sample_task), writer, jobs or JobOptions(),
                              total=len(paths), title=f"sample ({method}/{getattr(engine, 'name', 'engine')})")
         finally:
@@ -132,7 +142,8 @@ def reaction_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 class GeometryWriter:
-    """Collect sampled geometries into ``out``: ``.xyz``/``.extxyz`` or a horm store (other suffix).
+    """Collect sampled geometries into ``out``: ``.xyz``/``.extxyz``/``.traj``/ASE ``.db``
+    (:func:`horm.data.formats.export_samples`) or a horm store (any other suffix).
 
     A job sink (:class:`horm.jobs.Sink`): a store notes each finished reaction in its
     metadata (``sampled_reactions``), which a rerun skips; an xyz file is written at
@@ -144,7 +155,7 @@ class GeometryWriter:
 
         self.out = Path(out)
         self.method = method
-        self.as_xyz = self.out.suffix in (".xyz", ".extxyz")
+        self.as_xyz = is_ase_path(self.out)
         self.frames: list = []
         self.failures: list[dict] = []
         self.store = None
@@ -189,17 +200,9 @@ class GeometryWriter:
         if self.store is not None:
             self.store.close()
             return self.out
-        from ase.io import write
+        from horm.data.formats import export_samples
 
-        atoms = []
-        for s in self.frames:
-            a = s.to_atoms()
-            a.info["key"] = s.key
-            atoms.append(a)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.out.with_name(self.out.name + ".tmp")
-        write(str(tmp), atoms, format="extxyz")
-        os.replace(tmp, self.out)
+        export_samples(self.frames, self.out, overwrite=True)
         side = self.out.with_name(self.out.name + ".failures.jsonl")
         if self.failures:
             side.write_text("".join(json.dumps(f, default=str) + "\n" for f in self.failures))

@@ -4,8 +4,10 @@ The reactions run through :mod:`horm.jobs`: ``workers`` long-lived worker proces
 Ray actors with ``ray``) each load the potential once and run one reaction at a time, so
 Sella's just-in-time compiled code is built once per worker, not once per reaction. A
 reaction that exceeds ``timeout`` seconds is recorded as ``timeout`` and its worker is
-killed (a fresh one takes its place); a worker that dies is recorded as ``error``. Workers
-die with their parent. Every finished reaction is appended as one JSON line to
+killed (a fresh one takes its place), keeping the stages its partial ``record.json`` holds; a
+worker that dies is recorded as ``error``. Workers die with their parent. Each reaction's
+``OUT/<rxn>/log.txt`` gets a line per stage as it finishes, and the parent prints a line
+per reaction. Every finished reaction is appended as one JSON line to
 ``OUT/results.jsonl``; a rerun skips the reactions already there (and collects a
 ``OUT/<rxn>/record.json`` that a worker finished just before its parent was killed), so a
 killed benchmark resumes where it stopped. ``OUT/benchmark.json`` holds the potential and
@@ -82,10 +84,28 @@ def _append(out_dir: Path, rec: dict) -> None:
         os.fsync(fh.fileno())
 
 
-def _failure(rxn: str, status: str, seconds: float, error: str) -> dict:
-    return {"rxn": rxn, "status": status, "seconds": round(seconds, 3), "error": error,
-            "path_success": False, "ts_success": False, "irc_success": False, "intended": False,
-            "outcome": None, "barrier_kcal_mol": None}
+def _failure(rxn: str, status: str, seconds: float, error: str, settings: dict | None = None,
+             partial: dict | None = None) -> dict:
+    """The record of a reaction that did not finish; ``partial``: the stages it recorded before."""
+    from horm import __version__
+
+    rec = {"path_success": False, "ts_success": False, "irc_success": False, "irc_converged": False,
+           "irc_ends_relaxed": False, "intended": False, "outcome": None, "barrier_kcal_mol": None,
+           "horm_version": __version__, "settings": settings}
+    if partial:
+        rec.update({k: v for k, v in partial.items() if k not in ("status", "seconds", "verify")})
+        rec["outcome"], rec["intended"], rec["barrier_kcal_mol"] = None, False, None
+    rec.update({"rxn": rxn, "status": status, "seconds": round(seconds, 3), "error": error})
+    return rec
+
+
+def _partial(rdir: Path) -> dict | None:
+    """The partial record a killed reaction left behind (None when there is none)."""
+    try:
+        rec = json.loads((rdir / "record.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return rec if rec.get("status") == "running" else None
 
 
 @contextmanager
@@ -118,24 +138,24 @@ def _load(potential: str):
 
 def _ts_task(calc, payload) -> dict:
     """One reaction in a worker: run the TS search, write ``OUT/<rxn>/``, return the record."""
-    from horm.data.xyz import read_reaction
-    from horm.ts.workflow import run_reaction
+    from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
 
-    path, out_dir, settings = payload
+    path, out_dir, settings, spin = payload
     out, rxn = Path(out_dir), Path(path).stem
     out.mkdir(parents=True, exist_ok=True)
     (out / "record.json").unlink(missing_ok=True)
     t0 = time.perf_counter()
     with _output_to(out / "log.txt"):
         try:
-            r, p = read_reaction(path)
-            return run_reaction(r.to_atoms(), p.to_atoms(), calc, RunSettings.from_dict(settings), out_dir=out,
-                                name=rxn)
+            r, p, notes = prepare_reaction(path, *spin)
+            return run_reaction(r, p, calc, RunSettings.from_dict(settings), out_dir=out, name=rxn, notes=notes,
+                                on_stage=lambda name, st, rec: print(stage_line(name, st, rec), flush=True))
         except Exception as exc:  # recorded, the benchmark goes on
             import traceback
 
             traceback.print_exc()
-            rec = _failure(rxn, "error", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}".replace("\n", " "))
+            rec = _failure(rxn, "error", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}".replace("\n", " "),
+                           settings, _partial(out))
             write_json_atomic(out / "record.json", rec)
             return rec
 
@@ -143,8 +163,8 @@ def _ts_task(calc, payload) -> dict:
 class _ResultsSink:
     """Records into ``OUT/results.jsonl`` as they land; a rerun skips the reactions there."""
 
-    def __init__(self, out: Path, done: set[str], on_result: Callable[[dict], None] | None):
-        self.out, self.done, self.on_result = out, done, on_result
+    def __init__(self, out: Path, done: set[str], on_result: Callable[[dict], None] | None, settings: dict):
+        self.out, self.done, self.on_result, self.settings = out, done, on_result, settings
 
     def land(self, rec: dict) -> None:
         _append(self.out, rec)
@@ -161,7 +181,8 @@ class _ResultsSink:
                 self.land(o.value)
             else:
                 status = "timeout" if o.kind == "timeout" else "error"
-                self.land(_failure(o.key, status, o.seconds, f"{o.message} (see {o.key}/log.txt)"))
+                self.land(_failure(o.key, status, o.seconds, f"{o.message} (see {o.key}/log.txt)", self.settings,
+                                   _partial(self.out / o.key)))
 
 
 def _check_meta(out: Path, potential: str, settings: dict) -> None:
@@ -182,14 +203,18 @@ def _check_meta(out: Path, potential: str, settings: dict) -> None:
 def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int = 1, timeout: float = 600.0,
                   settings: RunSettings | None = None, threads_per_worker: int = 1,
                   on_result: Callable[[dict], None] | None = None, retry_failed: bool = False,
-                  ray: str | None = None, progress: bool = False) -> list[dict]:
+                  ray: str | None = None, progress: bool = False, charge: int | None = None,
+                  multiplicity: int | None = None) -> list[dict]:
     """Run (or resume) the TS search on ``reactions``; returns their latest records.
 
     Reaction ids are the file stems and must be unique. ``on_result`` is called with each
     new record as it lands. ``retry_failed`` runs again the reactions whose record says
     ``timeout`` or ``error`` (the new record supersedes the old line). ``ray``: None
     (worker processes on this machine), ``"local"`` or a Ray cluster address. A second
-    benchmark on the same folder is refused (:class:`horm.jobs.OutputLocked`).
+    benchmark on the same folder is refused (:class:`horm.jobs.OutputLocked`). ``charge``
+    and ``multiplicity`` override the reaction files' (see
+    :func:`horm.ts.workflow.prepare_reaction`). A reaction killed by its timeout keeps the
+    stages it finished in its record.
     """
     opts = JobOptions(workers=workers, ray=ray, timeout=timeout, threads=threads_per_worker, isolate=True,
                       progress=progress)
@@ -203,7 +228,7 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
         _check_meta(out, potential, sdict)
         done = {r.get("rxn") for r in read_results(out)
                 if not (retry_failed and r.get("status") in ("timeout", "error"))}
-        sink = _ResultsSink(out, done, on_result)
+        sink = _ResultsSink(out, done, on_result, sdict)
         pending = []
         for path, rxn in zip(reactions, names):
             rec_path = out / rxn / "record.json"
@@ -212,10 +237,12 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
                     rec = json.loads(rec_path.read_text())
                 except json.JSONDecodeError:
                     rec = None
-                if rec is not None and (rec.get("status") == "done" or not retry_failed):
+                if rec is not None and rec.get("status") != "running" and (rec.get("status") == "done"
+                                                                           or not retry_failed):
                     sink.land(rec)
                     continue
-            pending.append((rxn, (str(Path(path).resolve()), str((out / rxn).resolve()), sdict)))
+            payload = (str(Path(path).resolve()), str((out / rxn).resolve()), sdict, (charge, multiplicity))
+            pending.append((rxn, payload))
         run_jobs(pending, Job(partial(_load, potential), _ts_task), sink, opts, total=len(pending),
                  title=f"ts benchmark ({Path(potential).name})")
     wanted = set(names)
