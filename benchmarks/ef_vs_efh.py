@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 
 from horm.data.io import open_dataset
-from horm.evaluate.metrics import evaluate_model, summarise
-from horm.evaluate.report import write_report
+from horm.evaluate.run import evaluate_models
 from horm.train.config import TrainConfig
-from horm.train.export import load_model
 from horm.train.run import train
 
 RUNS = {  # name -> overrides
@@ -68,12 +66,7 @@ def main() -> None:
         train(cfg)
         walls[name] = time.perf_counter() - t0
     test = open_dataset(test_path)
-    results = {}
-    for name in RUNS:
-        model, _ = load_model(out / name.replace(" ", "_"))
-        metrics, preds = evaluate_model(model, test, batch_size=16)
-        results[name] = (metrics, summarise(metrics), preds)
-    write_report(results, out / "eval")
+    results = evaluate_models({name: out / name.replace(" ", "_") for name in RUNS}, test, out / "eval", batch_size=16)
     print((out / "eval" / "report.md").read_text())
     print(f"test set: {test_path} ({len(test)} samples); train: {train_path}; {args.steps} steps, batch {args.batch}")
     print("training wall time (s): " + ", ".join(f"{k}: {v:.0f}" for k, v in walls.items()))

@@ -173,54 +173,37 @@ class Demo:
                 self.train_configs[v.label] = cfg.to_dict()
 
     def evaluate(self) -> None:
-        from rich.progress import Progress
-
         from horm.datasets import load_bundled
-        from horm.evaluate.metrics import evaluate_model, summarise
-        from horm.evaluate.report import write_report
-        from horm.train.export import load_model
+        from horm.evaluate.run import evaluate_models
 
         self.eval: dict[str, dict] = {}
         with self._stage("evaluate"):
             for split, title in (("val", "in-distribution (val)"), ("ood", "out-of-distribution (ood)")):
-                ds = load_bundled(split)
-                results = {}
-                with Progress(console=self.console, transient=True) as prog:
-                    for label, path in self.models.items():
-                        model, _ = load_model(path, dtype=None)
-                        task = prog.add_task(f"{title}: {label}", total=min(len(ds), self.s.max_eval))
-                        metrics, preds = evaluate_model(
-                            model, ds, batch_size=8, max_samples=self.s.max_eval,
-                            progress=lambda d, t, task=task: prog.update(task, completed=d, total=t))
-                        results[label] = (metrics, summarise(metrics), preds)
-                write_report(results, self.out / f"eval_{split}")
+                results = evaluate_models(self.models, load_bundled(split), self.out / f"eval_{split}",
+                                          max_samples=self.s.max_eval, console=self.console, title=f"{title}:")
                 self.eval[split] = {k: v[1] for k, v in results.items()}
                 self.say(f"wrote tables and plots to {self.out / f'eval_{split}'}")
 
     def ts(self) -> None:
         from horm.ts.benchmark import run_benchmark
-        from horm.ts.report import bar_chart, compare_runs, summarize
+        from horm.ts.report import summarise_runs
 
-        self.ts_summary: dict[str, dict] = {}
-        self.ts_compare: dict[str, dict] = {}
         base = self.out / "ts"
         if base.exists():
             shutil.rmtree(base)
         with self._stage("ts"):
             runs = {"xtb (reference)": "xtb", **{k: str(p) for k, p in self.models.items()}}
+            dirs = {label: base / _slug(label) for label in runs}
             for label, pot in runs.items():
-                d = base / _slug(label)
-                self.say(f"TS search with {label} on {len(self.test_reactions)} reactions → {d}")
+                self.say(f"TS search with {label} on {len(self.test_reactions)} reactions → {dirs[label]}")
                 t = time.perf_counter()
-                recs = run_benchmark(self.test_reactions, pot, d, workers=self.s.workers, timeout=self.s.ts_timeout,
-                                     on_result=lambda r: self.say(
-                                         f"  {r.get('rxn')}: {r.get('outcome') or r.get('status')} "
-                                         f"({r.get('seconds', 0):.0f} s)"))
+                run_benchmark(self.test_reactions, pot, dirs[label], workers=self.s.workers, timeout=self.s.ts_timeout,
+                              on_result=lambda r: self.say(f"  {r.get('rxn')}: {r.get('outcome') or r.get('status')} "
+                                                           f"({r.get('seconds', 0):.0f} s)"))
                 self.timings[f"ts {label}"] = time.perf_counter() - t
-                self.ts_summary[label] = summarize(recs)
-                if pot != "xtb":
-                    self.ts_compare[label] = compare_runs(d, base / _slug("xtb (reference)"))
-            self.fig2 = bar_chart(self.ts_summary, self.out / "fig2_ts.png").name
+            res = summarise_runs(dirs, reference="xtb (reference)", chart=self.out / "fig2_ts.png")
+            self.ts_summary, self.ts_compare = res["summaries"], res["compare"]
+            self.fig2 = res["chart"].name
             self.say(f"wrote {self.out / self.fig2}")
 
     # -- report ----------------------------------------------------------------------------

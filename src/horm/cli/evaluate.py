@@ -11,23 +11,6 @@ from horm.cli import app
 from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, console, friendly, label_keys
 
 
-def _names(paths: list[Path]) -> list[str]:
-    """Readable, unique model names: the run folder name (or file stem), numbered if repeated."""
-    raw = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            raw.append(p.name)
-        elif p.parent.name == "checkpoints":
-            raw.append(f"{p.parent.parent.name}:{p.stem}")
-        else:
-            raw.append(p.parent.name if p.stem == "model" else p.stem)
-    out = []
-    for i, n in enumerate(raw):
-        out.append(n if raw.count(n) == 1 else f"{n}#{raw[:i].count(n) + 1}")
-    return out
-
-
 @app.command("evaluate")
 @friendly
 def evaluate_cmd(
@@ -42,30 +25,14 @@ def evaluate_cmd(
     hessian_key: Optional[str] = HESSIAN_KEY,
 ) -> None:
     """Evaluate one or more models on the same data, side by side."""
-    from rich.progress import Progress
-
     from horm.data.io import open_dataset
-    from horm.evaluate.metrics import evaluate_model, summarise
-    from horm.evaluate.report import write_report
-    from horm.train.export import load_model
+    from horm.evaluate.run import evaluate_models, model_names
 
     if name and len(name) != len(models):
-        console.print(f"[red]error:[/red] {len(name)} --name for {len(models)} models", highlight=False)
-        raise typer.Exit(2)
-    if batch_size < 1:
-        console.print("[red]error:[/red] --batch-size must be >= 1", highlight=False)
-        raise typer.Exit(2)
-    names = list(name) if name else _names(models)
+        raise ValueError(f"{len(name)} --name for {len(models)} models")
+    named = dict(zip(list(name) if name else model_names(models), models))
     ds = open_dataset(data, label_keys(energy_key, forces_key, hessian_key))
-    results = {}
-    with Progress(console=console, transient=True) as prog:
-        for nm, path in zip(names, models):
-            model, _ = load_model(path)
-            task = prog.add_task(f"evaluating {nm}", total=None)
-            metrics, preds = evaluate_model(model, ds, batch_size=batch_size, hessian=not no_hessian,
-                                            max_samples=max_samples,
-                                            progress=lambda d, t, task=task: prog.update(task, completed=d, total=t))
-            results[nm] = (metrics, summarise(metrics), preds)
-    write_report(results, out)
+    evaluate_models(named, ds, out, batch_size=batch_size, hessian=not no_hessian, max_samples=max_samples,
+                    console=console)
     console.print((Path(out) / "table1.md").read_text(), highlight=False, markup=False)
     console.print(f"tables and plots written to {out}")

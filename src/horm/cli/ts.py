@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from pathlib import Path
@@ -83,36 +82,15 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
               highlight=False)
 
 
-def _report(out_dir: Path, reference: Optional[Path], records: list[dict], potential: str) -> dict:
-    from horm.ts.benchmark import read_results
-    from horm.ts.report import bar_chart, compare_runs, summarize, summary_table
-    from horm.ts.workflow import write_json_atomic
+def _report(out_dir: Path, reference: Optional[Path], records: Optional[list], potential: Optional[str]) -> dict:
+    from horm.ts.report import benchmark_report, summary_table
 
-    summary = summarize(records)
-    out.print(summary_table(summary, title=f"TS benchmark: {potential} ({out_dir})"))
-    summaries = {potential: summary}
-    result = {"summary": summary}
-    if reference is not None:
-        if not (reference / "results.jsonl").exists():
-            raise ValueError(f"{reference}: no results.jsonl (not a benchmark folder)")
-        cmp = compare_runs(out_dir, reference)
-        result["reference"] = {"dir": str(reference), **cmp}
-        ref_meta = reference / "benchmark.json"
-        ref_name = json.loads(ref_meta.read_text()).get("potential", "reference") if ref_meta.exists() else "reference"
-        summaries[f"{ref_name} (reference)"] = summarize(read_results(reference))
-        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-        out.print(f"vs {reference}: {cmp['n_both_solved']} reactions solved by both; "
-                  f"TS RMSD mean {fmt(cmp['ts_rmsd_mean'], '.3f')} Å (median {fmt(cmp['ts_rmsd_median'], '.3f')} Å), "
-                  f"barrier MAE {fmt(cmp['barrier_mae_kcal_mol'], '.2f')} kcal/mol", highlight=False)
-        out.print(f"vs {reference}: {cmp['n_both_ts_found']} reactions where both found a TS; "
-                  f"TS RMSD mean {fmt(cmp['ts_rmsd_mean_ts_found'], '.3f')} Å "
-                  f"(median {fmt(cmp['ts_rmsd_median_ts_found'], '.3f')} Å), barrier MAE "
-                  f"{fmt(cmp['barrier_mae_kcal_mol_ts_found'], '.2f')} kcal/mol "
-                  f"({cmp['n_barriers_ts_found']} with barriers)", highlight=False)
-    png = bar_chart(summaries, out_dir / "ts_benchmark.png")
-    write_json_atomic(out_dir / "summary.json", result)
-    out.print(f"chart: {png}  summary: {out_dir / 'summary.json'}", highlight=False)
-    return result
+    res = benchmark_report(out_dir, reference, records, potential)
+    out.print(summary_table(res["summary"], title=f"TS benchmark: {res['name']} ({out_dir})"))
+    for line in res["lines"]:
+        out.print(line, highlight=False)
+    out.print(f"chart: {res['chart']}  summary: {out_dir / 'summary.json'}", highlight=False)
+    return res
 
 
 @ts_app.command("benchmark")
@@ -166,10 +144,6 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
 def summary_cmd(out_dir: Path = typer.Argument(..., help="a benchmark run folder"),
                 reference: Optional[Path] = typer.Option(None, help="another run folder to compare with")):
     """Re-print the summary (and chart) of a benchmark folder, optionally against a reference run."""
-    from horm.ts.benchmark import read_results
-
     if not (out_dir / "results.jsonl").exists():
         raise ValueError(f"{out_dir}: no results.jsonl (not a benchmark folder)")
-    meta = out_dir / "benchmark.json"
-    potential = json.loads(meta.read_text()).get("potential", "run") if meta.exists() else "run"
-    _report(out_dir, reference, read_results(out_dir), Path(potential).name)
+    _report(out_dir, reference, None, None)

@@ -1,17 +1,22 @@
 """Summaries of a TS benchmark: counts per stage (Fig. 2), a bar chart, and run-vs-run comparison.
 
-``summarize(records)`` counts path success, TS success, IRC success (``irc_success``: both
+``summarise(records)`` counts path success, TS success, IRC success (``irc_success``: both
 branches converged; see :mod:`horm.ts.workflow`) and intended outcomes
 (each as a count and a fraction of all reactions), timeouts and errors, and the median
 wall time per reaction (s; timeouts enter with the time they were given).
 ``compare_runs(run, reference)`` takes the reactions that both runs solved (outcome
 intended) and reports the aligned TS RMSD (Å) and the barrier MAE (kcal/mol).
+``summarise_runs(runs, reference=...)`` does both for several runs and draws the chart;
+``benchmark_report(out_dir, reference_dir)`` is what ``horm ts benchmark``/``ts summary``
+write (``ts_benchmark.png``, ``summary.json``).
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -21,7 +26,7 @@ from horm.ts.verify import OUTCOMES, aligned_rmsd
 STAGES = (("path_success", "path"), ("ts_success", "TS"), ("irc_success", "IRC"), ("intended", "intended"))
 
 
-def summarize(records: list[dict]) -> dict:
+def summarise(records: list[dict]) -> dict:
     """Counts and rates per stage, outcomes, timeouts/errors and median seconds per reaction."""
     n = len(records)
     out: dict = {"n": n}
@@ -138,3 +143,70 @@ def bar_chart(summaries: dict[str, dict], path) -> Path:
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
+
+
+def summarise_runs(runs: Mapping[str, str | Path], reference: str | None = None, chart: str | Path | None = None,
+                   records: Mapping[str, list[dict]] | None = None) -> dict:
+    """Stage counts of every run, each compared with the ``reference`` run, and the chart.
+
+    runs: ``{label: benchmark folder}``; reference: one of the labels (None: no
+    comparison); chart: PNG path for :func:`bar_chart` (None: no chart); records: a
+    run's records to use instead of all those in its folder. Returns ``{"summaries":
+    {label: summary}, "compare": {label: compare_runs(...)}, "chart": Path | None}``.
+    """
+    if reference is not None and reference not in runs:
+        raise ValueError(f"reference {reference!r} is not one of the runs ({', '.join(runs)})")
+    records = records or {}
+    summaries = {label: summarise(records[label] if label in records else read_results(d)) for label, d in runs.items()}
+    compare = {label: compare_runs(d, runs[reference]) for label, d in runs.items()
+               if reference is not None and label != reference}
+    png = bar_chart(summaries, chart) if chart is not None else None
+    return {"summaries": summaries, "compare": compare, "chart": png}
+
+
+def _fmt(v, f: str) -> str:
+    return "-" if v is None else format(v, f)
+
+
+def comparison_lines(cmp: dict, against: str) -> list[str]:
+    """Two lines: TS RMSD and barrier MAE on the reactions both solved, and where both found a TS."""
+    return [f"vs {against}: {cmp['n_both_solved']} reactions solved by both; TS RMSD mean "
+            f"{_fmt(cmp['ts_rmsd_mean'], '.3f')} Å (median {_fmt(cmp['ts_rmsd_median'], '.3f')} Å), "
+            f"barrier MAE {_fmt(cmp['barrier_mae_kcal_mol'], '.2f')} kcal/mol",
+            f"vs {against}: {cmp['n_both_ts_found']} reactions where both found a TS; TS RMSD mean "
+            f"{_fmt(cmp['ts_rmsd_mean_ts_found'], '.3f')} Å (median {_fmt(cmp['ts_rmsd_median_ts_found'], '.3f')} Å), "
+            f"barrier MAE {_fmt(cmp['barrier_mae_kcal_mol_ts_found'], '.2f')} kcal/mol "
+            f"({cmp['n_barriers_ts_found']} with barriers)"]
+
+
+def run_potential(run_dir: str | Path, default: str = "run") -> str:
+    """The potential a benchmark folder was run with (its ``benchmark.json``)."""
+    meta = Path(run_dir) / "benchmark.json"
+    return json.loads(meta.read_text()).get("potential", default) if meta.exists() else default
+
+
+def benchmark_report(out_dir: str | Path, reference_dir: str | Path | None = None, records: list[dict] | None = None,
+                     name: str | None = None) -> dict:
+    """Summary of the benchmark in ``out_dir`` (its ``records``, default all in the folder),
+    compared with ``reference_dir`` when given; writes ``ts_benchmark.png`` and
+    ``summary.json`` there. Returns ``{"summary", "reference"?, "name", "chart", "lines"}``."""
+    from horm.ts.workflow import write_json_atomic
+
+    out_dir = Path(out_dir)
+    name = name or Path(run_potential(out_dir)).name
+    runs: dict = {name: out_dir}
+    ref_label = None
+    if reference_dir is not None:
+        reference_dir = Path(reference_dir)
+        if not (reference_dir / "results.jsonl").exists():
+            raise ValueError(f"{reference_dir}: no results.jsonl (not a benchmark folder)")
+        ref_label = f"{run_potential(reference_dir, 'reference')} (reference)"
+        runs[ref_label] = reference_dir
+    res = summarise_runs(runs, ref_label, out_dir / "ts_benchmark.png", {name: records} if records is not None else None)
+    result: dict = {"summary": res["summaries"][name]}
+    lines: list[str] = []
+    if ref_label is not None:
+        result["reference"] = {"dir": str(reference_dir), **res["compare"][name]}
+        lines = comparison_lines(res["compare"][name], str(reference_dir))
+    write_json_atomic(out_dir / "summary.json", result)
+    return {**result, "name": name, "chart": res["chart"], "lines": lines}

@@ -1,0 +1,65 @@
+"""Evaluate several models on one dataset, side by side: load → evaluate → summarise → report.
+
+``evaluate_models({name: path}, data, out)`` is what ``horm evaluate``, the demo and
+``benchmarks/ef_vs_efh.py`` do: each model file is loaded in the precision it was trained
+in, run over the same samples (:func:`horm.evaluate.metrics.evaluate_model`), summarised
+(:func:`horm.evaluate.metrics.summarise`) and, with ``out``, written as tables and plots
+(:func:`horm.evaluate.report.write_report`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from horm.evaluate.metrics import Predictions, evaluate_model, summarise
+
+
+def model_names(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Readable, unique model names: the run folder name (or file stem), numbered if repeated."""
+    raw = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            raw.append(p.name)
+        elif p.parent.name == "checkpoints":
+            raw.append(f"{p.parent.parent.name}:{p.stem}")
+        else:
+            raw.append(p.parent.name if p.stem == "model" else p.stem)
+    return [n if raw.count(n) == 1 else f"{n}#{raw[:i].count(n) + 1}" for i, n in enumerate(raw)]
+
+
+def evaluate_models(models: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike], data,
+                    out: str | os.PathLike | None = None, *, batch_size: int = 8, hessian: bool = True,
+                    max_samples: int | None = None, console=None, title: str = "evaluating"
+                    ) -> dict[str, tuple[dict, dict, Predictions]]:
+    """Evaluate every model on ``data``; returns ``{name: (metrics, summary, predictions)}``.
+
+    models: ``{name: model file or run folder}``, or a list of paths (named by
+    :func:`model_names`). data: a dataset (indexable of Samples) or a path for
+    :func:`horm.data.io.open_dataset`. out: folder for the tables and plots (None: none).
+    console: a rich Console for the progress bars (None: no progress shown).
+    """
+    from rich.progress import Progress
+
+    from horm.data.io import open_dataset
+    from horm.train.export import load_model
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not isinstance(models, Mapping):
+        models = dict(zip(model_names(models), models))
+    ds = open_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    results = {}
+    with Progress(console=console, transient=True, disable=console is None) as prog:
+        for name, path in models.items():
+            model, _ = load_model(path)
+            task = prog.add_task(f"{title} {name}", total=None)
+            metrics, preds = evaluate_model(model, ds, batch_size=batch_size, hessian=hessian, max_samples=max_samples,
+                                            progress=lambda d, t, task=task: prog.update(task, completed=d, total=t))
+            results[name] = (metrics, summarise(metrics), preds)
+    if out is not None:
+        from horm.evaluate.report import write_report
+
+        write_report(results, out)
+    return results
