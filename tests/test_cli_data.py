@@ -68,3 +68,30 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "horm.cli", "data", "info", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2
     assert "bad.xyz" in r.stderr and "unknown element 'Zz'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_streaming_split_matches_the_reaction_mask_and_fig1_streams(tmp_path, horm_sample_path):
+    """split_dataset in small batches puts each sample where reaction_split says; Fig. 1
+    quantities from one pass equal those from a list of samples."""
+    from horm.data.io import open_dataset
+    from horm.data.splits import reaction_split, sample_group, split_dataset
+    from horm.data.stats import fig1_quantities
+
+    samples = list(open_dataset(horm_sample_path))
+    for i, s in enumerate(samples):  # the sample file is one reaction: make 34 of them
+        s.rxn = f"r{i // 3}"
+    with HessianStore.create(tmp_path / "in.hstore", "ωB97X/6-31G(d)") as st:
+        st.extend(samples)
+    ds = open_dataset(tmp_path / "in.hstore")
+    res = split_dataset(tmp_path / "in.hstore", tmp_path / "s", 0.3, seed=1, batch=7)
+    mask = reaction_split([sample_group(s, i) for i, s in enumerate(samples)], 0.3, 1)
+    with HessianStore.open(res["val"]["path"]) as va, HessianStore.open(res["train"]["path"]) as tr:
+        assert [s.key for s in va] == [s.key for s, m in zip(samples, mask) if m]  # order kept
+        assert [s.key for s in tr] == [s.key for s, m in zip(samples, mask) if not m]
+        np.testing.assert_array_equal(va[0].hessian, [s for s, m in zip(samples, mask) if m][0].hessian)
+    assert res["val"]["reactions"] + res["train"]["reactions"] == 34 and 0 < res["val"]["samples"] < 100
+    q_stream = fig1_quantities(iter(ds))
+    assert len(q_stream["n_imag"]) == 100 and set(np.unique(q_stream["n_imag"])) <= set(range(10))
+    q_no_imag = fig1_quantities(iter(ds), imaginary=False)
+    assert "n_imag" not in q_no_imag
+    np.testing.assert_allclose(q_no_imag["ref_energy"], q_stream["ref_energy"])

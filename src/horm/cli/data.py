@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -100,19 +99,11 @@ def stats_cmd(paths: list[Path] = typer.Argument(..., help="one or more datasets
               out_dir: Path = typer.Option(Path("stats"), "--out", "-o", help="directory for the PNG panels")):
     """Write the Fig. 1 panels (atoms, referenced energy, imaginary frequencies) as PNG."""
     from horm.data.io import open_dataset
-    from horm.data.stats import fig1_quantities, plot_fig1
+    from horm.data.stats import fig1_line, fig1_quantities, plot_fig1
 
-    series = {}
-    for p in paths:
-        q = fig1_quantities(open_dataset(p))
-        series[p.stem] = q
-        msg = f"{p}: {len(q['natoms'])} samples"
-        if "n_imag" in q:
-            counts = np.bincount(q["n_imag"])
-            msg += ", imaginary-mode counts " + ", ".join(f"{k}: {c}" for k, c in enumerate(counts) if c)
-        out.print(msg)
-    for f in plot_fig1(series, out_dir):
-        out.print(f"wrote {f}")
+    series = {p.stem: fig1_quantities(open_dataset(p)) for p in paths}
+    out.print("\n".join(fig1_line(str(p), q) for p, q in zip(paths, series.values())), highlight=False)
+    out.print("\n".join(f"wrote {f}" for f in plot_fig1(series, out_dir)), highlight=False)
 
 
 @data_app.command("split")
@@ -122,19 +113,9 @@ def split_cmd(src: Path = typer.Argument(..., help="dataset to split"),
               val: float = typer.Option(0.1, help="fraction of reactions for validation"),
               seed: int = typer.Option(0, help="split seed"),
               overwrite: bool = typer.Option(False)):
-    """Deterministic reaction-level train/val split into two horm stores."""
-    from horm.data.io import level_of_theory, open_dataset
-    from horm.data.splits import reaction_split, sample_group
-    from horm.data.store import HessianStore
+    """Deterministic reaction-level train/val split into two horm stores (one streaming pass)."""
+    from horm.data.splits import split_dataset
 
-    ds = open_dataset(src)
-    samples = list(ds)
-    mask = reaction_split([sample_group(s, i) for i, s in enumerate(samples)], val, seed)
-    lot = level_of_theory(ds)
-    for name, sel in (("train", ~mask), ("val", mask)):
-        st = HessianStore.create(out_dir / f"{name}.hstore", lot, overwrite=overwrite, source=str(src),
-                                 split=name, val_fraction=val, seed=seed)
-        st.extend([s for s, m in zip(samples, sel) if m])
-        n_rxn = len({sample_group(s, i) for i, (s, m) in enumerate(zip(samples, sel)) if m})
-        out.print(f"{name}: {len(st)} samples from {n_rxn} reactions -> {out_dir / (name + '.hstore')}")
-        st.close()
+    res = split_dataset(src, out_dir, val, seed, overwrite=overwrite)
+    out.print("\n".join(f"{name}: {r['samples']} samples from {r['reactions']} reactions -> {r['path']}"
+                        for name, r in res.items()))

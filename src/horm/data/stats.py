@@ -66,20 +66,39 @@ def dataset_info(ds, path: str, level: str) -> DatasetInfo:
     )
 
 
-def fig1_quantities(samples) -> dict[str, np.ndarray]:
-    """Per-sample natoms, referenced energy (eV) and number of imaginary frequencies."""
-    samples = [s for s in samples]
-    nat = np.array([s.natoms for s in samples])
-    with_e = [s for s in samples if s.energy is not None]
-    out = {"natoms": nat}
-    if with_e:
-        refs = fit_atom_references([s.numbers for s in with_e], [s.energy for s in with_e])
-        out["ref_energy"] = np.array([referenced_energy(s.numbers, s.energy, refs) for s in with_e])
+def fig1_quantities(samples, imaginary: bool = True) -> dict[str, np.ndarray]:
+    """Per-sample natoms, referenced energy (eV) and number of imaginary frequencies.
+
+    One streaming pass over ``samples``: only per-sample numbers are kept, never the
+    samples. The imaginary-mode count needs a frequency analysis of every Hessian (each
+    decoded once, by the dataset, and dropped after it); ``imaginary=False`` skips that
+    analysis (the datasets still decode the Hessian when they read a record).
+    """
+    nat, numbers, energies, n_imag = [], [], [], []
+    for s in samples:
+        nat.append(s.natoms)
+        if s.energy is not None:
+            numbers.append(np.asarray(s.numbers))
+            energies.append(float(s.energy))
+        if imaginary and s.hessian is not None:
+            n_imag.append(n_imaginary(frequencies(s.hessian, s.pos, s.numbers)))
+    out = {"natoms": np.array(nat)}
+    if energies:
+        refs = fit_atom_references(numbers, energies)
+        out["ref_energy"] = np.array([referenced_energy(z, e, refs) for z, e in zip(numbers, energies)])
         out["atom_refs"] = refs
-    with_h = [s for s in samples if s.hessian is not None]
-    if with_h:
-        out["n_imag"] = np.array([n_imaginary(frequencies(s.hessian, s.pos, s.numbers)) for s in with_h])
+    if n_imag:
+        out["n_imag"] = np.array(n_imag)
     return out
+
+
+def fig1_line(name: str, q: dict) -> str:
+    """One line per dataset: sample count and the imaginary-mode histogram."""
+    msg = f"{name}: {len(q['natoms'])} samples"
+    if "n_imag" in q:
+        counts = np.bincount(q["n_imag"])
+        msg += ", imaginary-mode counts " + ", ".join(f"{k}: {c}" for k, c in enumerate(counts) if c)
+    return msg
 
 
 def plot_fig1(datasets: dict[str, dict], out_dir: str | Path) -> list[Path]:
