@@ -45,7 +45,7 @@ def evaluate_cmd(
     from horm.data.io import open_dataset
     from horm.evaluate.metrics import evaluate_model, summarise
     from horm.evaluate.report import write_report
-    from horm.train.export import load_model
+    from horm.models.files import load_model
 
     if name and len(name) != len(models):
         console.print(f"[red]error:[/red] {len(name)} --name for {len(models)} models", highlight=False)
