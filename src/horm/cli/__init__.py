@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 
 # Sub-modules that add commands to `app`. Missing ones are skipped so that partial
 # installs still work; a broken one raises at import so that bugs are not hidden.
-_COMMAND_MODULES = ("data", "label", "sample", "train", "evaluate", "ts", "demo")
+_COMMAND_MODULES = ("data", "label", "sample", "train", "evaluate", "ts", "model", "demo")
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"horm.cli.{_name}")

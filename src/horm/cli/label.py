@@ -9,6 +9,7 @@ import typer
 
 from horm.cli import app
 from horm.cli._common import friendly
+from horm.cli._options import threads_option
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -24,28 +25,43 @@ def parse_options(pairs: list[str] | None) -> dict:
     return out
 
 
+def _device_setting(engine: str, device: str) -> dict:
+    """``--device`` as an engine setting: dft's ``use_gpu``; xtb runs on the CPU only."""
+    valid = ("auto", "cpu", "cuda")
+    if device not in valid:
+        raise typer.BadParameter(f"--device {device!r}: expected one of {', '.join(valid)}")
+    if engine == "dft":
+        return {"use_gpu": {"auto": None, "cpu": False, "cuda": True}[device]}
+    if device == "cuda":
+        raise typer.BadParameter(f"--device cuda: the {engine} engine runs on the CPU only")
+    return {}
+
+
 @app.command("label")
 @friendly
 def label_cmd(
     input: Path = typer.Argument(..., help="xyz/extxyz file, horm store, HORM LMDB, or a directory of xyz"),
     engine: str = typer.Option(..., "--engine", "-e", help="labelling engine: xtb or dft"),
     out: Path = typer.Option(..., "--out", "-o", help="horm store to create or resume"),
-    workers: int = typer.Option(1, "--workers", "-j", help="parallel computations"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1,
+                                          help="parallel computations (default: one per core)"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="recompute items in the failures table"),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds per item; longer is a failure"),
     option: Optional[list[str]] = typer.Option(None, "--set", help="engine setting KEY=VALUE (repeatable)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    threads: Optional[int] = threads_option(),
+    device: str = typer.Option("auto", "--device", help="dft: cpu, cuda or auto (GPU4PySCF when CUDA is there)"),
 ):
     """Compute energy, forces and Hessian for every geometry of INPUT; resumable."""
     from horm.label.engine import get_engine
     from horm.label.runner import label
 
     try:
-        eng = get_engine(engine, **parse_options(option))
+        eng = get_engine(engine, **{**_device_setting(engine, device), **parse_options(option)})
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,
-                    timeout=timeout, show_progress=progress)
+                    timeout=timeout, show_progress=progress, threads=threads)
     if summary.labelled == 0 and summary.failed and not summary.skipped:
         raise typer.Exit(1)

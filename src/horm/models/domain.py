@@ -64,3 +64,21 @@ def check_structure(atoms, elements: Iterable[int] | None, name: str = "model",
         if charge != 0 or mult != 1:
             raise DomainError(f"{name}: charge {charge}, multiplicity {mult} but the model was trained on "
                               f"neutral singlet molecules; {OPT_OUT}")
+
+
+def _method(level_of_theory: str) -> str:
+    """The method part of a level-of-theory string: "GFN2-xTB (tblite), T_el=..." -> "gfn2-xtb"."""
+    head = str(level_of_theory).strip().split(" ")[0].split("(")[0]
+    return head.rstrip(",;").lower()
+
+
+def theory_mismatch(model_level: str | None, data_level: str | None) -> str | None:
+    """A one-line warning when a model's and a dataset's levels of theory name different methods.
+
+    Unknown levels (None, "", "unknown") give no warning: there is nothing to compare.
+    """
+    known = [lv for lv in (model_level, data_level) if lv and str(lv).strip().lower() != "unknown"]
+    if len(known) < 2 or _method(model_level) == _method(data_level):
+        return None
+    return (f"the model was trained on {model_level!s} labels but the data are {data_level!s}: "
+            f"energies, forces and Hessians are not comparable across levels of theory")

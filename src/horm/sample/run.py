@@ -34,8 +34,12 @@ def default_settings(method: Method):
     return NebSampleSettings() if method == "neb" else IrcSampleSettings()
 
 
-def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=None) -> ReactionSamples:
-    """Sample one reaction file (reactant, product frames) with ``engine`` as the potential."""
+def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=None,
+                    threads: int | None = None) -> ReactionSamples:
+    """Sample one reaction file (reactant, product frames) with ``engine`` as the potential.
+
+    ``threads``: intra-op threads per engine call (None: auto, 1 below 50 atoms; :mod:`horm.runtime`).
+    """
     from horm.data.xyz import read_reaction
     from horm.ts.calculator import HormCalculator
 
@@ -47,7 +51,7 @@ def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=No
     except HormError as exc:
         return ReactionSamples(path.stem, method, [], [{"key": f"{path.stem}:input", "reason": str(exc),
                                                         "stage": "input"}], time.perf_counter() - t0)
-    calc = HormCalculator(engine, name=getattr(engine, "name", "engine"))
+    calc = HormCalculator(engine, name=getattr(engine, "name", "engine"), threads=threads)
     settings = settings or default_settings(method)
     try:
         if method == "neb":
@@ -59,12 +63,13 @@ def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=No
 
 
 _ENGINE = None
+_THREADS = None
 
 
-def _init(engine) -> None:
-    global _ENGINE
-    os.environ["OMP_NUM_THREADS"] = "1"
-    _ENGINE = engine
+def _init(engine, threads=None) -> None:
+    global _ENGINE, _THREADS
+    os.environ["OMP_NUM_THREADS"] = str(threads or 1)
+    _ENGINE, _THREADS = engine, threads
 
 
 def _ping(_) -> int:
@@ -72,17 +77,17 @@ def _ping(_) -> int:
 
 
 def _task(path, method, settings) -> ReactionSamples:
-    return sample_reaction(path, method, _ENGINE, settings)
+    return sample_reaction(path, method, _ENGINE, settings, _THREADS)
 
 
 def sample_reactions(paths: Iterable[str | os.PathLike], method: Method, engine, settings=None,
-                     workers: int = 1) -> Iterator[ReactionSamples]:
+                     workers: int = 1, threads: int | None = None) -> Iterator[ReactionSamples]:
     """Yield one ReactionSamples per reaction, in completion order when ``workers > 1``."""
     check_method(method)
     paths = [Path(p) for p in paths]
     if workers <= 1:
         for p in paths:
-            yield sample_reaction(p, method, engine, settings)
+            yield sample_reaction(p, method, engine, settings, threads)
         return
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -91,7 +96,7 @@ def sample_reactions(paths: Iterable[str | os.PathLike], method: Method, engine,
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init,
-                                   initargs=(engine,))
+                                   initargs=(engine, threads))
         list(pool.map(_ping, range(workers)))
     finally:
         if old is None:

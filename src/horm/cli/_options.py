@@ -1,0 +1,21 @@
+"""The compute options every computing verb shares: ``--threads``, ``--device``, ``--dtype`` (see :mod:`horm.runtime`)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+THREADS_HELP = "intra-op threads per process (torch, BLAS, OpenMP); default: 1 below 50 atoms"
+
+
+def threads_option() -> Optional[int]:
+    return typer.Option(None, "--threads", min=1, help=THREADS_HELP)
+
+
+def device_option(default: str = "cpu") -> str:
+    return typer.Option(default, "--device", help="cpu, cuda, cuda:N or auto (CUDA when present)")
+
+
+def dtype_option(default: Optional[str] = "float64") -> Optional[str]:
+    return typer.Option(default, "--dtype", help="float64 or float32 (a model's compute precision)")
