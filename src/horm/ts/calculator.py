@@ -54,13 +54,20 @@ class HessianCalculator(Calculator):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.counts = {"energy_forces": 0, "hessian": 0}
-        self._hessian_cache: tuple[np.ndarray, dict[str, Any]] | None = None
+        self._hessian_cache: tuple[tuple, dict[str, Any]] | None = None
 
     # -- to implement --------------------------------------------------------------
     def evaluate(self, atoms, hessian: bool) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
     # -- ASE contract --------------------------------------------------------------
+    def check_state(self, atoms, tol=1e-15):
+        """ASE's checks plus the electronic state: a new charge or multiplicity is a new system."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and charge_and_multiplicity(atoms) != charge_and_multiplicity(self.atoms):
+            changes = [*changes, "charge"]
+        return changes
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         if "hessian" in properties:
@@ -79,13 +86,13 @@ class HessianCalculator(Calculator):
         """
         if atoms is None:
             atoms = self.atoms
-        pos = np.array(atoms.positions, dtype=float)
-        if self._hessian_cache is None or not np.array_equal(self._hessian_cache[0], pos):
+        key = _state_key(atoms)
+        if self._hessian_cache is None or not _same_state(self._hessian_cache[0], key):
             out = self.evaluate(atoms, hessian=True)
             self.counts["hessian"] += 1
             n3 = 3 * len(atoms)
             h = np.asarray(out["hessian"], dtype=float).reshape(n3, n3)
-            self._hessian_cache = (pos, {"energy": float(out["energy"]), "hessian": 0.5 * (h + h.T),
+            self._hessian_cache = (key, {"energy": float(out["energy"]), "hessian": 0.5 * (h + h.T),
                                          "forces": np.asarray(out["forces"], dtype=float).reshape(-1, 3)})
         self.atoms = atoms.copy()
         self.results = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self._hessian_cache[1].items()}
@@ -93,6 +100,15 @@ class HessianCalculator(Calculator):
 
     def total_calls(self) -> int:
         return int(self.counts["energy_forces"] + self.counts["hessian"])
+
+
+def _state_key(atoms) -> tuple:
+    """What a result depends on: numbers, positions, charge and multiplicity."""
+    return (np.array(atoms.numbers), np.array(atoms.positions, dtype=float), charge_and_multiplicity(atoms))
+
+
+def _same_state(a: tuple, b: tuple) -> bool:
+    return a[0].shape == b[0].shape and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
 
 
 def _sample_of(atoms) -> Sample:
