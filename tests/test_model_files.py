@@ -115,3 +115,5 @@ def test_train_fills_the_metadata(tmp_path):
     assert info["level_of_theory"].startswith("GFN2-xTB")
     assert set(info["elements"]) <= {1, 6, 7, 8} and 1 in info["elements"]
     assert info["data"]["n_train"] == 8 and info["data"]["train"].endswith("val.hstore")
+    ckpt = model_info(tmp_path / "run" / "checkpoints" / "last.ckpt")  # a Lightning checkpoint: fewer fields
+    assert ckpt["format_version"] == 0 and ckpt["elements"] == info["elements"]

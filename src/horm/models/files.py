@@ -171,7 +171,7 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
     blob = _torch_load(p)
     config, state, train_config, saved_dtype, meta, version = _unpack(p, blob)
     n_params = sum(int(v.numel()) for k, v in state.items() if hasattr(v, "numel") and k != "atom_ref")
-    refs = blob.get("atom_ref") or {}
+    refs = blob.get("atom_ref") or (blob.get("hyper_parameters") or {}).get("atom_ref") or {}  # model.pt or ckpt
     elements = meta.get("elements")
     if elements is None and refs:
         elements = sorted(int(z) for z in refs)
