@@ -38,7 +38,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 def test_pip_install_then_calculator_from_file_gives_the_hessian(tmp_path):
     import json
 
