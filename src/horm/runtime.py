@@ -65,6 +65,14 @@ def auto_threads(threads: int | None, n_atoms: int | None) -> int | None:
     return None
 
 
+def threads_for(computer: Any, threads: int | None, n_atoms: int | None) -> int | None:
+    """:func:`auto_threads` for a model or engine, except one with its own ``threads`` setting
+    (the ``dft`` engine: integral kernels that do use several cores), which keeps control (None)."""
+    if hasattr(computer, "threads"):
+        return None
+    return auto_threads(threads, n_atoms)
+
+
 _CONTROLLER: Any = None
 _CONTROLLER_LIBS = -1
 

@@ -25,13 +25,13 @@ def parse_options(pairs: list[str] | None) -> dict:
     return out
 
 
-def _device_setting(engine: str, device: str) -> dict:
-    """``--device`` as an engine setting: dft's ``use_gpu``; xtb runs on the CPU only."""
+def _device_setting(engine: str, device: str, threads: Optional[int]) -> dict:
+    """``--device`` (and ``--threads``) as engine settings: dft's ``use_gpu`` and ``threads``; xtb runs on the CPU."""
     valid = ("auto", "cpu", "cuda")
     if device not in valid:
         raise typer.BadParameter(f"--device {device!r}: expected one of {', '.join(valid)}")
     if engine == "dft":
-        return {"use_gpu": {"auto": None, "cpu": False, "cuda": True}[device]}
+        return {"use_gpu": {"auto": None, "cpu": False, "cuda": True}[device], "threads": threads}
     if device == "cuda":
         raise typer.BadParameter(f"--device cuda: the {engine} engine runs on the CPU only")
     return {}
@@ -58,7 +58,7 @@ def label_cmd(
     from horm.label.runner import label
 
     try:
-        eng = get_engine(engine, **{**_device_setting(engine, device), **parse_options(option)})
+        eng = get_engine(engine, **{**_device_setting(engine, device, threads), **parse_options(option)})
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,

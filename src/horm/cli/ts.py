@@ -65,13 +65,13 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
     from horm.ts.calculator import load_potential
     from horm.ts.workflow import run_reaction
 
-    from horm.runtime import auto_threads, set_process_threads
+    from horm.runtime import set_process_threads, threads_for
 
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
     r, p = read_reaction(reaction)
-    set_process_threads(auto_threads(threads, len(r.numbers)))  # Sella's linear algebra too, not only the potential
     ref = read_xyz(reference_ts)[0].to_atoms() if reference_ts is not None else None
     calc = load_potential(potential, device=device, dtype=dtype, threads=threads)
+    set_process_threads(threads_for(calc.potential, threads, len(r.numbers)))  # Sella's linear algebra too
     rec = run_reaction(r.to_atoms(), p.to_atoms(), calc, settings, out_dir=out_dir, name=reaction.stem,
                        reference_ts=ref)
     st = rec["stages"]

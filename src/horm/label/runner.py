@@ -131,14 +131,16 @@ def compute_one(engine, sample: Sample, want=WANT_ALL, timeout: float | None = N
     """Label one geometry; every failure becomes an ItemResult with a reason, never a raise.
 
     ``threads``: intra-op threads for this computation (None: auto, 1 below 50 atoms; :mod:`horm.runtime`).
+    An engine with its own ``threads`` setting (``dft``: large integral kernels that do use
+    several cores) keeps control of its threads.
     """
-    from horm.runtime import auto_threads, thread_limit
+    from horm.runtime import thread_limit, threads_for
 
     t0 = time.perf_counter()
     key = sample.key
     try:
         sample.validate(key or "<input>")
-        with _time_limit(timeout), thread_limit(auto_threads(threads, len(sample.numbers))):
+        with _time_limit(timeout), thread_limit(threads_for(engine, threads, len(sample.numbers))):
             out = engine.compute(sample, want=want)
         out.key, out.rxn, out.origin = key, out.rxn or sample.rxn, out.origin or sample.origin
         out.validate(key, "engine output")

@@ -112,10 +112,10 @@ def _check_version(p: Path, blob: dict) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise DataError(str(p), f"model file format version {v!r} is not a positive integer")
     if v > VERSION:
-        wrote = (blob.get("meta") or {}).get("horm_version", "a newer horm") if isinstance(blob.get("meta"), dict) \
-            else "a newer horm"
+        meta = blob.get("meta") if isinstance(blob.get("meta"), dict) else {}
+        wrote = f"written by horm {meta['horm_version']}; " if meta.get("horm_version") else ""
         raise DataError(str(p), f"model file format version {v} is newer than this horm reads "
-                                f"(version {VERSION}); written by horm {wrote}, upgrade horm to load it")
+                                f"(version {VERSION}); {wrote}upgrade horm to load it")
     return v
 
 

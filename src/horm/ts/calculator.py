@@ -191,12 +191,12 @@ class HormCalculator(HessianCalculator):
                    elements=info["elements"], check_domain=check_domain, level_of_theory=info["level_of_theory"])
 
     def evaluate(self, atoms, hessian: bool) -> dict[str, Any]:
-        from horm.runtime import auto_threads, thread_limit
+        from horm.runtime import thread_limit, threads_for
 
         if self.check_domain:
             check_structure(atoms, None if self.is_engine else self.elements, self.potential_name,
                             electronic_state=not self.is_engine)
-        with thread_limit(auto_threads(self.threads, len(atoms))):
+        with thread_limit(threads_for(self.potential, self.threads, len(atoms))):
             if self.is_engine:
                 return self._evaluate_engine(atoms, hessian)
             return self._evaluate_potential(atoms, hessian)
@@ -243,7 +243,10 @@ def load_potential(spec: str, device: Any = "cpu", dtype: Any = "float64", threa
     if spec in ENGINE_SPECS:
         from horm.label import get_engine
 
-        return HormCalculator(get_engine(spec), name=spec, threads=threads, check_domain=check_domain)
+        engine = get_engine(spec)
+        if threads is not None and hasattr(engine, "threads"):  # dft: the engine sets its own threads
+            engine = get_engine(spec, threads=threads)
+        return HormCalculator(engine, name=spec, threads=threads, check_domain=check_domain)
     if not Path(spec).exists():
         raise ValueError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)} "
                          f"or the path of a trained model (no such file or folder)")
