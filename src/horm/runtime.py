@@ -4,8 +4,10 @@ Every verb that computes (``ts run``, ``ts benchmark``, ``evaluate``, ``label``,
 the calculator take the same three settings:
 
 - ``threads``: intra-op threads of one process (torch, the BLAS under NumPy/SciPy, and OpenMP,
-  which tblite and PySCF use). ``None`` means *auto*: **one thread for molecules under**
-  :data:`SMALL_MOLECULE_ATOMS` **atoms**, the libraries' own defaults otherwise. On small
+  which tblite uses). ``None`` means *auto*: **one thread for molecules under**
+  :data:`SMALL_MOLECULE_ATOMS` **atoms**, the libraries' own defaults otherwise. The ``dft``
+  engine has its own ``threads`` setting (PySCF's integral kernels do use several cores) and
+  keeps control of its threads (:func:`threads_for`); ``--threads`` is passed to it. On small
   molecules the work per parallel region is tiny, and OpenMP threads that spin-wait for a core
   that is busy elsewhere cost far more than they give (``benchmarks/threads.py`` measures it).
   Parallel jobs use one worker per core (:func:`default_workers`), each with one thread.
