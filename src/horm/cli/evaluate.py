@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import console, friendly
+from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, console, friendly, label_keys
 from horm.cli._options import device_option, dtype_option, threads_option
 
 
@@ -34,7 +34,7 @@ def _names(paths: list[Path]) -> list[str]:
 def evaluate_cmd(
     models: List[Path] = typer.Argument(..., help="model.pt files, horm train checkpoints or run folders"),
     data: Path = typer.Option(..., "--data", help="labelled data (HORM LMDB, horm store, xyz)"),
-    out: Path = typer.Option(Path("eval_out"), "--out", help="folder for tables and plots"),
+    out: Path = typer.Option(Path("eval_out"), "--out", "-o", help="folder for tables and plots"),
     batch_size: int = typer.Option(8, "--batch-size", help="molecules per batch"),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="evaluate the first N samples only"),
     no_hessian: bool = typer.Option(False, "--no-hessian", help="energy and forces only"),
@@ -42,6 +42,8 @@ def evaluate_cmd(
     threads: Optional[int] = threads_option(),
     device: str = device_option(),
     dtype: Optional[str] = dtype_option(None),
+    energy_key: Optional[str] = ENERGY_KEY, forces_key: Optional[str] = FORCES_KEY,
+    hessian_key: Optional[str] = HESSIAN_KEY,
 ) -> None:
     """Evaluate one or more models on the same data, side by side."""
     from rich.progress import Progress
@@ -60,7 +62,7 @@ def evaluate_cmd(
         console.print("[red]error:[/red] --batch-size must be >= 1", highlight=False)
         raise typer.Exit(2)
     names = list(name) if name else _names(models)
-    ds = open_dataset(data)
+    ds = open_dataset(data, label_keys(energy_key, forces_key, hessian_key))
     data_level = level_of_theory(ds)
     results = {}
     n_atoms = len(ds[0].numbers) if len(ds) else None

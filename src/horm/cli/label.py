@@ -42,7 +42,7 @@ def _device_setting(engine: str, device: str, threads: Optional[int]) -> dict:
 def label_cmd(
     input: Path = typer.Argument(..., help="xyz/extxyz file, horm store, HORM LMDB, or a directory of xyz"),
     engine: str = typer.Option(..., "--engine", "-e", help="labelling engine: xtb or dft"),
-    out: Path = typer.Option(..., "--out", "-o", help="horm store to create or resume"),
+    out: Path = typer.Option(..., "--out", "-o", help="horm store to create or resume (not .xyz/.extxyz/.traj/.db)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1,
                                           help="parallel computations (default: one per core)"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
@@ -52,16 +52,22 @@ def label_cmd(
     progress: bool = typer.Option(True, help="show a progress bar"),
     threads: Optional[int] = threads_option(),
     device: str = typer.Option("auto", "--device", help="dft: cpu, cuda or auto (GPU4PySCF when CUDA is there)"),
+    charge: Optional[int] = typer.Option(None, "--charge", help="total charge (overrides the input's)"),
+    multiplicity: Optional[int] = typer.Option(None, "--multiplicity",
+                                               help="2S+1 (overrides the input's; odd electrons default to 2)"),
 ):
     """Compute energy, forces and Hessian for every geometry of INPUT; resumable."""
+    from horm.data.formats import check_store_path
     from horm.label.engine import get_engine
     from horm.label.runner import label
 
+    check_store_path(out)
     try:
         eng = get_engine(engine, **{**_device_setting(engine, device, threads), **parse_options(option)})
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,
-                    timeout=timeout, show_progress=progress, threads=threads)
+                    timeout=timeout, show_progress=progress, charge=charge, multiplicity=multiplicity,
+                    threads=threads)
     if summary.labelled == 0 and summary.failed and not summary.skipped:
         raise typer.Exit(1)
