@@ -102,3 +102,14 @@ def test_open_dataset_reads_the_bundled_store():
     ds = horm.open_dataset(bundled_split_path("val"))
     s = ds[0]
     assert s.hessian is not None and s.hessian.shape == (3 * len(s.numbers),) * 2
+
+
+def test_constructor_puts_the_model_in_the_requested_dtype():
+    import horm
+    from horm.models.base import build_model
+
+    model = build_model("leftnet", "tiny")  # float32 weights
+    model.set_atom_ref({1: -13.6, 6: -1030.0, 8: -2040.0})
+    calc = horm.HormCalculator(model, dtype="float64")
+    assert next(model.parameters()).dtype == torch.float64
+    assert np.isfinite(calc.get_hessian(molecule("H2CO"))).all()

@@ -171,8 +171,8 @@ class HormCalculator(HessianCalculator):
                 self.dtype = params[0].dtype if params else torch.float64
             if self.elements is None and hasattr(potential, "atom_ref"):
                 self.elements = torch.nonzero(potential.atom_ref).flatten().tolist() or None
-            if hasattr(potential, "to"):
-                potential.to(self.device)
+            if hasattr(potential, "to"):  # in place for a torch module: weights and inputs share device and dtype
+                potential.to(device=self.device, dtype=self.dtype)
             if hasattr(potential, "eval"):
                 potential.eval()
 
