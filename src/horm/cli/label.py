@@ -9,7 +9,7 @@ import typer
 
 from horm.cli import app
 from horm.cli._common import friendly
-from horm.cli._options import threads_option
+from horm.cli._options import engine_device_option, engine_settings, threads_option
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -23,18 +23,6 @@ def parse_options(pairs: list[str] | None) -> dict:
         k, v = p.split("=", 1)
         out[k.strip()] = yaml.safe_load(v)
     return out
-
-
-def _device_setting(engine: str, device: str, threads: Optional[int]) -> dict:
-    """``--device`` (and ``--threads``) as engine settings: dft's ``use_gpu`` and ``threads``; xtb runs on the CPU."""
-    valid = ("auto", "cpu", "cuda")
-    if device not in valid:
-        raise typer.BadParameter(f"--device {device!r}: expected one of {', '.join(valid)}")
-    if engine == "dft":
-        return {"use_gpu": {"auto": None, "cpu": False, "cuda": True}[device], "threads": threads}
-    if device == "cuda":
-        raise typer.BadParameter(f"--device cuda: the {engine} engine runs on the CPU only")
-    return {}
 
 
 @app.command("label")
@@ -51,7 +39,7 @@ def label_cmd(
     option: Optional[list[str]] = typer.Option(None, "--set", help="engine setting KEY=VALUE (repeatable)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     threads: Optional[int] = threads_option(),
-    device: str = typer.Option("auto", "--device", help="dft: cpu, cuda or auto (GPU4PySCF when CUDA is there)"),
+    device: str = engine_device_option(),
     charge: Optional[int] = typer.Option(None, "--charge", help="total charge (overrides the input's)"),
     multiplicity: Optional[int] = typer.Option(None, "--multiplicity",
                                                help="2S+1 (overrides the input's; odd electrons default to 2)"),
@@ -63,7 +51,7 @@ def label_cmd(
 
     check_store_path(out)
     try:
-        eng = get_engine(engine, **{**_device_setting(engine, device, threads), **parse_options(option)})
+        eng = get_engine(engine, **{**engine_settings(engine, device, threads), **parse_options(option)})
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,

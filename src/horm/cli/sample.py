@@ -9,7 +9,7 @@ import typer
 
 from horm.cli import app
 from horm.cli._common import friendly
-from horm.cli._options import threads_option
+from horm.cli._options import engine_device_option, engine_settings, threads_option
 
 
 @app.command("sample")
@@ -28,6 +28,7 @@ def sample_cmd(
     seed: int = typer.Option(0, help="seed for the kept snapshots (with the reaction id)"),
     overwrite: bool = typer.Option(False, help="replace OUT if it is a store that exists"),
     threads: Optional[int] = threads_option(),
+    device: str = engine_device_option(),
     charge: Optional[int] = typer.Option(None, "--charge", help="total charge (overrides the reaction files')"),
     multiplicity: Optional[int] = typer.Option(None, "--multiplicity",
                                                help="2S+1 (overrides the files'; odd electrons default to 2)"),
@@ -58,7 +59,7 @@ def sample_cmd(
 
         workers = default_workers(len(paths))
     try:
-        eng = get_engine(engine)
+        eng = get_engine(engine, **engine_settings(engine, device, threads))
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     writer = GeometryWriter(out, method, eng.name, overwrite=overwrite)
