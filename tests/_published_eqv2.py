@@ -77,3 +77,19 @@ def split(out: dict, batch) -> list[dict[str, torch.Tensor]]:
             d["hessian"] = out["hessian"][h0:h1].reshape(3 * (hi - lo), 3 * (hi - lo))
         res.append(d)
     return res
+
+
+def autograd_hessian_deviation(model, ref, dtype: torch.dtype, mols, head_rolls: bool = False) -> float:
+    """Worst max-relative deviation of the autograd Hessian from ``mol{k}_f64_A_hessian``, one molecule at a time."""
+    worst = 0.0
+    for k in mols:
+        b, main, hess = four_molecules(ref, dtype, head_rolls=head_rolls, mols=[k])
+        model.replay_rolls(main, hess)
+        h = model(b, compute_hessian=True, create_graph=False)["hessian"]
+        worst = max(worst, max_rel(h, ref[f"mol{k}_f64_A_hessian"]))
+    return worst
+
+
+def check_within(name: str, dtype: torch.dtype, worst: dict[str, float], tol: dict[str, float]) -> None:
+    print(f"\n{name} {dtype} max rel. deviation vs reference:", {k: f"{v:.1e}" for k, v in worst.items()})
+    assert all(worst[k] <= tol[k] for k in worst), worst

@@ -11,7 +11,8 @@ import pytest
 import torch
 from e3nn import o3
 
-from _published_eqv2 import four_molecules, load_small, manifest_keys, max_rel, reference, small_weights, split
+from _published_eqv2 import (autograd_hessian_deviation, check_within, four_molecules, load_small, manifest_keys,
+                             max_rel, reference, small_weights, split)
 from horm.models.base import build_model, build_model_from_config
 from horm.models.published.eqv2_so3 import edge_frames, j_matrix, wigner_from_frames, z_rot_mat
 
@@ -69,13 +70,8 @@ def _check_outputs(dtype, hessian_mols):
     for k, mol in enumerate(split(m(batch, create_graph=False), batch)):
         for key in ("energy", "forces"):
             worst[key] = max(worst.get(key, 0.0), max_rel(mol[key], ref[f"mol{k}_f64_A_{key}"]))
-    for k in hessian_mols:
-        b, _, _ = four_molecules(ref, dtype, mols=[k])
-        m.replay_rolls(torch.from_numpy(ref[f"mol{k}_edge_rand_A"]))
-        h = m(b, compute_hessian=True, create_graph=False)["hessian"]
-        worst["hessian"] = max(worst.get("hessian", 0.0), max_rel(h, ref[f"mol{k}_f64_A_hessian"]))
-    print(f"\n{NAME} {dtype} max rel. deviation vs reference:", {k: f"{v:.1e}" for k, v in worst.items()})
-    assert all(worst[k] <= TOL[dtype][k] for k in worst), worst
+    worst["hessian"] = autograd_hessian_deviation(m, ref, dtype, hessian_mols)
+    check_within(NAME, dtype, worst, TOL[dtype])
 
 
 def test_reproduces_reference_float64():
