@@ -230,12 +230,13 @@ class SO3Grid(nn.Module):
         return mat
 
     def to_grid(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, S', C) → (N, lat, lon, C)."""
-        return torch.einsum("bai, zic -> zbac", self.to_grid_mat.to(x.dtype), x)
+        """(N, S', C) → (N, lat·lon, C), grid points flattened (lat-major, as the reference's (lat, lon))."""
+        return torch.matmul(self.to_grid_mat.to(x.dtype).reshape(-1, x.shape[1]), x)
 
     def from_grid(self, g: torch.Tensor) -> torch.Tensor:
-        """(N, lat, lon, C) → (N, S', C)."""
-        return torch.einsum("bai, zbac -> zic", self.from_grid_mat.to(g.dtype), g)
+        """(N, lat·lon, C) → (N, S', C)."""
+        mat = self.from_grid_mat.to(g.dtype)
+        return torch.matmul(mat.reshape(-1, mat.shape[-1]).t(), g)
 
 
 def make_grids(lmax: int, resolution: int | None) -> nn.ModuleList:
