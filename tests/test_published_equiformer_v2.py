@@ -6,14 +6,17 @@ small seeded weights, reference outputs of deepprinciple/HORM 8fc0be0 with recor
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from e3nn import o3
 
-from _published_eqv2 import (autograd_hessian_deviation, check_within, four_molecules, load_small, manifest_keys,
-                             max_rel, reference, small_weights, split)
+from _published_eqv2 import (autograd_hessian_deviation, check_within, fixture_dir, four_molecules, load_small,
+                             manifest_keys, max_rel, reference, small_weights, split)
 from horm.models.base import build_model, build_model_from_config
+from horm.models.published import FORMATS
 from horm.models.published.eqv2_so3 import edge_frames, j_matrix, wigner_from_frames, z_rot_mat
 
 MODEL, NAME = "EquiformerV2", "horm-equiformer_v2"
@@ -27,6 +30,13 @@ def test_published_state_dict_keys_and_shapes():
     got = {k: tuple(v.shape) for k, v in m.state_dict().items() if k != "atom_ref"}
     assert got == want
     assert sum(p.numel() for p in m.parameters()) == 13_947_778
+    # the checkpoint format rebuilds this architecture from the saved hparams and the shapes
+    hparams = json.loads((fixture_dir(MODEL) / "manifest_full.json").read_text())["hyper_parameters_as_saved"]
+    sd = {k: v for k, v in m.state_dict().items() if k != "atom_ref"}
+    assert [f.model for f in FORMATS if f.recognise(hparams, sd)] == [NAME]
+    fmt = next(f for f in FORMATS if f.model == NAME)
+    assert fmt.config(hparams, sd) == fmt.config(None, sd)
+    assert build_model_from_config(fmt.config(hparams, sd)).config == m.config
 
 
 def test_built_buffers_equal_the_checkpoint_buffers():

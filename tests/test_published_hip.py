@@ -11,7 +11,8 @@ import torch
 
 from _published_eqv2 import (autograd_hessian_deviation, check_within, four_molecules, load_small, manifest_keys,
                              max_rel, reference, split)
-from horm.models.base import build_model
+from horm.models.base import build_model, build_model_from_config
+from horm.models.published import FORMATS
 
 MODEL, NAME = "HIP-EquiformerV2", "hip-equiformer_v2"
 TOL = {torch.float64: {"energy": 1e-13, "forces": 1e-13, "hessian": 1e-13, "hessian_pred": 1e-13},
@@ -23,6 +24,9 @@ def test_published_state_dict_keys_and_shapes():
     got = {k: tuple(v.shape) for k, v in m.state_dict().items() if k != "atom_ref"}
     assert got == manifest_keys(MODEL)
     assert sum(p.numel() for p in m.parameters()) == 19_439_365
+    sd = {k: v for k, v in m.state_dict().items() if k != "atom_ref"}
+    assert [f.model for f in FORMATS if f.recognise(None, sd)] == [NAME]
+    assert build_model_from_config(next(f for f in FORMATS if f.model == NAME).config(None, sd)).config == m.config
 
 
 def _check_outputs(dtype, autograd_mols):

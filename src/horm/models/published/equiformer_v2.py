@@ -244,7 +244,7 @@ def infer_backbone_config(hparams, sd) -> dict[str, Any]:
         raise ValueError(f"EquiformerV2 checkpoint: non-square S2 grid {tuple(grid[:2])} is not supported")
     cfg = dict(
         max_radius=float(mc.get("max_radius", round(float(offset[-1]), 6))),
-        max_neighbors=int(mc.get("max_neighbors", 32)),
+        max_neighbors=32,  # HORM's forward calls radius_graph without it: torch_cluster's default 32
         max_num_elements=int(emb.shape[0]), sphere_channels=int(emb.shape[1]),
         num_layers=_count(sd, "blocks.", ".norm_1.affine_weight"),
         attn_hidden_channels=hidden, num_heads=heads, attn_alpha_channels=alpha_ch,

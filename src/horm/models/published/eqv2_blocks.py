@@ -12,7 +12,6 @@ attention re-normalisation, atom-edge embeddings per block, no dropout (eval mod
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -180,11 +179,6 @@ class Shared:
         self.rotation, self.mapping, self.grid = rotation, mapping, grid
         self.lmax, self.mmax, self.num_elements = lmax, mmax, num_elements
         self.edge_channels = list(edge_channels)
-
-    def with_rotation(self, rotation: nn.ModuleList, edge_channels: list[int]) -> "Shared":
-        s = copy.copy(self)
-        s.rotation, s.edge_channels = rotation, list(edge_channels)
-        return s
 
 
 class GraphAttention(nn.Module):

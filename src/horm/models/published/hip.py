@@ -191,6 +191,7 @@ def _hip_config(hparams, sd) -> dict[str, Any]:
     mc = dict((hparams or {}).get("model_config") or {})
     cfg = infer_backbone_config(hparams, sd)
     cfg.update(
+        max_neighbors=int(mc.get("max_neighbors", 32)),  # HIP passes its config value to radius_graph
         avg_num_nodes=mc.get("avg_num_nodes"),
         avg_degree_hessian=float(mc.get("avg_degree_hessian", AVG_DEGREE)),
         num_layers_hessian=_count(sd, "hessian_layers.", ".norm_1.affine_weight"),
