@@ -9,6 +9,7 @@ import typer
 
 from horm.cli import app
 from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, console, friendly, label_keys
+from horm.cli._options import device_option, dtype_option, threads_option
 
 
 @app.command("evaluate")
@@ -21,6 +22,9 @@ def evaluate_cmd(
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="evaluate the first N samples only"),
     no_hessian: bool = typer.Option(False, "--no-hessian", help="energy and forces only"),
     name: Optional[List[str]] = typer.Option(None, "--name", help="display name per model (repeat)"),
+    threads: Optional[int] = threads_option(),
+    device: str = device_option(),
+    dtype: Optional[str] = dtype_option(None),
     energy_key: Optional[str] = ENERGY_KEY, forces_key: Optional[str] = FORCES_KEY,
     hessian_key: Optional[str] = HESSIAN_KEY,
 ) -> None:
@@ -33,6 +37,6 @@ def evaluate_cmd(
     named = dict(zip(list(name) if name else model_names(models), models))
     ds = open_dataset(data, label_keys(energy_key, forces_key, hessian_key))
     evaluate_models(named, ds, out, batch_size=batch_size, hessian=not no_hessian, max_samples=max_samples,
-                    console=console)
+                    device=device, dtype=dtype, threads=threads, console=console)
     console.print((Path(out) / "table1.md").read_text(), highlight=False, markup=False)
     console.print(f"tables and plots written to {out}")

@@ -9,6 +9,7 @@ import typer
 
 from horm.cli import app
 from horm.cli._common import friendly
+from horm.cli._options import engine_device_option, engine_settings, threads_option
 
 
 @app.command("sample")
@@ -18,7 +19,8 @@ def sample_cmd(
     method: str = typer.Option("neb", "--method", "-m", help="neb (T1x-style) or irc (RGD1-style)"),
     engine: str = typer.Option("xtb", "--engine", "-e", help="potential for the path: xtb or dft"),
     out: Path = typer.Option(..., "--out", "-o", help=".xyz/.extxyz/.traj/.db (via ASE) or a horm store"),
-    workers: int = typer.Option(1, "--workers", "-j", help="reactions sampled in parallel"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1,
+                                          help="reactions sampled in parallel (default: one per core)"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds per reaction; longer is a failure"),
     fraction: Optional[float] = typer.Option(None, help="neb: fraction of intermediate snapshots kept"),
@@ -27,6 +29,8 @@ def sample_cmd(
     k: Optional[int] = typer.Option(None, help="irc: points kept per side"),
     seed: Optional[int] = typer.Option(None, help="neb: seed for the kept snapshots (with the reaction id)"),
     overwrite: bool = typer.Option(False, help="replace OUT if it is a store that exists"),
+    threads: Optional[int] = threads_option(),
+    device: str = engine_device_option(),
     charge: Optional[int] = typer.Option(None, "--charge", help="total charge (overrides the reaction files')"),
     multiplicity: Optional[int] = typer.Option(None, "--multiplicity",
                                                help="2S+1 (overrides the files'; odd electrons default to 2)"),
@@ -38,15 +42,18 @@ def sample_cmd(
 
     from horm.jobs import JobOptions
     from horm.label.engine import get_engine
+    from horm.runtime import default_workers
     from horm.sample.run import reaction_files, sample_to, settings_for
 
     given = {"fraction": fraction, "keep_every": keep_every, "k": k, "seed": seed}
     settings = settings_for(method, steps=steps, **{n: v for n, v in given.items() if v is not None})  # type: ignore[arg-type]
-    jobs = JobOptions(workers=workers, ray=ray, timeout=timeout)
+    paths = reaction_files(reactions)
+    jobs = JobOptions(workers=default_workers(len(paths)) if workers is None else workers, ray=ray, timeout=timeout,
+                      threads=threads or 1)
     try:
-        eng = get_engine(engine)
+        eng = get_engine(engine, **engine_settings(engine, device, threads))
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    summary = sample_to(out, reaction_files(reactions), method, eng, settings, jobs, overwrite=overwrite,  # type: ignore[arg-type]
-                        spin=(charge, multiplicity))
+    summary = sample_to(out, paths, method, eng, settings, jobs, overwrite=overwrite,  # type: ignore[arg-type]
+                        spin=(charge, multiplicity), threads=threads)
     Console().print(summary.line(), highlight=False)

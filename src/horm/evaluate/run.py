@@ -1,8 +1,9 @@
 """Evaluate several models on one dataset, side by side: load → evaluate → summarise → report.
 
 ``evaluate_models({name: path}, data, out)`` is what ``horm evaluate``, the demo and
-``benchmarks/ef_vs_efh.py`` do: each model file is loaded in the precision it was trained
-in, run over the same samples (:func:`horm.evaluate.metrics.evaluate_model`), summarised
+``benchmarks/ef_vs_efh.py`` do: each model file is loaded (on ``device``, in ``dtype``;
+None keeps the precision it was trained in), checked against the data's level of theory
+(a mismatch is a warning), run over the same samples (:func:`horm.evaluate.metrics.evaluate_model`), summarised
 (:func:`horm.evaluate.metrics.summarise`) and, with ``out``, written as tables and plots
 (:func:`horm.evaluate.report.write_report`).
 """
@@ -31,29 +32,39 @@ def model_names(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 def evaluate_models(models: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike], data,
                     out: str | os.PathLike | None = None, *, batch_size: int = 8, hessian: bool = True,
-                    max_samples: int | None = None, console=None, title: str = "evaluating"
+                    max_samples: int | None = None, device: str = "cpu", dtype: str | None = None,
+                    threads: int | None = None, console=None, title: str = "evaluating"
                     ) -> dict[str, tuple[dict, dict, Predictions]]:
     """Evaluate every model on ``data``; returns ``{name: (metrics, summary, predictions)}``.
 
     models: ``{name: model file or run folder}``, or a list of paths (named by
     :func:`model_names`). data: a dataset (indexable of Samples) or a path for
     :func:`horm.data.io.open_dataset`. out: folder for the tables and plots (None: none).
-    console: a rich Console for the progress bars (None: no progress shown).
+    threads: intra-op threads (None: auto, 1 for small molecules; :mod:`horm.runtime`).
+    console: a rich Console for progress bars and warnings (None: neither shown).
     """
     from rich.progress import Progress
 
-    from horm.data.io import open_dataset
-    from horm.train.export import load_model
+    from horm.data.io import level_of_theory, open_dataset
+    from horm.models.domain import theory_mismatch
+    from horm.models.files import load_model
+    from horm.runtime import auto_threads, thread_limit
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not isinstance(models, Mapping):
         models = dict(zip(model_names(models), models))
     ds = open_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    data_level = level_of_theory(ds)
+    n_atoms = len(ds[0].numbers) if len(ds) else None
     results = {}
-    with Progress(console=console, transient=True, disable=console is None) as prog:
+    with Progress(console=console, transient=True, disable=console is None) as prog, \
+            thread_limit(auto_threads(threads, n_atoms)):
         for name, path in models.items():
-            model, _ = load_model(path)
+            model, info = load_model(path, device=device, dtype=dtype)
+            warning = theory_mismatch(info["level_of_theory"], data_level)
+            if warning and console is not None:
+                console.print(f"[yellow]warning:[/yellow] {name}: {warning}", highlight=False, soft_wrap=True)
             task = prog.add_task(f"{title} {name}", total=None)
             metrics, preds = evaluate_model(model, ds, batch_size=batch_size, hessian=hessian, max_samples=max_samples,
                                             progress=lambda d, t, task=task: prog.update(task, completed=d, total=t))

@@ -110,16 +110,22 @@ class ItemResult:
     seconds: float = 0.0  # wall time inside the worker (engine + validation)
 
 
-def compute_one(engine, sample: Sample, want=WANT_ALL) -> ItemResult:
+def compute_one(engine, sample: Sample, want=WANT_ALL, threads: int | None = None) -> ItemResult:
     """Label one geometry; every failure becomes an ItemResult with a reason, never a raise.
 
-    (A timeout is the job runner's: it interrupts this call and is recorded as kind "timeout".)
+    ``threads``: intra-op threads for this computation (None: auto, 1 below 50 atoms; :mod:`horm.runtime`).
+    An engine with its own ``threads`` setting (``dft``: large integral kernels that do use
+    several cores) keeps control of its threads. (A timeout is the job runner's: it
+    interrupts this call and is recorded as kind "timeout".)
     """
+    from horm.runtime import thread_limit, threads_for
+
     t0 = time.perf_counter()
     key = sample.key
     try:
         sample.validate(key or "<input>")
-        out = engine.compute(sample, want=want)
+        with thread_limit(threads_for(engine, threads, len(sample.numbers))):
+            out = engine.compute(sample, want=want)
         out.key, out.rxn, out.origin = key, out.rxn or sample.rxn, out.origin or sample.origin
         out.validate(key, "engine output")
         return ItemResult(key, out, seconds=time.perf_counter() - t0)
@@ -138,8 +144,8 @@ def _the(obj):
 
 
 def _label_task(engine, payload) -> ItemResult:
-    sample, want = payload
-    return compute_one(engine, sample, want)
+    sample, want, threads = payload
+    return compute_one(engine, sample, want, threads)
 
 
 class _StoreSink:
@@ -231,31 +237,40 @@ def open_or_create_store(out: str | os.PathLike, engine, source: str) -> Hessian
                                engine_settings=dict(engine.settings), source=str(source))
 
 
-def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, workers: int = 1,
+def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, workers: int | None = 1,
           ray_address: str | None = None, retry_failed: bool = False, timeout: float | None = None,
           want=WANT_ALL, show_progress: bool = True, print_summary: bool = True,
-          jobs: JobOptions | None = None, charge: int | None = None, multiplicity: int | None = None) -> LabelSummary:
+          jobs: JobOptions | None = None, charge: int | None = None, multiplicity: int | None = None,
+          threads: int | None = None) -> LabelSummary:
     """Label every geometry of ``input`` with ``engine`` into the store ``out_store``.
 
-    workers: parallel computations (1: in this process). ray_address: None (local worker
+    workers: parallel computations (1: in this process; None: one per core, at most one per
+    geometry). ray_address: None (local worker
     processes), ``"local"`` (start a local Ray with ``num_cpus=workers``) or a Ray address.
     retry_failed: recompute keys in the failures table. timeout: seconds per item (a
     failure "timeout" when exceeded). ``jobs``, when given, replaces workers, ray_address,
     timeout and show_progress. charge, multiplicity: override the input's (odd electrons
-    with no multiplicity given: a doublet, see :func:`open_items`). ``out_store`` must not
+    with no multiplicity given: a doublet, see :func:`open_items`). threads: intra-op
+    threads per computation (None: auto, 1 below 50 atoms; :mod:`horm.runtime`); with
+    ``jobs``, its ``threads`` too. ``out_store`` must not
     carry an xyz-family or ASE extension. A second run on the same store is refused
     (:class:`horm.jobs.OutputLocked`). Returns the run's :class:`LabelSummary`.
     """
-    opts = jobs or JobOptions(workers=workers, ray=ray_address, timeout=timeout, progress=show_progress)
     check_store_path(out_store)
     with output_lock(out_store):
-        summary = LabelSummary(workers=opts.workers, backend=opts.backend)
+        summary = LabelSummary()
         n, items = open_items(input, charge, multiplicity, summary.spin_notes)
-        summary.total = n
+        if jobs is None:
+            from horm.runtime import default_workers
+
+            jobs = JobOptions(workers=default_workers(n) if workers is None else workers, ray=ray_address,
+                              timeout=timeout, threads=threads or 1, progress=show_progress)
+        opts = jobs
+        summary.total, summary.workers, summary.backend = n, opts.workers, opts.backend
         store = open_or_create_store(out_store, engine, str(Path(input).resolve()))
         try:
             sink = _StoreSink(store, summary, retry_failed, engine.name)
-            stats = run_jobs(((s.key, (_strip(s), want)) for s in items()), Job(partial(_the, engine), _label_task),
+            stats = run_jobs(((s.key, (_strip(s), want, threads)) for s in items()), Job(partial(_the, engine), _label_task),
                              sink, opts, total=n, title=f"label ({engine.name})")
             summary.skipped += stats.skipped.get("stored", 0) + stats.skipped.get("repeated in the input", 0)
             summary.skipped_failed = stats.skipped.get("failed before", 0)

@@ -40,11 +40,12 @@ def default_settings(method: Method):
 
 
 def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=None,
-                    spin: tuple = (None, None)) -> ReactionSamples:
+                    spin: tuple = (None, None), threads: int | None = None) -> ReactionSamples:
     """Sample one reaction file (reactant, product frames) with ``engine`` as the potential.
 
     ``spin``: (charge, multiplicity) overriding the file's (None: keep); an odd electron
     count with no multiplicity given is run as a doublet, noted in the result's ``info``.
+    ``threads``: intra-op threads per engine call (None: auto, 1 below 50 atoms; :mod:`horm.runtime`).
     """
     from horm.data.xyz import read_reaction
     from horm.label.engine import resolve_spin
@@ -59,7 +60,7 @@ def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=No
         return ReactionSamples(path.stem, method, [], [{"key": f"{path.stem}:input", "reason": str(exc),
                                                         "stage": "input"}], time.perf_counter() - t0)
     notes = {n for n in (resolve_spin(r, *spin), resolve_spin(p, *spin)) if n}
-    calc = HormCalculator(engine, name=getattr(engine, "name", "engine"))
+    calc = HormCalculator(engine, name=getattr(engine, "name", "engine"), threads=threads)
     settings = settings or default_settings(method)
     try:
         res = sample_neb(r, p, calc, settings) if method == "neb" else sample_irc(r, p, calc, settings)
@@ -93,8 +94,8 @@ def _the(obj):
 
 
 def _sample_task(engine, payload) -> ReactionSamples:
-    path, method, settings, spin = payload
-    return sample_reaction(path, method, engine, settings, spin)
+    path, method, settings, spin, threads = payload
+    return sample_reaction(path, method, engine, settings, spin, threads)
 
 
 @dataclass
@@ -113,17 +114,19 @@ class SampleSummary:
 
 
 def sample_to(out: str | os.PathLike, paths: Iterable[str | os.PathLike], method: Method, engine, settings=None,
-              jobs: JobOptions | None = None, overwrite: bool = False, spin: tuple = (None, None)) -> SampleSummary:
+              jobs: JobOptions | None = None, overwrite: bool = False, spin: tuple = (None, None),
+              threads: int | None = None) -> SampleSummary:
     """Sample every reaction file of ``paths`` into ``out`` (see :class:`GeometryWriter`),
     through :mod:`horm.jobs` (``jobs``: workers, Ray, timeout per reaction). A store output
     is resumable: a rerun skips the reactions it already holds. ``spin``: (charge,
-    multiplicity) overriding the files' (see :func:`sample_reaction`)."""
+    multiplicity) overriding the files' (see :func:`sample_reaction`); ``threads``: per
+    engine call (None: auto)."""
     check_method(method)
     paths = [Path(p) for p in paths]
     with output_lock(out):
         writer = GeometryWriter(out, method, getattr(engine, "name", "engine"), overwrite=overwrite)
         try:
-            stats = run_jobs(((p.stem, (str(p), method, settings, spin)) for p in paths),
+            stats = run_jobs(((p.stem, (str(p), method, settings, spin, threads)) for p in paths),
                              Job(partial(_the, engine), _sample_task), writer, jobs or JobOptions(),
                              total=len(paths), title=f"sample ({method}/{getattr(engine, 'name', 'engine')})")
         finally:

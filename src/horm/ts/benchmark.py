@@ -130,10 +130,10 @@ def _output_to(path: Path):
             os.close(old)
 
 
-def _load(potential: str):
+def _load(potential: str, device: str, dtype: str | None, threads: int):
     from horm.ts.calculator import load_potential
 
-    return load_potential(potential)
+    return load_potential(potential, device=device, dtype=dtype, threads=threads)
 
 
 def _ts_task(calc, payload) -> dict:
@@ -204,7 +204,7 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
                   settings: RunSettings | None = None, threads_per_worker: int = 1,
                   on_result: Callable[[dict], None] | None = None, retry_failed: bool = False,
                   ray: str | None = None, progress: bool = False, charge: int | None = None,
-                  multiplicity: int | None = None) -> list[dict]:
+                  multiplicity: int | None = None, device: str = "cpu", dtype: str | None = "float64") -> list[dict]:
     """Run (or resume) the TS search on ``reactions``; returns their latest records.
 
     Reaction ids are the file stems and must be unique. ``on_result`` is called with each
@@ -214,7 +214,8 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
     benchmark on the same folder is refused (:class:`horm.jobs.OutputLocked`). ``charge``
     and ``multiplicity`` override the reaction files' (see
     :func:`horm.ts.workflow.prepare_reaction`). A reaction killed by its timeout keeps the
-    stages it finished in its record.
+    stages it finished in its record. Each worker loads ``potential`` on ``device`` in
+    ``dtype`` and computes with ``threads_per_worker`` intra-op threads.
     """
     opts = JobOptions(workers=workers, ray=ray, timeout=timeout, threads=threads_per_worker, isolate=True,
                       progress=progress)
@@ -243,7 +244,7 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
                     continue
             payload = (str(Path(path).resolve()), str((out / rxn).resolve()), sdict, (charge, multiplicity))
             pending.append((rxn, payload))
-        run_jobs(pending, Job(partial(_load, potential), _ts_task), sink, opts, total=len(pending),
+        run_jobs(pending, Job(partial(_load, potential, device, dtype, threads_per_worker), _ts_task), sink, opts, total=len(pending),
                  title=f"ts benchmark ({Path(potential).name})")
     wanted = set(names)
     return [r for r in read_results(out) if r.get("rxn") in wanted]
