@@ -10,11 +10,8 @@ task at a time. The parent keeps the clock: a task over ``timeout`` gets its wor
 killed (SIGKILL) and fails as ``timeout``; a worker that dies mid-task fails its task as
 ``crash``. Either way a fresh worker takes the place on the next task.
 
-Each worker runs in its own session (``setsid``), as Ray's workers do: the terminal's
-Ctrl-C reaches only the parent, which then stops its workers in order (and they die with
-it in any case), and under Linux's scheduler autogroups each worker gets its own CPU share
-instead of splitting the parent's one (on a shared machine, two workers in the parent's
-session ran no faster than one).
+Each worker runs in its own session (``start_new_session``; see
+:func:`horm.jobs.worker.own_session` for why).
 """
 
 from __future__ import annotations

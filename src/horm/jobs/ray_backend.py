@@ -27,7 +27,7 @@ import time
 from collections import deque
 
 from horm.jobs.spec import Job, JobOptions, Outcome
-from horm.jobs.worker import THREAD_VARS, limit_threads, load, run_task
+from horm.jobs.worker import THREAD_VARS, limit_threads, load, own_session, run_task
 
 _GRACE = 10.0  # seconds per key beyond the timeout before a batch's actor is killed
 _DEPTH = 2  # batches queued per actor
@@ -35,6 +35,7 @@ _DEPTH = 2  # batches queued per actor
 
 class _Actor:
     def __init__(self, job: Job, threads: int):
+        own_session()
         limit_threads(threads)
         self.job = job
         self.obj, self.load_error = load(job)

@@ -52,6 +52,23 @@ def die_with_parent(ppid: int) -> None:
     threading.Thread(target=watch, name="horm-parent-watch", daemon=True).start()
 
 
+def own_session() -> None:
+    """Move this process into a session of its own (Ray actors; local workers start in one).
+
+    The terminal's Ctrl-C then reaches only the parent, which stops its workers in order,
+    and under Linux's scheduler autogroups each worker gets its own CPU share instead of a
+    split of its parent's (Ray starts its workers in the driver's session: two workers then
+    ran no faster than one on a shared machine). A process-group leader cannot ``setsid``,
+    so it first joins its parent's group.
+    """
+    try:
+        if os.getpgid(0) == os.getpid():
+            os.setpgid(0, os.getpgid(os.getppid()))
+        os.setsid()
+    except OSError:  # not allowed here: stay where we are
+        pass
+
+
 def limit_threads(n: int) -> None:
     """n threads for OpenMP, BLAS (threadpoolctl) and torch in this process."""
     for var in THREAD_VARS:
