@@ -58,8 +58,8 @@ from horm.data.batch import Batch
 from horm.models.base import MAX_Z, Potential, register_model
 from horm.models.envelope import polynomial_cutoff
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_sum
-from horm.models.leftnet import (ExpNormalRBF, frame_project, lecun_init, mlp, soft_norm, soft_unit,
-                                 vector_rms_norm)
+from horm.models.layers import (ExpNormalRBF, FrameTransition, frame_project, lecun_init, mlp, soft_norm, soft_unit,
+                                vector_rms_norm)
 
 
 @dataclass
@@ -183,24 +183,6 @@ class NodeState(nn.Module):
         return soft_phase(re, im, self.eps)
 
 
-class FrameTransition(nn.Module):
-    """FTE: norms and dot products of vector features update the scalars; vectors are gated."""
-
-    def __init__(self, h: int, eps: float):
-        super().__init__()
-        self.h, self.eps = h, eps
-        self.norm = nn.LayerNorm(h)
-        self.vec_proj = nn.Linear(h, 2 * h, bias=False)
-        self.xvec_proj = mlp(2 * h, h, 3 * h)
-
-    def forward(self, s, vec):
-        v1, v2 = torch.split(self.vec_proj(vector_rms_norm(vec, self.eps)), self.h, dim=-1)
-        dot = (v1 * v2).sum(1) / math.sqrt(self.h)
-        a, b, c = torch.split(self.xvec_proj(torch.cat([self.norm(s), soft_norm(v1, self.eps, dim=1)], -1)),
-                              self.h, dim=-1)
-        return (a + b * dot) / math.sqrt(2.0), c[:, None, :] * v2
-
-
 @register_model("alphanet")
 class AlphaNet(Potential):
     """AlphaNet with an energy head; forces (and Hessians) by automatic differentiation."""
@@ -223,7 +205,7 @@ class AlphaNet(Potential):
         self.messages = nn.ModuleList([PhaseMessage(cfg) for _ in range(cfg.num_layers)])
         self.states = nn.ModuleList([NodeState(h, cfg.node_state_channels, cfg.phase_eps)
                                      for _ in range(cfg.num_layers)])
-        self.ftes = nn.ModuleList([FrameTransition(h, cfg.eps) for _ in range(cfg.num_layers)])
+        self.ftes = nn.ModuleList([FrameTransition(h, cfg.eps, frame=False) for _ in range(cfg.num_layers)])
         self.energy_head = nn.Linear(h, 1)
         self.state_head = nn.Linear(2 * cfg.node_state_channels, 1)
         self.elem_scale = nn.Parameter(torch.ones(MAX_Z + 1))  # per-element scale of atomic energies

@@ -61,7 +61,7 @@ from horm.data.batch import Batch
 from horm.models.base import MAX_Z, Potential, register_model
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_sum
 from horm.models.envelope import cosine_cutoff
-from horm.models.leftnet import lecun_init
+from horm.models.layers import GaussianBasis, lecun_init
 from horm.models.so3 import (EquivariantRMSNorm, RadialMLP, SO2Convolution, SO3Linear, WignerD, degree_index,
                              edge_frame_layout, edge_rotation, gate, rotate_from_edges, rotate_to_edges,
                              segment_softmax, smooth_leaky_relu)
@@ -104,19 +104,6 @@ PRESETS = {
                   attn_value_channels=16, ffn_hidden_channels=128, lmax=4, mmax=2, num_radial=128,
                   edge_channels=128, cutoff=5.0, graph="radius"),
 }
-
-
-class GaussianBasis(nn.Module):
-    """exp(−(d − μ_k)² / (2 w²)), μ_k evenly on [0, r_c], w = 2 × spacing (EquiformerV2's smearing)."""
-
-    def __init__(self, num: int, cutoff: float):
-        super().__init__()
-        self.register_buffer("offsets", torch.linspace(0.0, cutoff, num))
-        width = 2.0 * cutoff / max(num - 1, 1)
-        self.coeff = -0.5 / width**2
-
-    def forward(self, d: torch.Tensor) -> torch.Tensor:  # (E,) -> (E, R)
-        return torch.exp(self.coeff * (d[:, None] - self.offsets) ** 2)
 
 
 @dataclass
@@ -232,7 +219,7 @@ class EquiformerV2(Potential):
         c, L = cfg.sphere_channels, cfg.lmax
         self.num_coeff = (L + 1) ** 2
         self.embedding = nn.Embedding(MAX_Z + 1, c)
-        self.rbf = GaussianBasis(cfg.num_radial, cfg.cutoff)
+        self.rbf = GaussianBasis(cfg.num_radial, cfg.cutoff, width=2.0)
         self.wigner = WignerD(L)
         self.register_buffer("edge_index_sel", edge_frame_layout(L, cfg.mmax)[0], persistent=False)
         self.edge_degree = EdgeDegreeEmbedding(cfg)

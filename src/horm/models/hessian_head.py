@@ -58,6 +58,7 @@ from horm.hessian.autograd import HessianMethod
 from horm.hessian.autograd import compute_forces as forces_from_energy  # forward() has a flag named compute_forces
 from horm.models.base import Potential, build_model, register_model
 from horm.models.graph import full_graph, scatter_sum
+from horm.models.layers import GaussianBasis, mlp, vector_rms_norm
 
 HessianMode = Literal["autograd", "direct"]
 
@@ -88,18 +89,6 @@ PRESETS = {
 }
 
 
-def _mlp(*sizes: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), nn.SiLU()]
-    return nn.Sequential(*layers[:-1])
-
-
-def _vector_norm(v: torch.Tensor, eps: float) -> torch.Tensor:
-    """Equivariant RMS normalisation of (M, 3, F) vector features."""
-    return v / torch.sqrt(v.pow(2).sum(1, keepdim=True).mean(2, keepdim=True) + eps * eps)
-
-
 def irrep_block(alpha: torch.Tensor, u: torch.Tensor, w: torch.Tensor, gamma: torch.Tensor,
                 beta: torch.Tensor | None = None) -> torch.Tensor:
     """3×3 blocks from the l = 0, 1, 2 parts (module docstring). Returns (M, 3, 3).
@@ -118,18 +107,6 @@ def irrep_block(alpha: torch.Tensor, u: torch.Tensor, w: torch.Tensor, gamma: to
     return out
 
 
-class GaussianBasis(nn.Module):
-    """exp(−(d − μ_k)² / (2σ²)), μ_k evenly on [0, r_max], σ their spacing. (E,) -> (E, R)."""
-
-    def __init__(self, num: int, r_max: float):
-        super().__init__()
-        self.register_buffer("means", torch.linspace(0.0, r_max, num))
-        self.sigma = r_max / max(num - 1, 1)
-
-    def forward(self, d: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-0.5 * ((d[:, None] - self.means) / self.sigma) ** 2)
-
-
 class DirectHessianReadout(nn.Module):
     """Node features (N, F), (N, 3, F) + positions -> flat per-molecule Hessians (eV/Å²)."""
 
@@ -140,11 +117,11 @@ class DirectHessianReadout(nn.Module):
         self.norm = nn.LayerNorm(f)
         # diagonal blocks: u = P v_a, w = Q v_a; α, γ from (s_a, u·w)
         self.node_vec = nn.Linear(f, 2 * k, bias=False)
-        self.node_coef = _mlp(f + k, k, 1 + k)
+        self.node_coef = mlp(f + k, k, 1 + k)
         # off-diagonal blocks of the ordered pair (a, b): u = P v_a + ρ_u e, w = Q v_b + ρ_w e
         self.rbf = GaussianBasis(r, cfg.pair_cutoff)
         self.pair_vec = nn.Linear(f, 2 * k, bias=False)
-        self.pair_mlp = _mlp(2 * f + r + 3 * k, k, k)
+        self.pair_mlp = mlp(2 * f + r + 3 * k, k, k)
         self.pair_coef = nn.Linear(k, 1 + 4 * k)  # α, γ (K), β (K), ρ_u (K), ρ_w (K)
         self.pair_env = nn.Linear(r, 1 + 2 * k, bias=False)  # → 0 with the Gaussians at long range
         for m in self.modules():
@@ -158,7 +135,7 @@ class DirectHessianReadout(nn.Module):
         k = self.k
         n = pos.shape[0]
         s = self.norm(node_scalar)  # (N, F)
-        v = _vector_norm(node_vector, self.eps)  # (N, 3, F)
+        v = vector_rms_norm(node_vector, self.eps)  # (N, 3, F)
 
         # unordered pairs a < b of every molecule, each seen in both orientations
         ei = full_graph(batch.ptr.to(pos.device))
