@@ -98,12 +98,9 @@ def export_cmd(src: Path = typer.Argument(..., help=_SRC_HELP),
 def stats_cmd(paths: list[Path] = typer.Argument(..., help="one or more datasets"),
               out_dir: Path = typer.Option(Path("stats"), "--out", "-o", help="directory for the PNG panels")):
     """Write the Fig. 1 panels (atoms, referenced energy, imaginary frequencies) as PNG."""
-    from horm.data.io import open_dataset
-    from horm.data.stats import fig1_line, fig1_quantities, plot_fig1
+    from horm.data.stats import fig1_report
 
-    series = {p.stem: fig1_quantities(open_dataset(p)) for p in paths}
-    out.print("\n".join(fig1_line(str(p), q) for p, q in zip(paths, series.values())), highlight=False)
-    out.print("\n".join(f"wrote {f}" for f in plot_fig1(series, out_dir)), highlight=False)
+    out.print("\n".join(fig1_report(paths, out_dir)), highlight=False)
 
 
 @data_app.command("split")

@@ -101,6 +101,17 @@ def fig1_line(name: str, q: dict) -> str:
     return msg
 
 
+def fig1_report(paths, out_dir: str | Path) -> list[str]:
+    """Fig. 1 for datasets on disk: one streaming pass each, the PNG panels in ``out_dir``;
+    returns the lines to print (one per dataset, one per PNG)."""
+    from horm.data.io import open_dataset
+
+    paths = [Path(p) for p in paths]
+    series = {p.stem: fig1_quantities(open_dataset(p)) for p in paths}
+    lines = [fig1_line(str(p), series[p.stem]) for p in paths]
+    return lines + [f"wrote {f}" for f in plot_fig1(series, out_dir)]
+
+
 def plot_fig1(datasets: dict[str, dict], out_dir: str | Path) -> list[Path]:
     """Write fig1_natoms.png, fig1_energy.png, fig1_nimag.png (one series per dataset)."""
     import matplotlib
