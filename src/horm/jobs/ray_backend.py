@@ -83,8 +83,8 @@ class Ray:
         return self.cls.remote(self.job_ref, self.threads)
 
     def submit(self, key: str, payload) -> None:
+        """Queue only: batches are cut in ``collect``, when the queue is full or the input ends."""
         self.queue.append((key, payload, False))
-        self._dispatch()
 
     def busy(self) -> bool:
         return len(self.queue) >= self.n * self.batch or bool(self.done)
@@ -116,8 +116,10 @@ class Ray:
         per_actor: dict[int, list] = {}
         for i, _, d in self.running.values():
             per_actor.setdefault(i, []).append(d)
-        for i in range(self.n):
-            while self.queue and len(per_actor.get(i, [])) < _DEPTH:
+        for level in range(_DEPTH):  # round robin: every actor gets a batch before any gets a second
+            for i in range(self.n):
+                if not self.queue or len(per_actor.get(i, [])) > level:
+                    continue
                 items = [self.queue.popleft()]
                 while not items[0][2] and self.queue and not self.queue[0][2] and len(items) < self.batch:
                     items.append(self.queue.popleft())

@@ -76,8 +76,8 @@ def run_jobs(items: Iterable[tuple[str, Any]], job: Job, sink: Sink, options: Jo
                     land(backend.collect())
             while backend is not None and backend.pending():
                 land(backend.collect())
-        finally:
+        finally:  # wall time up to the last result; stopping the workers is not counted
+            stats.seconds = time.perf_counter() - t0 - stats.startup_seconds
             if backend is not None:
                 backend.close()
-    stats.seconds = time.perf_counter() - t0 - stats.startup_seconds
     return stats
