@@ -51,6 +51,7 @@ def run_jobs(items: Iterable[tuple[str, Any]], job: Job, sink: Sink, options: Jo
             sink.put(outs)
             for o in outs:
                 stats.task_seconds += o.seconds
+                stats.task_cpu_seconds += o.cpu_seconds
                 if o.ok:
                     stats.ok += 1
                 else:

@@ -75,6 +75,7 @@ class Outcome:
     kind: str | None = None  # None: success; else one of FAILURE_KINDS
     message: str = ""  # one line, for a failure
     seconds: float = 0.0  # wall time of the task (inside the worker where it ran)
+    cpu_seconds: float = 0.0  # CPU time of the worker process during the task (all its threads)
 
     @property
     def ok(self) -> bool:
@@ -100,6 +101,7 @@ class JobStats:
     seconds: float = 0.0  # wall time after start-up
     startup_seconds: float = 0.0  # workers / Ray start-up
     task_seconds: float = 0.0  # summed task time inside workers
+    task_cpu_seconds: float = 0.0  # summed worker CPU time of the tasks (wall > CPU: cores busy elsewhere)
 
     @property
     def n_failed(self) -> int:

@@ -117,13 +117,13 @@ def load(job: Job) -> tuple[Any, str | None]:
 def run_task(job: Job, obj: Any, load_error: str | None, key: str, payload: Any,
              timeout: float | None = None) -> Outcome:
     """One task; every failure becomes an Outcome, never a raise."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if load_error is not None:
         return Outcome(key, kind="load", message=load_error)
     try:
         with time_limit(timeout):
             value = job.task(obj, payload)
-        return Outcome(key, value, seconds=time.perf_counter() - t0)
+        return Outcome(key, value, seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
     except TaskTimeout as exc:
         return Outcome(key, kind="timeout", message=one_line(exc), seconds=time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one bad task must not end the run

@@ -191,6 +191,7 @@ class LabelSummary:
     seconds: float = 0.0  # wall time of the run (after start-up)
     startup_seconds: float = 0.0  # pool / Ray start-up
     engine_seconds: float = 0.0  # summed worker time over computed items
+    engine_cpu_seconds: float = 0.0  # summed worker CPU time over computed items
     backend: str = "serial"
     workers: int = 1
     reasons: dict[str, int] = field(default_factory=dict)  # failure kind -> count
@@ -275,6 +276,7 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
             summary.skipped += stats.skipped.get("stored", 0) + stats.skipped.get("repeated in the input", 0)
             summary.skipped_failed = stats.skipped.get("failed before", 0)
             summary.seconds, summary.startup_seconds = stats.seconds, stats.startup_seconds
+            summary.engine_cpu_seconds = stats.task_cpu_seconds
             store.update_meta(last_run=summary.record())
         finally:
             store.close()
