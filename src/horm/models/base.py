@@ -40,7 +40,7 @@ from horm.models.graph import scatter_sum
 
 ForcesMode = Literal["autograd", "direct"]
 FORCES_MODES = ("autograd", "direct")
-PRESETS = ("tiny", "paper", "horm")
+PRESETS = ("tiny", "small", "paper", "horm")
 MAX_Z = 118
 
 _REGISTRY: dict[str, type["Potential"]] = {}
@@ -183,7 +183,7 @@ def _make_config(cls: type[Potential], values: dict[str, Any]):
 
 
 def build_model(name: str, preset: str = "tiny", **overrides) -> Potential:
-    """Build a registered model from a preset ("tiny" | "paper" | "horm") plus field overrides."""
+    """Build a registered model from a preset ("tiny" | "small" | "paper" | "horm") plus field overrides."""
     cls = _model_cls(name)
     if preset not in cls.presets:
         raise ValueError(f"unknown preset {preset!r} for model {name!r}; valid: {', '.join(cls.presets)}")

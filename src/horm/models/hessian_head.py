@@ -65,7 +65,7 @@ HessianMode = Literal["autograd", "direct"]
 @dataclass
 class HessianHeadConfig:
     backbone: str = "leftnet"  # registered backbone (must expose node features, see module docstring)
-    backbone_preset: str = "tiny"  # preset of the backbone: "tiny" | "paper" | "horm"
+    backbone_preset: str = "tiny"  # preset of the backbone: "tiny" | "small" | "paper" | "horm"
     backbone_overrides: dict = field(default_factory=dict)  # backbone fields replacing its preset's
     head_channels: int = 32  # K: vector pairs (u_k, w_k) per block, and width of the head MLPs
     num_radial: int = 16  # Gaussians of the pair distance
@@ -83,6 +83,9 @@ class HessianHeadConfig:
 
 PRESETS = {
     "tiny": dict(backbone="leftnet", backbone_preset="tiny", head_channels=32, num_radial=16),
+    # "small": the leftnet "small" backbone; one full-Hessian E-F-H step 0.30 CPU-s (batch 8, 1 thread;
+    # benchmarks/preset_step.py), cheaper than autograd E-F-H on the same backbone (0.65): no double backward.
+    "small": dict(backbone="leftnet", backbone_preset="small", head_channels=48, num_radial=24),
     "paper": dict(backbone="leftnet", backbone_preset="paper", head_channels=64, num_radial=32),
     "horm": dict(backbone="leftnet", backbone_preset="horm", head_channels=64, num_radial=32),
 }
