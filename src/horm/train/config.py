@@ -61,6 +61,8 @@ class LossSection:
     forces_metric: str = "l1"  # "l1" | "l2" | "mse"
     hessian_metric: str = "per_atom_l2"  # "per_atom_l2" | "l2" | "l1" | "mse"
     full_hessian_metric: str = "l1"  # "l1" | "mse"
+    eigen: float = 1.0  # weight of the eigen-subspace term (HIP: 1); active only when eigen_k > 0
+    eigen_k: int = 0  # k lowest true Hessian modes in |V_kᵀ Ĥ V_k − Λ_k| (HIP: 8); 0: off
     n_hr: int = 1  # N_HR, Hessian rows sampled per molecule and step
     hessian_divisor: float = 10.0  # the row term is divided by this (HORM's code: 10)
     row_vjp: RowVjp = "auto"  # how the N_HR row VJPs run: "auto" (loop on CPU, vmap on GPU) | "vmap" | "loop"
@@ -175,6 +177,7 @@ class TrainConfig:
                 raise ValueError(f"loss metric {metric!r} for {fname}; valid: {', '.join(VALID_METRICS[fname])}")
         checks = [
             (self.loss.n_hr >= 1, "loss.n_hr must be >= 1"),
+            (self.loss.eigen_k >= 0, "loss.eigen_k must be >= 0 (0: off)"),
             (self.trainer.batch_size >= 1, "trainer.batch_size must be >= 1"),
             (self.trainer.devices >= 1, "trainer.devices must be >= 1"),
             (self.optim.lr > 0, "optim.lr must be > 0"),
@@ -187,7 +190,7 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
-        for w in ("energy", "forces", "hessian", "full_hessian"):
+        for w in ("energy", "forces", "hessian", "full_hessian", "eigen"):
             if getattr(self.loss, w) < 0:
                 raise ValueError(f"loss.{w} must be >= 0")
 
@@ -224,8 +227,9 @@ class TrainConfig:
         lo = self.loss
         terms = [LossTerm("energy", lo.energy_metric, lo.energy), LossTerm("forces", lo.forces_metric, lo.forces),
                  LossTerm("hessian_rows", lo.hessian_metric, lo.hessian),
-                 LossTerm("hessian", lo.full_hessian_metric, lo.full_hessian)]
-        return LossSpec(tuple(terms), n_hr=lo.n_hr, hessian_divisor=lo.hessian_divisor, row_vjp=lo.row_vjp)
+                 LossTerm("hessian", lo.full_hessian_metric, lo.full_hessian), LossTerm("eigen", "l1", lo.eigen)]
+        return LossSpec(tuple(terms), n_hr=lo.n_hr, hessian_divisor=lo.hessian_divisor, row_vjp=lo.row_vjp,
+                        eigen_k=lo.eigen_k)
 
 
 # --- helpers --------------------------------------------------------------------------------------
