@@ -13,6 +13,7 @@ for the E-F baseline (Eq. 2).
 from __future__ import annotations
 
 import copy
+import re
 import dataclasses
 import types
 import typing
@@ -85,6 +86,7 @@ class OptimSection:
 class TrainerSection:
     max_steps: int = 1000  # optimizer steps (-1: use max_epochs)
     max_epochs: int = -1  # epochs (-1: use max_steps)
+    max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS", summed over resumed sessions; None: none
     batch_size: int = 8  # molecules per batch and device
     precision: Precision = "float32"  # "float32" | "float64"
     devices: int = 1  # processes/devices
@@ -186,6 +188,8 @@ class TrainConfig:
              "set trainer.max_steps or trainer.max_epochs to a positive value"),
             (self.optim.ema_decay is None or 0.0 < self.optim.ema_decay < 1.0, "optim.ema_decay must be in (0, 1)"),
             (self.trainer.ckpt_every_n_steps >= 1, "trainer.ckpt_every_n_steps must be >= 1"),
+            (self.trainer.max_time is None or re.fullmatch(r"\d+:\d\d:\d\d:\d\d", self.trainer.max_time),
+             f"trainer.max_time={self.trainer.max_time!r} is not DD:HH:MM:SS (e.g. 00:02:00:00 for 2 h)"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -9,6 +9,9 @@ Fine-tuning (``init_from=MODEL``, ``horm train --init-from MODEL``) builds the m
 MODEL's architecture, loads its weights and per-element references (not refitted), validates
 once before training (``init_val_loss`` in ``run.json``) and then trains with the new config.
 
+``trainer.max_time`` caps the wall time; Lightning's timer state is in every checkpoint, so
+the budget is summed over resumed sessions (a resumed run whose budget is spent stops at once).
+
 Resume (``resume=true``) continues from ``last.ckpt``; if that file is unreadable (a kill
 during its write), from the newest readable step checkpoint. A run folder that already holds
 checkpoints is refused without ``resume=true``, so a run is never overwritten by accident.
@@ -94,8 +97,8 @@ def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
     elif t.limit_val_batches is not None:
         val_kw["limit_val_batches"] = t.limit_val_batches
     return L.Trainer(
-        max_steps=t.max_steps, max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
-        strategy=t.strategy, precision=_PRECISION[t.precision], gradient_clip_val=cfg.optim.grad_clip,
+        max_steps=t.max_steps, max_epochs=t.max_epochs, max_time=t.max_time, accelerator=t.accelerator,
+        devices=t.devices, strategy=t.strategy, precision=_PRECISION[t.precision], gradient_clip_val=cfg.optim.grad_clip,
         callbacks=callbacks, logger=loggers, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar, inference_mode=False, num_sanity_val_steps=0,
         default_root_dir=str(out), enable_model_summary=False, **val_kw)
