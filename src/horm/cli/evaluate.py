@@ -31,7 +31,8 @@ def _names(paths: list[Path]) -> list[str]:
 @app.command("evaluate")
 @friendly
 def evaluate_cmd(
-    models: List[Path] = typer.Argument(..., help="model.pt files, horm train checkpoints or run folders"),
+    models: List[Path] = typer.Argument(..., help="model.pt files, horm train checkpoints, run folders "
+                                                  "or shipped model names (horm model list)"),
     data: Path = typer.Option(..., "--data", help="labelled data (HORM LMDB, horm store, xyz)"),
     out: Path = typer.Option(Path("eval_out"), "--out", "-o", help="folder for tables and plots"),
     batch_size: int = typer.Option(8, "--batch-size", help="molecules per batch"),

@@ -19,6 +19,8 @@ ts_app = typer.Typer(no_args_is_help=True,
 app.add_typer(ts_app, name="ts")
 out = Console()
 
+_POTENTIAL_HELP = "xtb, dft, a shipped model name (horm model list) or a model file / run folder"
+
 
 def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_steps: Optional[int],
               interpolation: Optional[str], path_method: Optional[str]):
@@ -53,7 +55,7 @@ _MULT_HELP = "spin multiplicity 2S+1 (overrides the file's multiplicity=; odd el
 @ts_app.command("run")
 @friendly
 def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reactant, then product"),
-            potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
+            potential: str = typer.Option(..., "--potential", "-p", help=_POTENTIAL_HELP),
             out_dir: Path = typer.Option(..., "--out", "-o", help="folder for path.xyz, ts.xyz, irc.xyz, record.json"),
             charge: Optional[int] = typer.Option(None, "--charge", help=_CHARGE_HELP),
             multiplicity: Optional[int] = typer.Option(None, "--multiplicity", help=_MULT_HELP),
@@ -118,7 +120,7 @@ def _report(out_dir: Path, reference: Optional[Path], records: list[dict], poten
 @ts_app.command("benchmark")
 @friendly
 def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reaction xyz files"),
-                  potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
+                  potential: str = typer.Option(..., "--potential", "-p", help=_POTENTIAL_HELP),
                   out_dir: Path = typer.Option(..., "--out", "-o", help="run folder (results.jsonl; resumable)"),
                   workers: int = typer.Option(1, "--workers", "-j", help="reactions run in parallel"),
                   timeout: float = typer.Option(600.0, help="seconds per reaction before it is killed"),

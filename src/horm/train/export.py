@@ -5,7 +5,8 @@
 - ``model.pt`` written by :func:`save_model` (what ``horm train`` leaves in its run folder),
 - a Lightning ``.ckpt`` from ``horm train`` (with EMA on, its ``state_dict`` holds the
   averaged weights),
-- a run folder: ``model.pt`` if present, else ``checkpoints/best.ckpt``, else ``last.ckpt``.
+- a run folder: ``model.pt`` if present, else ``checkpoints/best.ckpt``, else ``last.ckpt``,
+- a shipped-model name (``t1x-xtb-leftnet-efh`` etc., :mod:`horm.pretrained`).
 
 ``info`` holds ``config`` (the architecture, as ``model.config``), ``atom_ref`` ({Z: eV}, the
 per-element references fitted on the training split; the model already adds them, so its
@@ -48,8 +49,11 @@ def save_model(model, path: str | os.PathLike, train_config: dict | None = None)
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:
-    """A run folder maps to its model.pt, best.ckpt or last.ckpt (in that order)."""
-    p = Path(path)
+    """A shipped-model name (:mod:`horm.pretrained`) maps to its file; a run folder to its
+    model.pt, best.ckpt or last.ckpt (in that order)."""
+    from horm.pretrained import resolve
+
+    p = Path(resolve(path))
     if p.is_dir():
         for cand in (p / "model.pt", p / "checkpoints" / "best.ckpt", p / "checkpoints" / "last.ckpt"):
             if cand.is_file():

@@ -166,8 +166,9 @@ class HormCalculator(HessianCalculator):
 
 
 def load_potential(spec: str, device: str = "cpu", dtype: str = "float64") -> HormCalculator:
-    """One line from a spec to a calculator: ``"xtb"``, ``"dft"``, or a trained model
-    (``model.pt``, a ``horm train`` checkpoint, or its run folder).
+    """One line from a spec to a calculator: ``"xtb"``, ``"dft"``, a shipped model's name
+    (:mod:`horm.pretrained`) or a trained model (``model.pt``, a ``horm train`` checkpoint, or
+    its run folder).
 
     A model runs in ``dtype`` (default float64: Sella's convergence tests and the
     Eckart-projected frequencies near the −10 cm⁻¹ threshold then see no float32 noise).
@@ -179,10 +180,12 @@ def load_potential(spec: str, device: str = "cpu", dtype: str = "float64") -> Ho
         from horm.label import get_engine
 
         return HormCalculator(get_engine(spec), name=spec)
+    from horm.pretrained import NAMES, is_name
+
     path = Path(spec)
-    if not path.exists():
-        raise ValueError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)} "
-                         f"or the path of a trained model (no such file or folder)")
+    if not path.exists() and not is_name(spec):
+        raise ValueError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)}, a shipped model "
+                         f"({', '.join(NAMES)}) or the path of a trained model (no such file or folder)")
     import torch
 
     from horm.train.export import load_model
