@@ -65,13 +65,17 @@ def profile_settings(profile: str, seed: int):
 
 
 def bundled_reactions(files: list[Path]) -> set[str]:
-    """Every reaction the bundled ``t1x_xtb`` set uses (splits, test reactions, test candidates)."""
+    """Every reaction the bundled ``t1x_xtb`` set uses (splits, test reactions, test candidates).
+
+    The test candidates are re-derived from the full reaction folder the bundled set was built
+    from (``DEFAULT_REACTIONS``) when present, else from ``files``."""
     from horm.datasets.build_t1x_xtb import DEFAULT_OUT as BUNDLED
 
     man = json.loads((BUNDLED / "manifest.json").read_text())
     used = set(man["reactions"]["trainval"]) | set(man["reactions"]["ood"])
     used |= set(man["counts"]["test_reactions"]["names"])
-    cands, _, _ = choose_reactions(files, man["seed"], 8, 0, 0)  # the 24 set-aside test candidates
+    full = sorted(DEFAULT_REACTIONS.glob("rxn*.xyz")) or files
+    cands, _, _ = choose_reactions(full, man["seed"], 8, 0, 0)  # the 24 set-aside test candidates
     return used | {f.stem for f in cands}
 
 
@@ -212,12 +216,14 @@ def main(argv=None) -> None:
     ap.add_argument("--test-fraction", type=float, default=0.1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--profile", default="large", choices=("large", "smoke"))
+    ap.add_argument("--keep-bundled", action="store_true",
+                    help="do not exclude the bundled set's reactions (small tests on a few files)")
     ap.add_argument("--ship", action="store_true", help=f"then copy what fits into {SHIP_DIR}")
     ap.add_argument("--ship-mb", type=float, default=30.0)
     a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     m = build(a.reactions, a.out, a.work, a.seed, a.n_reactions, a.n_ts_eval, a.workers, a.val_fraction,
-              a.test_fraction, a.profile)
+              a.test_fraction, a.profile, exclude=set() if a.keep_bundled else None)
     print(json.dumps({"counts": {k: v.get("samples", v.get("reactions")) for k, v in m["counts"].items()},
                       "seconds": m["seconds"]}, indent=1))
     if a.ship:
