@@ -43,7 +43,7 @@ def test_names_readme_and_list_first_column():
 
 
 def test_missing_file_is_one_line_in_every_verb(pkg, tmp_path):
-    from horm.train.export import load_model
+    from horm.models.files import load_model
     from horm.ts.calculator import load_potential
 
     for call in (lambda: load_model(NAME), lambda: load_potential(NAME)):
@@ -64,7 +64,7 @@ def test_missing_file_is_one_line_in_every_verb(pkg, tmp_path):
 
 def test_installed_name_loads_everywhere(pkg, tmp_path):
     from horm.models.base import build_model
-    from horm.train.export import load_model, save_model
+    from horm.models.files import load_model, save_model
     from horm.ts.calculator import load_potential
 
     torch.manual_seed(0)
@@ -93,3 +93,10 @@ def test_installed_name_loads_everywhere(pkg, tmp_path):
                                    str(tmp_path / "ev"), "--max-samples", "2", "--no-hessian"])
     assert res.exit_code == 0, res.output
     assert NAME in (tmp_path / "ev" / "table1.md").read_text()
+
+
+def test_horm_model_list_starts_with_the_shipped_names():
+    res = CliRunner().invoke(app, ["model", "list"])
+    assert res.exit_code == 0, res.output
+    first = [line.split()[0] for line in res.output.splitlines() if line.strip()]
+    assert first[:4] == list(pre.NAMES) and "leftnet" in first[4:]
