@@ -25,7 +25,7 @@ def pkg(tmp_path, monkeypatch):
     d = tmp_path / "pretrained"
     d.mkdir()
     shutil.copy(pre.HERE / "manifest.json", d / "manifest.json")
-    monkeypatch.setattr(pre, "HERE", d)
+    monkeypatch.setenv(pre.ENV, str(d))  # reaches worker processes too
     return d
 
 

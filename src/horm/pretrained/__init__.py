@@ -12,6 +12,8 @@ resolver maps a name to its file here. A name whose file is absent from this ins
 raises :class:`horm.errors.DataError` with one line saying that the model is not shipped in
 this version. ``python -m horm.pretrained install NAME RUN_DIR`` copies a trained run's
 ``model.pt`` in and records its hash (what ``benchmarks/ts_models.py`` does at the end).
+``HORM_PRETRAINED_DIR`` points the registry at another folder holding a ``manifest.json`` and
+the model files (a shared install; the tests use it).
 """
 
 from __future__ import annotations
@@ -26,12 +28,18 @@ from pathlib import Path
 from horm.errors import DataError
 
 HERE = Path(__file__).resolve().parent
+ENV = "HORM_PRETRAINED_DIR"
 NAMES = ("t1x-xtb-leftnet-ef", "t1x-xtb-leftnet-efh", "t1x-xtb-leftnet-df-efh", "t1x-xtb-hessian-head")
+
+
+def folder() -> Path:
+    """Where the shipped models live: ``$HORM_PRETRAINED_DIR`` if set, else this package folder."""
+    return Path(os.environ.get(ENV) or HERE)
 
 
 def manifest() -> dict:
     """The shipped-model manifest (``{"models": {name: {...}}}``), checked for the known names."""
-    path = HERE / "manifest.json"
+    path = folder() / "manifest.json"
     try:
         man = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -52,7 +60,7 @@ def model_path(name: str) -> Path:
     if name not in NAMES:
         raise ValueError(f"unknown shipped model {name!r}; valid: {', '.join(NAMES)}")
     entry = manifest()["models"][name]
-    path = HERE / entry["file"]
+    path = folder() / entry["file"]
     if not path.is_file():
         raise DataError(name, "model is not shipped in this version of horm (train it: "
                               "python benchmarks/ts_models.py; see horm/pretrained/README.md)")
@@ -67,7 +75,7 @@ def resolve(spec):
 def available() -> list[str]:
     """Names whose model file is installed."""
     man = manifest()["models"]
-    return [n for n in NAMES if (HERE / man[n]["file"]).is_file()]
+    return [n for n in NAMES if (folder() / man[n]["file"]).is_file()]
 
 
 def list_lines() -> list[str]:
@@ -87,7 +95,7 @@ def install(name: str, run_dir: str | os.PathLike, metrics: dict | None = None) 
         raise DataError(str(src), "no model.pt (has the training finished?)")
     man = manifest()
     entry = man["models"][name]
-    dst = HERE / entry["file"]
+    dst = folder() / entry["file"]
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
@@ -96,7 +104,7 @@ def install(name: str, run_dir: str | os.PathLike, metrics: dict | None = None) 
                  global_step=run.get("global_step"), wall_s=run.get("wall_s"), n_train=run.get("n_train"))
     if metrics:
         entry["metrics"] = metrics
-    (HERE / "manifest.json").write_text(json.dumps(man, indent=1) + "\n")
+    (folder() / "manifest.json").write_text(json.dumps(man, indent=1) + "\n")
     return dst
 
 
