@@ -138,20 +138,22 @@ def stage_report(a) -> Path:
     ref = rows["xtb"]["intended"] or float("nan")
     t1 = _table1(a.out / "eval_test" / "table1.csv")
     lines = ["# Issue 15: shipped xTB-level models, TS search against xTB", "",
-             f"Set-aside reactions: {rows['xtb']['n']} (`{a.data / 'ts_reactions'}`); xTB's intended count = 100 %.", "",
+             f"Set-aside reactions: {rows['xtb']['n']} (`{a.data / 'ts_reactions'}`); "
+             "xTB's intended count = 100 %.", "",
              "| potential | path | TS | IRC | intended | % of xTB | median calls | median s | TS RMSD Å | "
              "barrier MAE kcal/mol |", "|---|---|---|---|---|---|---|---|---|---|"]
     for n, r in rows.items():
         lines.append(f"| {n} | {r['path']} | {r['ts']} | {r['irc']} | {r['intended']} | "
-                     f"{fmt(100 * r['intended'] / ref, '.0f')} | {fmt(r['median_calls'], 'd')} | {fmt(r['median_s'], '.1f')} | {fmt(r['rmsd'])} | {fmt(r['barrier_mae'])} |")
+                     f"{fmt(100 * r['intended'] / ref, '.0f')} | {fmt(r['median_calls'], 'd')} | "
+                     f"{fmt(r['median_s'], '.1f')} | {fmt(r['rmsd'])} | {fmt(r['barrier_mae'])} |")
     e, h = t1.get("Energy MAE", {}), t1.get("Hessian MAE", {})
     lines += ["", "Held-out split (`test.hstore`), mean over molecules:", "",
               "| model | energy MAE eV | force MAE eV/Å | Hessian MAE eV/Å² |", "|---|---|---|---|"]
     lines += [f"| {n} | {fmt(e.get(n))} | {fmt(t1.get('Force MAE', {}).get(n))} | {fmt(h.get(n))} |" for n in MODELS]
-    i = {n: rows[n]["intended"] for n in MODELS}
-    checks = [("leftnet E-F-H ≥ 60 % of xTB's intended", i["t1x-xtb-leftnet-efh"] >= 0.6 * ref),
-              ("leftnet E-F-H ≥ 1.5 × leftnet E-F", i["t1x-xtb-leftnet-efh"] >= 1.5 * max(i["t1x-xtb-leftnet-ef"], 1e-9)),
-              ("Hessian head ≥ leftnet E-F-H", i["t1x-xtb-hessian-head"] >= i["t1x-xtb-leftnet-efh"]),
+    i = {n.removeprefix("t1x-xtb-"): rows[n]["intended"] for n in MODELS}
+    checks = [("leftnet E-F-H ≥ 60 % of xTB's intended", i["leftnet-efh"] >= 0.6 * ref),
+              ("leftnet E-F-H ≥ 1.5 × leftnet E-F", i["leftnet-efh"] >= 1.5 * max(i["leftnet-ef"], 1e-9)),
+              ("Hessian head ≥ leftnet E-F-H", i["hessian-head"] >= i["leftnet-efh"]),
               ("leftnet E-F-H Hessian MAE ≤ 0.5 eV/Å²", h.get("t1x-xtb-leftnet-efh", float("inf")) <= 0.5),
               ("leftnet E-F-H energy MAE ≤ 0.1 eV", e.get("t1x-xtb-leftnet-efh", float("inf")) <= 0.1)]
     lines += ["", "Targets:", ""] + [f"- [{'x' if ok else ' '}] {what}" for what, ok in checks]

@@ -82,3 +82,22 @@ def test_smoke_build_splits_labels_and_resumes(t1x_dir, tmp_path):
     shipped = ship(tmp_path / "out", tmp_path / "pkg", max_mb=0.03)  # room for one small split only
     assert shipped and len(shipped) < 3
     assert json.loads((tmp_path / "pkg" / "manifest.json").read_text())["shipped"]["splits"] == shipped
+    readme = (tmp_path / "pkg" / "README.md").read_text()
+    assert "xTB-level data, not DFT" in readme and "no: rebuild" in readme
+    assert f"| `train.hstore` | training split | {m['counts']['train']['reactions']} |" in readme
+
+
+def test_unshipped_large_split_names_the_rebuild_command():
+    from horm.datasets import bundled_path, bundled_split_path
+    from horm.errors import DataError
+
+    assert bundled_split_path("ood").is_file()  # the small bundled set is unchanged
+    try:
+        root = bundled_path("t1x_xtb_large")
+    except DataError as exc:
+        assert "build_t1x_xtb_large --ship" in str(exc)
+        return
+    for split in ("train", "val", "test"):  # shipped: what is absent says how to rebuild it
+        if not (root / f"{split}.hstore").is_file():
+            with pytest.raises(DataError, match="build_t1x_xtb_large --ship"):
+                bundled_split_path(split, "t1x_xtb_large")

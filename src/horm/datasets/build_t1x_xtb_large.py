@@ -118,6 +118,17 @@ def ts_eval_set(cands: list[Path], n: int, engine, out_dir: Path, work: Path) ->
     return kept
 
 
+def _log_session(work: Path, seconds: dict, workers: int) -> list[dict]:
+    """Append this session's timings to ``work/sessions.json``; returns all sessions (a resumed
+    build's manifest then reports the summed wall time of every session)."""
+    path = work / "sessions.json"
+    sessions = json.loads(path.read_text()) if path.is_file() else []
+    sessions.append({"seconds": seconds, "workers": workers,
+                     "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    path.write_text(json.dumps(sessions, indent=1))
+    return sessions
+
+
 def build(reactions: Path = DEFAULT_REACTIONS, out: Path = DEFAULT_OUT, work: Path = DEFAULT_WORK,
           seed: int = 0, n_reactions: int = 320, n_ts_eval: int = 48, workers: int = 2,
           val_fraction: float = 0.1, test_fraction: float = 0.1, profile: str = "large",
@@ -169,8 +180,10 @@ def build(reactions: Path = DEFAULT_REACTIONS, out: Path = DEFAULT_OUT, work: Pa
             lab.close()
     counts["ts_reactions"] = {"reactions": len(kept_ts), "names": kept_ts}
     times["total_s"] = time.perf_counter() - t_start
+    sessions = _log_session(work, {k: round(v, 1) for k, v in times.items()}, workers)
     sample_s = {m: round(sum(v.get("seconds", 0.0) for v in per_rxn[m].values()), 1) for m in per_rxn}
-    manifest = {"counts": counts, "seconds": {k: round(v, 1) for k, v in times.items()},
+    manifest = {"counts": counts, "seconds": {k: round(sum(x["seconds"][k] for x in sessions), 1) for k in times},
+                "sessions": sessions,
                 "sampling_seconds_summed": sample_s, "label_runs": runs,
                 "engine": {"name": engine.name, "level_of_theory": engine.level_of_theory,
                            "settings": dict(engine.settings)},
@@ -184,7 +197,7 @@ def build(reactions: Path = DEFAULT_REACTIONS, out: Path = DEFAULT_OUT, work: Pa
 
 def ship(out: Path = DEFAULT_OUT, dst: Path = SHIP_DIR, max_mb: float = 30.0) -> list[str]:
     """Copy the manifest, ``ts_reactions/`` and the splits that fit in ``max_mb`` (order: test, val,
-    train) into ``dst``; README.md there is kept. Returns the names of the shipped splits."""
+    train) into ``dst`` and write its README.md from the manifest. Returns the shipped splits."""
     out, dst = Path(out), Path(dst)
     man = json.loads((out / "manifest.json").read_text())
     dst.mkdir(parents=True, exist_ok=True)
@@ -201,6 +214,9 @@ def ship(out: Path = DEFAULT_OUT, dst: Path = SHIP_DIR, max_mb: float = 30.0) ->
     man["shipped"] = {"splits": shipped, "max_mb": max_mb,
                       "rebuild": "python -m horm.datasets.build_t1x_xtb_large --workers N"}
     (dst / "manifest.json").write_text(json.dumps(man, indent=1) + "\n")
+    from horm.datasets.large_readme import render
+
+    (dst / "README.md").write_text(render(man))
     return shipped
 
 

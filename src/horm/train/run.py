@@ -98,7 +98,8 @@ def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
         val_kw["limit_val_batches"] = t.limit_val_batches
     return L.Trainer(
         max_steps=t.max_steps, max_epochs=t.max_epochs, max_time=t.max_time, accelerator=t.accelerator,
-        devices=t.devices, strategy=t.strategy, precision=_PRECISION[t.precision], gradient_clip_val=cfg.optim.grad_clip,
+        devices=t.devices, strategy=t.strategy, precision=_PRECISION[t.precision],
+        gradient_clip_val=cfg.optim.grad_clip,
         callbacks=callbacks, logger=loggers, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar, inference_mode=False, num_sanity_val_steps=0,
         default_root_dir=str(out), enable_model_summary=False, **val_kw)
