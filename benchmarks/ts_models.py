@@ -13,7 +13,9 @@ and run the same command again):
 3. **ts**: ``horm ts benchmark DATA/ts_reactions`` with xTB, then with each model and
    ``--reference`` the xTB run (Fig. 2 counts, TS RMSD, barrier MAE; resumes per reaction).
 4. **evaluate**: ``horm evaluate`` of the four models on the held-out ``DATA/test.hstore``
-   (Tables 1, 2, A.1).
+   (Tables 1, 2, A.1); full autograd Hessians cost ~1.5 CPU-s per 13–16-atom molecule for a
+   ``small`` leftnet (the head: 0.02 s), so ~40 min per autograd model for ~1.5 k molecules on
+   one core (``--eval-max N`` for fewer).
 5. **install** (``--install``): copy the four ``model.pt`` into ``src/horm/pretrained/`` under
    their names (``python -m horm.pretrained install``).
 6. **report**: ``OUT/report.md``: intended counts against xTB's, median model calls and seconds
@@ -95,7 +97,8 @@ def stage_ts(a) -> None:
 
 def stage_evaluate(a) -> None:
     args = [str(a.out / "runs" / n) for n in MODELS] + [x for n in MODELS for x in ("--name", n)]
-    extra = ["--max-samples", "4"] if a.smoke else []
+    n = 4 if a.smoke else a.eval_max
+    extra = ["--max-samples", str(n)] if n else []
     run(horm("evaluate", *args, "--data", str(split_path(a, "test")), "--out", str(a.out / "eval_test"), *extra),
         a.workers)
 
@@ -173,7 +176,10 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "ts_models")
     ap.add_argument("--data", type=Path, default=DEFAULT_OUT, help="the larger xTB set (built here if absent)")
     ap.add_argument("--reactions", type=Path, default=DEFAULT_REACTIONS)
-    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per reaction in the TS benchmark")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per reaction in the TS benchmark")
+    ap.add_argument("--eval-max", type=int, default=None,
+                    help="evaluate the first N test molecules only (full Hessians of an autograd 'small' "
+                         "model cost ~1.5 CPU-s per 13-16-atom molecule)")
     ap.add_argument("--stages", nargs="*", default=[s for s in STAGES if s != "install"], choices=STAGES)
     ap.add_argument("--install", action="store_true", help="also copy the trained models into the package")
     ap.add_argument("--smoke", action="store_true", help="seconds-sized stages (tests the driver)")
