@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import console, friendly
+from horm.cli._common import check_out_dir, console, friendly
 
 
 def _names(paths: list[Path]) -> list[str]:
@@ -34,7 +34,7 @@ def evaluate_cmd(
     models: List[Path] = typer.Argument(..., help="model.pt files, horm train checkpoints or run folders"),
     data: Path = typer.Option(..., "--data", help="labelled data (HORM LMDB, horm store, xyz)"),
     out: Path = typer.Option(Path("eval_out"), "--out", help="folder for tables and plots"),
-    batch_size: int = typer.Option(8, "--batch-size", help="molecules per batch"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="molecules per batch"),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="evaluate the first N samples only"),
     no_hessian: bool = typer.Option(False, "--no-hessian", help="energy and forces only"),
     name: Optional[List[str]] = typer.Option(None, "--name", help="display name per model (repeat)"),
@@ -50,10 +50,8 @@ def evaluate_cmd(
     if name and len(name) != len(models):
         console.print(f"[red]error:[/red] {len(name)} --name for {len(models)} models", highlight=False)
         raise typer.Exit(2)
-    if batch_size < 1:
-        console.print("[red]error:[/red] --batch-size must be >= 1", highlight=False)
-        raise typer.Exit(2)
     names = list(name) if name else _names(models)
+    check_out_dir(out)
     ds = open_dataset(data)
     results = {}
     with Progress(console=console, transient=True) as prog:

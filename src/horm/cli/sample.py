@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import friendly
+from horm.cli._common import check_out_file, friendly
 
 
 @app.command("sample")
@@ -18,7 +18,7 @@ def sample_cmd(
     method: str = typer.Option("neb", "--method", "-m", help="neb (T1x-style) or irc (RGD1-style)"),
     engine: str = typer.Option("xtb", "--engine", "-e", help="potential for the path: xtb or dft"),
     out: Path = typer.Option(..., "--out", "-o", help=".xyz/.extxyz (origins in comments) or a horm store"),
-    workers: int = typer.Option(1, "--workers", "-j", help="reactions sampled in parallel"),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, help="reactions sampled in parallel"),
     fraction: Optional[float] = typer.Option(None, help="neb: fraction of intermediate snapshots kept"),
     keep_every: Optional[int] = typer.Option(None, help="neb: snapshot every this many NEB steps"),
     steps: Optional[int] = typer.Option(None, help="neb: plain-NEB and CI-NEB steps (each)"),
@@ -33,6 +33,7 @@ def sample_cmd(
     from horm.label.engine import get_engine
     from horm.sample.run import GeometryWriter, check_method, default_settings, reaction_files, sample_reactions
 
+    check_out_file(out)
     try:
         check_method(method)
     except ValueError as exc:

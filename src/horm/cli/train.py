@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import console, friendly
+from horm.cli._common import check_out_dir, console, friendly
 
 
 @app.command("train", context_settings={"allow_extra_args": False})
@@ -39,6 +39,7 @@ def train_cmd(
     if out is not None:
         cfg.set("out", str(out))
     cfg.validate()
+    check_out_dir(Path(cfg.out))
     from horm.train.run import train
 
     model_path = train(cfg)

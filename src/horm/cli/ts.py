@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 
 from horm.cli import app
-from horm.cli._common import friendly
+from horm.cli._common import check_out_dir, friendly, positive
+from horm.errors import UsageError
 
 ts_app = typer.Typer(no_args_is_help=True,
                      help="Transition-state search: path → TS optimisation (model Hessian) → IRC → intended?")
@@ -28,9 +29,14 @@ def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_st
     if settings_file is not None:
         import yaml
 
-        d = yaml.safe_load(settings_file.read_text()) or {}
+        if not settings_file.is_file():
+            raise UsageError(f"--settings {settings_file}: no such file")
+        try:
+            d = yaml.safe_load(settings_file.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--settings {settings_file}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(d, dict):
-            raise ValueError(f"{settings_file}: expected a mapping with keys path, tsopt, irc, bond_scales")
+            raise UsageError(f"{settings_file}: expected a mapping with keys path, tsopt, irc, bond_scales")
     d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     if hessian_every is not None:
         d.setdefault("tsopt", {})["hessian_every"] = hessian_every
@@ -52,8 +58,9 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
             potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
             out_dir: Path = typer.Option(..., "--out", help="folder for path.xyz, ts.xyz, irc.xyz, record.json"),
             settings_file: Optional[Path] = typer.Option(None, "--settings", help=_SETTINGS_HELP),
-            hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps (0: once)"),
-            ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
+            hessian_every: Optional[int] = typer.Option(None, min=0,
+                                                        help="recompute the Hessian every N TS steps (0: once)"),
+            ts_steps: Optional[int] = typer.Option(None, min=1, help="max TS optimisation steps"),
             interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
             path_method: Optional[str] = typer.Option(None, help="neb or none"),
             reference_ts: Optional[Path] = typer.Option(None, help="xyz of a reference TS for the RMSD")):
@@ -62,6 +69,7 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
     from horm.ts.calculator import load_potential
     from horm.ts.workflow import run_reaction
 
+    check_out_dir(out_dir)
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
     r, p = read_reaction(reaction)
     ref = read_xyz(reference_ts)[0].to_atoms() if reference_ts is not None else None
@@ -91,7 +99,7 @@ def _report(out_dir: Path, reference: Optional[Path], records: list[dict], poten
     result = {"summary": summary}
     if reference is not None:
         if not (reference / "results.jsonl").exists():
-            raise ValueError(f"{reference}: no results.jsonl (not a benchmark folder)")
+            raise UsageError(f"{reference}: no results.jsonl (not a benchmark folder)")
         cmp = compare_runs(out_dir, reference)
         result["reference"] = {"dir": str(reference), **cmp}
         ref_meta = reference / "benchmark.json"
@@ -117,21 +125,24 @@ def _report(out_dir: Path, reference: Optional[Path], records: list[dict], poten
 def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reaction xyz files"),
                   potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
                   out_dir: Path = typer.Option(..., "--out", help="run folder (results.jsonl; resumable)"),
-                  workers: int = typer.Option(1, help="reactions run in parallel"),
-                  timeout: float = typer.Option(600.0, help="seconds per reaction before it is killed"),
+                  workers: int = typer.Option(1, min=1, help="reactions run in parallel"),
+                  timeout: float = typer.Option(600.0, callback=positive,
+                                                help="seconds per reaction before it is killed"),
                   n: Optional[int] = typer.Option(None, "--n", help="pick N reactions by --seed (default: all)"),
                   seed: int = typer.Option(0, help="seed of the reaction pick"),
                   reference: Optional[Path] = typer.Option(None, help="another run folder to compare with"),
                   retry_failed: bool = typer.Option(False, help="run again reactions recorded as timeout or error"),
                   settings_file: Optional[Path] = typer.Option(None, "--settings", help=_SETTINGS_HELP),
-                  hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps"),
-                  ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
+                  hessian_every: Optional[int] = typer.Option(None, min=0,
+                                                              help="recompute the Hessian every N TS steps"),
+                  ts_steps: Optional[int] = typer.Option(None, min=1, help="max TS optimisation steps"),
                   interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
                   path_method: Optional[str] = typer.Option(None, help="neb or none")):
     """Run the TS search on a reaction set in parallel; resumes a killed run in the same --out."""
     from horm.ts.benchmark import run_benchmark, select_reactions
     from horm.ts.calculator import ENGINE_SPECS, load_potential
 
+    check_out_dir(out_dir)
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
     load_potential(potential)  # fail here, once, rather than in every worker
     files = select_reactions(reactions_dir, n, seed)
@@ -156,7 +167,7 @@ def summary_cmd(out_dir: Path = typer.Argument(..., help="a benchmark run folder
     from horm.ts.benchmark import read_results
 
     if not (out_dir / "results.jsonl").exists():
-        raise ValueError(f"{out_dir}: no results.jsonl (not a benchmark folder)")
+        raise UsageError(f"{out_dir}: no results.jsonl (not a benchmark folder)")
     meta = out_dir / "benchmark.json"
     potential = json.loads(meta.read_text()).get("potential", "run") if meta.exists() else "run"
     _report(out_dir, reference, read_results(out_dir), Path(potential).name)

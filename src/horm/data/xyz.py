@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from horm.data.sample import MIN_DISTANCE, Sample, symbols_to_numbers
+from horm.data.sample import MAX_ATOMS, MIN_DISTANCE, Sample, symbols_to_numbers
 from horm.errors import DataError
 
 
@@ -48,6 +48,8 @@ def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float
                 raise ValueError
         except ValueError:
             raise DataError(src, f"expected an atom count, got {lines[i].strip()[:40]!r}", where) from None
+        if n > MAX_ATOMS:
+            raise DataError(src, f"{n} atoms exceed the limit of {MAX_ATOMS} per sample", where)
         comment = lines[i + 1] if i + 1 < len(lines) else ""
         body = lines[i + 2: i + 2 + n]
         if len(body) < n:
@@ -68,7 +70,7 @@ def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float
             raise DataError(src, f"atom count line says {n} atoms but more coordinate lines follow", where)
         numbers = symbols_to_numbers(symbols, src, where)
         s = Sample(numbers=numbers, pos=pos, origin=f"xyz:{path.name}:{frame}")
-        _parse_comment(s, comment)
+        _parse_comment(s, comment, src, f"frame {frame}")
         if validate:
             s.validate(src, f"frame {frame}", min_distance=min_distance)
         frames.append(s)
@@ -78,19 +80,30 @@ def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float
     return frames
 
 
-def _parse_comment(s: Sample, comment: str) -> None:
-    """Pick charge= / multiplicity= (or mult=) from a comment line, if present."""
+_SPIN_KEYS = ("multiplicity", "mult", "spin_multiplicity")
+
+
+def strict_int(value, name: str, src: str, where: str) -> int:
+    """An integer charge or multiplicity: ``1``, ``-1``, ``"+2"``; anything else (``1.0``,
+    ``1.5``, ``"two"``, ``True``) is a DataError naming the file and frame."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    text = str(value).strip()
+    if isinstance(value, str) and text.lstrip("+-").isdigit() and text.lstrip("+-").isascii():
+        return int(text)
+    raise DataError(src, f"{name}={str(value)[:20]!r} is not an integer", where)
+
+
+def _parse_comment(s: Sample, comment: str, src: str, where: str) -> None:
+    """Pick charge= / multiplicity= (or mult=) from a comment line, if present; strictly."""
     for tok in comment.replace(",", " ").split():
         if "=" in tok:
             k, v = tok.split("=", 1)
             k = k.lower()
-            try:
-                if k == "charge":
-                    s.charge = int(v)
-                elif k in ("multiplicity", "mult", "spin_multiplicity"):
-                    s.multiplicity = int(v)
-            except ValueError:
-                pass
+            if k == "charge":
+                s.charge = strict_int(v, k, src, where)
+            elif k in _SPIN_KEYS:
+                s.multiplicity = strict_int(v, k, src, where)
 
 
 def _read_extxyz(path: Path, validate: bool, min_distance: float) -> list[Sample]:
@@ -103,6 +116,10 @@ def _read_extxyz(path: Path, validate: bool, min_distance: float) -> list[Sample
         raise DataError(src, f"malformed extxyz ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     out = []
     for k, atoms in enumerate(frames):
+        for key in ("charge", *_SPIN_KEYS):
+            if key in atoms.info:
+                atoms.info["multiplicity" if key in _SPIN_KEYS else key] = strict_int(
+                    atoms.info[key], key, src, f"frame {k}")
         s = Sample.from_atoms(atoms)
         if "energy" in atoms.info and s.energy is None:
             s.energy = float(atoms.info["energy"])

@@ -17,7 +17,7 @@ from horm.data.batch import Collater, SampleDataset
 from horm.data.io import open_dataset
 from horm.data.refs import fit_atom_references
 from horm.data.splits import reaction_split, sample_group
-from horm.errors import DataError
+from horm.errors import DataError, UsageError
 
 
 @dataclass
@@ -37,7 +37,7 @@ def load_train_data(data_cfg) -> TrainData:
     ``data_cfg`` is a :class:`horm.train.config.DataSection`.
     """
     if not data_cfg.train:
-        raise ValueError("no training data: pass --data PATH (or data.train=PATH)")
+        raise UsageError("no training data: pass --data PATH (or data.train=PATH)")
     src = open_dataset(data_cfg.train)
     if len(src) == 0:
         raise DataError(str(data_cfg.train), "dataset is empty")

@@ -29,7 +29,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from horm.data.sample import Sample
-from horm.errors import HormError
+from horm.errors import HormError, UsageError
 
 ENGINE_SPECS = ("xtb", "dft")
 """Potential specs that name a labelling engine rather than a checkpoint."""
@@ -181,7 +181,7 @@ def load_potential(spec: str, device: str = "cpu", dtype: str = "float64") -> Ho
         return HormCalculator(get_engine(spec), name=spec)
     path = Path(spec)
     if not path.exists():
-        raise ValueError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)} "
+        raise UsageError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)} "
                          f"or the path of a trained model (no such file or folder)")
     import torch
 
@@ -189,6 +189,6 @@ def load_potential(spec: str, device: str = "cpu", dtype: str = "float64") -> Ho
 
     valid = ("float64", "float32")
     if dtype not in valid:
-        raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(valid)}")
+        raise UsageError(f"dtype {dtype!r}: expected one of {', '.join(valid)}")
     model, info = load_model(path, device=device, dtype=getattr(torch, dtype))
     return HormCalculator(model, device=device, dtype=getattr(torch, dtype), name=str(path))
