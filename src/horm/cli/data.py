@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from horm.cli import app
-from horm.cli._common import friendly
+from horm.cli._common import check_out_dir, check_out_file, friendly
 
 data_app = typer.Typer(no_args_is_help=True, help="Inspect, convert, split and plot Hessian datasets.")
 app.add_typer(data_app, name="data")
@@ -45,12 +45,35 @@ def info_cmd(path: Path = typer.Argument(..., help="horm store, HORM LMDB (file 
 def convert_cmd(src: Path = typer.Argument(..., help="HORM LMDB (file or dir), horm store, or (ext)xyz"),
                 dst: Path = typer.Argument(..., help="new horm store"),
                 overwrite: bool = typer.Option(False, help="replace DST if it exists"),
-                resume: bool = typer.Option(False, help="append to DST, skipping samples already there")):
+                resume: bool = typer.Option(False, help="append to DST, skipping samples already there"),
+                allow_mixed: bool = typer.Option(False, "--allow-mixed",
+                                                 help="with --resume: append samples of another level of theory "
+                                                      "(DST is then marked 'mixed')")):
     """Convert SRC into a horm store (lossless; float32 Hessians)."""
     from horm.data.convert import convert
 
-    store = convert(src, dst, overwrite=overwrite, resume=resume)
+    check_out_file(dst)
+    store = convert(src, dst, overwrite=overwrite, resume=resume, allow_mixed=allow_mixed)
     out.print(f"wrote {len(store)} samples to {dst} ({dst.stat().st_size / max(len(store), 1):.0f} bytes/sample)")
+
+
+@data_app.command("verify")
+@friendly
+def verify_cmd(path: Path = typer.Argument(..., help="horm store")):
+    """Check every record's checksum and the store's structure; exit 1 if anything is damaged."""
+    from horm.data.integrity import verify_store
+
+    rep = verify_store(path)
+    for line in rep.damaged:
+        out.print(f"[red]damaged:[/red] {line}", highlight=False, soft_wrap=True)
+    if not rep.protected and rep.n_samples:
+        out.print(f"{path}: unprotected (schema 1 store without checksums): only its structure was checked; "
+                  "`horm data convert` it to a new store to add checksums", highlight=False, soft_wrap=True)
+    out.print(f"{path}: {rep.n_samples} samples in {rep.n_chunks} chunks, {rep.n_keys} index rows, "
+              f"{rep.n_failures} failure rows: " + ("ok" if rep.ok else f"{len(rep.damaged)} damaged"),
+              highlight=False, soft_wrap=True)
+    if not rep.ok:
+        raise typer.Exit(1)
 
 
 @data_app.command("stats")
@@ -61,6 +84,7 @@ def stats_cmd(paths: list[Path] = typer.Argument(..., help="one or more datasets
     from horm.data.io import open_dataset
     from horm.data.stats import fig1_quantities, plot_fig1
 
+    check_out_dir(out_dir)
     series = {}
     for p in paths:
         q = fig1_quantities(open_dataset(p))
@@ -86,6 +110,7 @@ def split_cmd(src: Path = typer.Argument(..., help="dataset to split"),
     from horm.data.splits import reaction_split, sample_group
     from horm.data.store import HessianStore
 
+    check_out_dir(out_dir)
     ds = open_dataset(src)
     samples = list(ds)
     mask = reaction_split([sample_group(s, i) for i, s in enumerate(samples)], val, seed)

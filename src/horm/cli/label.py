@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import friendly
+from horm.cli._common import check_out_file, friendly, positive
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -30,22 +30,27 @@ def label_cmd(
     input: Path = typer.Argument(..., help="xyz/extxyz file, horm store, HORM LMDB, or a directory of xyz"),
     engine: str = typer.Option(..., "--engine", "-e", help="labelling engine: xtb or dft"),
     out: Path = typer.Option(..., "--out", "-o", help="horm store to create or resume"),
-    workers: int = typer.Option(1, "--workers", "-j", help="parallel computations"),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, help="parallel computations"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="recompute items in the failures table"),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds per item; longer is a failure"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", callback=positive,
+                                            help="seconds per item (> 0); longer is a failure"),
     option: Optional[list[str]] = typer.Option(None, "--set", help="engine setting KEY=VALUE (repeatable)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed",
+                                     help="append to a store of another level of theory/engine/settings "
+                                          "(the store is then marked 'mixed')"),
 ):
     """Compute energy, forces and Hessian for every geometry of INPUT; resumable."""
     from horm.label.engine import get_engine
     from horm.label.runner import label
 
+    check_out_file(out)
     try:
         eng = get_engine(engine, **parse_options(option))
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,
-                    timeout=timeout, show_progress=progress)
+                    timeout=timeout, show_progress=progress, allow_mixed=allow_mixed)
     if summary.labelled == 0 and summary.failed and not summary.skipped:
         raise typer.Exit(1)

@@ -7,8 +7,9 @@ and Hessian for every geometry of ``input`` with an Engine (:mod:`horm.label.eng
   or directory), or a directory of xyz files. Labels already present in the input are
   dropped before computing (they may come from another level of theory).
 * **Keys**: every item gets a stable key: the sample's own key when it has one (stores,
-  HORM LMDB: ``<file>:<record>``), else ``<file name>:<frame index>``. Keys are what
-  makes a run resumable.
+  HORM LMDB: ``<file>:<record>``), else ``<file name>:<frame index>``, followed by
+  ``#`` and a hash of the geometry (numbers, positions, charge, multiplicity). Keys are
+  what makes a run resumable; the hash makes an edited or different input a new item.
 * **Resume**: a restart skips keys already stored and, unless ``retry_failed``, keys in
   the failures table. The store refuses duplicate keys, so nothing is stored twice.
 * **Atomic commits by the parent only**: workers compute and return Samples; the parent
@@ -26,6 +27,7 @@ and Hessian for every geometry of ``input`` with an Engine (:mod:`horm.label.eng
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from contextlib import contextmanager
@@ -33,9 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from horm.data.provenance import check_append, label_provenance
 from horm.data.sample import Sample
 from horm.data.store import HessianStore
-from horm.errors import DataError, LabelError
+from horm.errors import DataError, LabelError, UsageError
 
 WANT_ALL = ("energy", "forces", "hessian")
 
@@ -46,11 +49,20 @@ def _xyz_files(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.suffix in (".xyz", ".extxyz") and p.is_file())
 
 
+_HASHED = re.compile(r"#[0-9a-f]{16}$")
+
+
+def resume_key(base: str, s: Sample) -> str:
+    """``<base>#<geometry hash>``; a hash already on ``base`` (a relabelled store) is replaced."""
+    return f"{_HASHED.sub('', base)}#{s.geometry_hash()}"
+
+
 def open_items(path: str | os.PathLike) -> tuple[int, Callable[[], Iterator[Sample]]]:
     """(count, iterator factory) over the geometries of ``path``, each with a stable ``key``.
 
-    Keys: a sample's own key if set, else ``<file name>:<frame>``. For a directory of xyz
-    files, a sample without a reaction id gets the file's stem as ``rxn``.
+    Keys: a sample's own key if set, else ``<file name>:<frame>``, plus ``#<geometry hash>``
+    (:func:`resume_key`). For a directory of xyz files, a sample without a reaction id gets
+    the file's stem as ``rxn``.
     """
     from horm.data.io import open_dataset
     from horm.data.xyz import read_xyz
@@ -62,7 +74,7 @@ def open_items(path: str | os.PathLike) -> tuple[int, Callable[[], Iterator[Samp
         frames: list[Sample] = []
         for f in _xyz_files(p):
             for i, s in enumerate(read_xyz(f)):
-                s.key = s.key or f"{f.name}:{i}"
+                s.key = resume_key(s.key or f"{f.name}:{i}", s)
                 s.rxn = s.rxn or f.stem
                 frames.append(s)
         return len(frames), lambda: iter(frames)
@@ -71,7 +83,7 @@ def open_items(path: str | os.PathLike) -> tuple[int, Callable[[], Iterator[Samp
     def it() -> Iterator[Sample]:
         for i in range(len(ds)):
             s = ds[i]
-            s.key = s.key or f"{p.name}:{i}"
+            s.key = resume_key(s.key or f"{p.name}:{i}", s)
             yield s
 
     return len(ds), it
@@ -314,16 +326,18 @@ class LabelSummary:
                 "backend": self.backend, "workers": self.workers}
 
 
-def open_or_create_store(out: str | os.PathLike, engine, source: str) -> HessianStore:
-    """Open ``out`` for appending (its level of theory must match) or create it."""
+def open_or_create_store(out: str | os.PathLike, engine, source: str, allow_mixed: bool = False) -> HessianStore:
+    """Open ``out`` for appending (level of theory, engine and its settings must match,
+    unless ``allow_mixed``) or create it."""
     out = Path(out)
     if out.exists():
         store = HessianStore.open(out, readonly=False)
-        have = str(store.meta.get("level_of_theory", ""))
-        if have != engine.level_of_theory:
+        try:
+            check_append(store, label_provenance(engine.level_of_theory, engine.name, dict(engine.settings)),
+                         allow_mixed)
+        except BaseException:
             store.close()
-            raise DataError(str(out), f"store holds {have!r} labels; engine {engine.name!r} computes "
-                                      f"{engine.level_of_theory!r} (use another --out)")
+            raise
         return store
     return HessianStore.create(out, engine.level_of_theory, engine=engine.name,
                                engine_settings=dict(engine.settings), source=str(source))
@@ -332,20 +346,23 @@ def open_or_create_store(out: str | os.PathLike, engine, source: str) -> Hessian
 def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, workers: int = 1,
           ray_address: str | None = None, retry_failed: bool = False, timeout: float | None = None,
           want=WANT_ALL, max_in_flight: int | None = None, show_progress: bool = True,
-          print_summary: bool = True) -> LabelSummary:
+          print_summary: bool = True, allow_mixed: bool = False) -> LabelSummary:
     """Label every geometry of ``input`` with ``engine`` into the store ``out_store``.
 
     workers: parallel computations (1: in this process). ray_address: None (local process
     pool), ``"local"`` (start a local Ray with ``num_cpus=workers``) or a Ray address.
     retry_failed: recompute keys in the failures table. timeout: seconds per item (a
-    failure "timeout" when exceeded). Returns the run's :class:`LabelSummary`.
+    failure "timeout" when exceeded). allow_mixed: append to a store of other labels
+    (it is then marked "mixed"). Returns the run's :class:`LabelSummary`.
     """
     from horm.data.convert import progress_bar
 
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UsageError(f"workers must be >= 1, got {workers}")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"timeout must be > 0 seconds, got {timeout}")
     n, items = open_items(input)
-    store = open_or_create_store(out_store, engine, str(Path(input).resolve()))
+    store = open_or_create_store(out_store, engine, str(Path(input).resolve()), allow_mixed)
     summary = LabelSummary(total=n, workers=workers)
     try:
         done_keys = store.keys()
