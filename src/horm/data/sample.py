@@ -40,6 +40,20 @@ def symbols_to_numbers(symbols, source: str = "<input>", where: str | None = Non
     return np.asarray(out, dtype=np.int64)
 
 
+SPIN_KEYS = ("multiplicity", "mult", "spin_multiplicity")  # names of 2S+1 in xyz comments / ASE info
+
+
+def strict_int(value, name: str, src: str, where: str) -> int:
+    """An integer charge or multiplicity: ``1``, ``-1``, ``"+2"``; anything else (``1.0``,
+    ``1.5``, ``"two"``, ``True``) is a DataError naming the file and frame."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    text = str(value).strip()
+    if isinstance(value, str) and text.lstrip("+-").isdigit() and text.lstrip("+-").isascii():
+        return int(text)
+    raise DataError(src, f"{name}={str(value)[:20]!r} is not an integer", where)
+
+
 def closest_pair_below(pos: np.ndarray, cutoff: float) -> tuple[int, int, float] | None:
     """The closest pair of atoms nearer than ``cutoff`` (Å) as (i, j, distance), else None.
 

@@ -33,6 +33,7 @@ import msgpack
 import numpy as np
 
 from horm import __version__
+from horm.data.formats import check_store_path
 from horm.data.integrity import decode_meta, encode_meta, seal, unseal
 from horm.data.lmdb_util import (MAP_SIZE, acquire_env, check_value_extent, check_value_extents, is_open,
                                   lmdb_errors, prefix_end, release_env)
@@ -89,7 +90,7 @@ class HessianStore:
         ``checksums=False`` writes the old schema 1 layout (no checksums); only for
         compatibility tests and the bit-flip benchmark's baseline.
         """
-        path = Path(path)
+        path = check_store_path(path)
         if is_open(path):
             raise DataError(str(path), "store is open in this process; close it before re-creating")
         if path.exists():

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from horm.data.sample import MAX_ATOMS, MIN_DISTANCE, Sample, symbols_to_numbers
+from horm.data.formats import LabelKeys, read_ase
+from horm.data.sample import MAX_ATOMS, MIN_DISTANCE, SPIN_KEYS, Sample, strict_int, symbols_to_numbers
 from horm.errors import DataError
 
 
@@ -23,17 +24,21 @@ def _is_extxyz(comment: str) -> bool:
     return "Properties=" in comment or "energy=" in comment.lower()
 
 
-def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float = MIN_DISTANCE) -> list[Sample]:
-    """All frames of an xyz (or extxyz) file as Samples; labels are read from extxyz."""
+def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float = MIN_DISTANCE,
+             keys: LabelKeys | None = None) -> list[Sample]:
+    """All frames of an xyz, extxyz, ``.traj`` or ASE ``.db`` file as Samples; labels are
+    read from extxyz and ASE files under ``keys`` (:func:`horm.data.formats.read_ase`)."""
     path = Path(path)
     src = str(path)
+    if path.suffix.lower() in (".traj", ".db") or (keys is not None and keys.any):
+        return read_ase(path, keys, validate, min_distance)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(src, f"cannot read ({exc})") from None
     lines = text.splitlines()
     if len(lines) >= 2 and _is_extxyz(lines[1]):
-        return _read_extxyz(path, validate, min_distance)
+        return read_ase(path, keys, validate, min_distance)
     frames: list[Sample] = []
     i = 0
     while i < len(lines):
@@ -80,20 +85,6 @@ def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float
     return frames
 
 
-_SPIN_KEYS = ("multiplicity", "mult", "spin_multiplicity")
-
-
-def strict_int(value, name: str, src: str, where: str) -> int:
-    """An integer charge or multiplicity: ``1``, ``-1``, ``"+2"``; anything else (``1.0``,
-    ``1.5``, ``"two"``, ``True``) is a DataError naming the file and frame."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return int(value)
-    text = str(value).strip()
-    if isinstance(value, str) and text.lstrip("+-").isdigit() and text.lstrip("+-").isascii():
-        return int(text)
-    raise DataError(src, f"{name}={str(value)[:20]!r} is not an integer", where)
-
-
 def _parse_comment(s: Sample, comment: str, src: str, where: str) -> None:
     """Pick charge= / multiplicity= (or mult=) from a comment line, if present; strictly."""
     for tok in comment.replace(",", " ").split():
@@ -102,41 +93,8 @@ def _parse_comment(s: Sample, comment: str, src: str, where: str) -> None:
             k = k.lower()
             if k == "charge":
                 s.charge = strict_int(v, k, src, where)
-            elif k in _SPIN_KEYS:
+            elif k in SPIN_KEYS:
                 s.multiplicity = strict_int(v, k, src, where)
-
-
-def _read_extxyz(path: Path, validate: bool, min_distance: float) -> list[Sample]:
-    from ase.io import read
-
-    src = str(path)
-    try:
-        frames = read(src, index=":", format="extxyz")
-    except Exception as exc:
-        raise DataError(src, f"malformed extxyz ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    out = []
-    for k, atoms in enumerate(frames):
-        for key in ("charge", *_SPIN_KEYS):
-            if key in atoms.info:
-                atoms.info["multiplicity" if key in _SPIN_KEYS else key] = strict_int(
-                    atoms.info[key], key, src, f"frame {k}")
-        s = Sample.from_atoms(atoms)
-        if "energy" in atoms.info and s.energy is None:
-            s.energy = float(atoms.info["energy"])
-        if "forces" in atoms.arrays and s.forces is None:
-            s.forces = np.asarray(atoms.arrays["forces"], dtype=float)
-        h = atoms.info.get("hessian")
-        if h is not None:
-            h = np.asarray(h, dtype=np.float64)
-            n3 = 3 * len(atoms)
-            if h.size != n3 * n3:
-                raise DataError(src, f"Hessian has {h.size} entries, expected {n3 * n3}", f"frame {k}")
-            s.hessian = h.reshape(n3, n3)
-        s.origin = s.origin or f"xyz:{path.name}:{k}"
-        if validate:
-            s.validate(src, f"frame {k}", min_distance=min_distance)
-        out.append(s)
-    return out
 
 
 def read_reaction(path: str | os.PathLike) -> tuple[Sample, Sample]:
@@ -189,21 +147,12 @@ def write_xyz(path: str | os.PathLike, samples: Sample | list[Sample], comments:
 
 
 def write_extxyz(path: str | os.PathLike, samples: list[Sample]) -> Path:
-    """Write labelled samples as extxyz (energy, forces; Hessian flattened in info)."""
-    from ase.io import write
+    """Write labelled samples as extxyz (energy, forces; Hessian flattened in info), atomically;
+    the key names are those of :func:`horm.data.formats.export_samples`."""
+    from horm.data.formats import export_samples
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    atoms = []
-    for s in samples:
-        a = s.to_atoms()
-        if s.hessian is not None:
-            a.info["hessian"] = np.asarray(s.hessian, dtype=float).reshape(-1)
-        atoms.append(a)
-    write(str(tmp), atoms, format="extxyz")
-    os.replace(tmp, path)
-    return path
+    export_samples(samples, path, overwrite=True)
+    return Path(path)
 
 
 def write_reaction(path: str | os.PathLike, reactant: Sample, product: Sample) -> Path:
