@@ -157,7 +157,7 @@ def test_bad_geometry_and_level_mismatch(tmp_path):
 
 def test_input_kinds_get_stable_unique_keys(tmp_path, horm_sample_path):
     """HORM LMDB records keep their own keys; a directory of xyz is keyed by file and frame."""
-    from horm.label.runner import open_items
+    from horm.label.items import open_items
 
     n, items = open_items(horm_sample_path)
     keys = [s.key for s in items()]

@@ -6,10 +6,9 @@ and Hessian for every geometry of ``input`` with an Engine (:mod:`horm.label.eng
 * **Input**: an xyz/extxyz file (all frames), a horm store, a published HORM LMDB (file
   or directory), or a directory of xyz files. Labels already present in the input are
   dropped before computing (they may come from another level of theory).
-* **Keys**: every item gets a stable key: the sample's own key when it has one (stores,
-  HORM LMDB: ``<file>:<record>``), else ``<file name>:<frame index>``, followed by
-  ``#`` and a hash of the geometry (numbers, positions, charge, multiplicity). Keys are
-  what makes a run resumable; the hash makes an edited or different input a new item.
+* **Keys** (:mod:`horm.label.items`): the sample's own key or ``<file name>:<frame index>``,
+  followed by ``#`` and a hash of the geometry. Keys are what makes a run resumable; the
+  hash makes an edited or different input a new item.
 * **Resume**: a restart skips keys already stored and, unless ``retry_failed``, keys in
   the failures table. The store refuses duplicate keys, so nothing is stored twice.
 * **Atomic commits by the parent only**: workers compute and return Samples; the parent
@@ -27,87 +26,21 @@ and Hessian for every geometry of ``input`` with an Engine (:mod:`horm.label.eng
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from horm.data.formats import ASE_SUFFIXES, check_store_path
+from horm.data.formats import check_store_path
 from horm.data.provenance import check_append, label_provenance
 from horm.data.sample import Sample
 from horm.data.store import HessianStore
 from horm.errors import DataError, LabelError, UsageError
+from horm.label.items import open_items, strip_labels
 
 WANT_ALL = ("energy", "forces", "hessian")
-
-
-# --- input ---------------------------------------------------------------------------------
-
-def _xyz_files(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.suffix.lower() in ASE_SUFFIXES and p.is_file())
-
-
-_HASHED = re.compile(r"#[0-9a-f]{16}$")
-
-
-def resume_key(base: str, s: Sample) -> str:
-    """``<base>#<geometry hash>``; a hash already on ``base`` (a relabelled store) is replaced."""
-    return f"{_HASHED.sub('', base)}#{s.geometry_hash()}"
-
-
-def open_items(path: str | os.PathLike, charge: int | None = None, multiplicity: int | None = None,
-               notes: dict[str, int] | None = None) -> tuple[int, Callable[[], Iterator[Sample]]]:
-    """(count, iterator factory) over the geometries of ``path``, each with a stable ``key``.
-
-    Keys: a sample's own key if set, else ``<file name>:<frame>``, plus ``#<geometry hash>``
-    (:func:`resume_key`, after the charge and multiplicity are settled). For a directory of
-    xyz files, a sample without a reaction id gets the file's stem as ``rxn``. ``charge`` and
-    ``multiplicity`` override each sample's; an odd electron count with no multiplicity
-    given becomes a doublet (:func:`horm.label.engine.resolve_spin`), counted in ``notes``.
-    """
-    from horm.data.io import open_dataset
-    from horm.data.xyz import read_xyz
-    from horm.label.engine import resolve_spin
-
-    def spin(s: Sample) -> None:
-        if resolve_spin(s, charge, multiplicity) and notes is not None:
-            notes[_DOUBLET] = notes.get(_DOUBLET, 0) + 1
-
-    p = Path(path)
-    if not p.exists():
-        raise DataError(str(p), "no such file or directory")
-    if p.is_dir() and _xyz_files(p):
-        frames: list[Sample] = []
-        for f in _xyz_files(p):
-            for i, s in enumerate(read_xyz(f)):
-                s.rxn = s.rxn or f.stem
-                spin(s)
-                s.key = resume_key(s.key or f"{f.name}:{i}", s)
-                frames.append(s)
-        return len(frames), lambda: iter(frames)
-    ds = open_dataset(p)
-
-    def it() -> Iterator[Sample]:
-        for i in range(len(ds)):
-            s = ds[i]
-            base = s.key or f"{p.name}:{i}"
-            spin(s)
-            s.key = resume_key(base, s)
-            yield s
-
-    return len(ds), it
-
-
-_DOUBLET = "had an odd electron count and no multiplicity: computed as doublets"
-
-
-def _strip(s: Sample) -> Sample:
-    """The geometry only (labels and extras of another level of theory dropped)."""
-    return Sample(numbers=s.numbers, pos=s.pos, charge=s.charge, multiplicity=s.multiplicity,
-                  rxn=s.rxn, origin=s.origin, key=s.key)
 
 
 # --- the worker side -------------------------------------------------------------------------
@@ -439,7 +372,7 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
                     if backend is None:
                         backend = start()
                         t0 += summary.startup_seconds
-                    pending.append(backend.submit(_strip(s)))
+                    pending.append(backend.submit(strip_labels(s)))
                     while len(pending) >= limit:
                         results, pending = backend.wait(pending)
                         commit(results)
