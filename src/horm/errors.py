@@ -41,3 +41,7 @@ class TrainingError(HormError, RuntimeError):
 
 class LabelError(HormError, RuntimeError):
     """A labelling engine could not produce trustworthy labels (e.g. SCF not converged)."""
+
+
+class DomainError(HormError, ValueError):
+    """A structure outside what a model was trained for (elements, periodic cell, charge, spin)."""
