@@ -157,3 +157,19 @@ def test_non_finite_loss_stops_training_and_saves_no_model(tmp_path, horm_sample
     assert r.returncode == 1, r.stderr
     assert "error: non-finite loss inf at step 0" in r.stderr and "Traceback" not in r.stderr
     assert not (out / "model.pt").exists()
+
+
+def test_model_file_with_a_bad_architecture_is_a_data_error(tmp_path):
+    """The architecture settings inside a model file are data, not the user's options."""
+    import torch
+
+    from horm.models.base import build_model
+    from horm.models.files import load_model, save_model
+
+    p = tmp_path / "bad.pt"
+    save_model(build_model("leftnet", "tiny"), p)
+    blob = torch.load(p, weights_only=True)
+    blob["config"] = {**blob["config"], "graph": "nonsense"}
+    torch.save(blob, p)
+    with pytest.raises(DataError, match=r"bad.pt: model config is not usable \(unknown graph kind 'nonsense'"):
+        load_model(p)
