@@ -26,7 +26,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from horm.data.lmdb_util import acquire_env, release_env
+from horm.data.lmdb_util import acquire_env, check_value_extent, release_env
 from horm.data.sample import Sample
 from horm.errors import DataError, UnsafePickleError
 
@@ -296,6 +296,7 @@ class HormLmdb:
 
     @staticmethod
     def _read_length(env, f: Path) -> int:
+        check_value_extent(f, b"length", "key length")
         try:
             with env.begin() as txn:
                 raw = txn.get(b"length")
@@ -324,6 +325,7 @@ class HormLmdb:
 
     def raw(self, i: int) -> bytes:
         f, j = self.locate(i)
+        check_value_extent(self.files[f], str(j).encode(), f"key {j}")  # no SIGBUS from a damaged page
         try:
             with self._envs[f].begin() as txn:
                 v = txn.get(str(j).encode())
