@@ -18,6 +18,8 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Literal, get_args
 
+from horm.errors import UsageError
+
 Bundled = Literal["t1x_xtb", "t1x_xtb_large"]
 Split = Literal["train", "val", "ood", "test"]
 _REBUILD = {"t1x_xtb": "python -m horm.datasets.build_t1x_xtb",
@@ -28,7 +30,7 @@ _TS_REACTIONS = {"t1x_xtb": "test_reactions", "t1x_xtb_large": "ts_reactions"}
 def _check(value, options, what):
     valid = get_args(options)
     if value not in valid:
-        raise ValueError(f"{what} {value!r} is not valid; choose one of {', '.join(valid)}")
+        raise UsageError(f"{what} {value!r} is not valid; choose one of {', '.join(valid)}")
 
 
 def bundled_path(name: Bundled = "t1x_xtb") -> Path:

@@ -61,7 +61,9 @@ def profile_settings(profile: str, seed: int):
     if profile == "smoke":
         return (NebSampleSettings(n_images=6, neb_steps=4, ci_steps=2, fmax=0.5, keep_every=2, fraction=0.5, seed=seed),
                 IrcSampleSettings(n_images=6, neb_steps=6, ts_steps=4, irc_steps=3, k=2))
-    raise ValueError(f"build profile {profile!r} is not valid; choose one of large, smoke")
+    from horm.errors import UsageError
+
+    raise UsageError(f"build profile {profile!r} is not valid; choose one of large, smoke")
 
 
 def bundled_reactions(files: list[Path]) -> set[str]:

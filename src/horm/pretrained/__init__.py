@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from horm.errors import DataError
+from horm.errors import DataError, UsageError
 
 HERE = Path(__file__).resolve().parent
 ENV = "HORM_PRETRAINED_DIR"
@@ -58,7 +58,7 @@ def is_name(spec) -> bool:
 def model_path(name: str) -> Path:
     """The installed file of a shipped model; DataError (one line) when it is not shipped."""
     if name not in NAMES:
-        raise ValueError(f"unknown shipped model {name!r}; valid: {', '.join(NAMES)}")
+        raise UsageError(f"unknown shipped model {name!r}; valid: {', '.join(NAMES)}")
     entry = manifest()["models"][name]
     path = folder() / entry["file"]
     if not path.is_file():
@@ -89,7 +89,7 @@ def list_lines() -> list[str]:
 def install(name: str, run_dir: str | os.PathLike, metrics: dict | None = None) -> Path:
     """Copy ``RUN_DIR/model.pt`` in as ``name`` and record hash, size, steps (and ``metrics``)."""
     if name not in NAMES:
-        raise ValueError(f"unknown shipped model {name!r}; valid: {', '.join(NAMES)}")
+        raise UsageError(f"unknown shipped model {name!r}; valid: {', '.join(NAMES)}")
     src = Path(run_dir) / "model.pt"
     if not src.is_file():
         raise DataError(str(src), "no model.pt (has the training finished?)")
