@@ -17,7 +17,8 @@ and run the same command again):
    ``small`` leftnet (the head: 0.02 s), so ~40 min per autograd model for ~1.5 k molecules on
    one core (``--eval-max N`` for fewer).
 5. **install** (``--install``): copy the four ``model.pt`` into ``src/horm/pretrained/`` under
-   their names (``python -m horm.pretrained install``).
+   their names (``python -m horm.pretrained install``); with ``--install`` the data stage also
+   ships what fits of the set into ``src/horm/datasets/t1x_xtb_large/`` (``--ship``).
 6. **report**: ``OUT/report.md``: intended counts against xTB's, median model calls and seconds
    per reaction, TS RMSD and barrier MAE, the Table 1 MAEs, and the issue's targets checked.
 
@@ -67,8 +68,12 @@ def stage_data(a) -> None:
     extra = ["--n-reactions", "2", "--n-ts-eval", "1", "--profile", "smoke", "--reactions", str(a.reactions),
                                    "--keep-bundled"] \
         if a.smoke else []
+    from horm.datasets.build_t1x_xtb_large import DEFAULT_OUT, DEFAULT_WORK
+
+    work = DEFAULT_WORK if a.data == DEFAULT_OUT else a.data.parent / (a.data.name + "_work")
+    ship = ["--ship"] if a.install and not a.smoke else []  # also copy what fits into the package
     run([sys.executable, "-m", "horm.datasets.build_t1x_xtb_large", "--workers", str(a.workers), "--out", str(a.data),
-         "--work", str(a.data.parent / (a.data.name + "_work")), *extra], 1)
+         "--work", str(work), *ship, *extra], 1)
 
 
 def stage_train(a) -> None:
