@@ -31,8 +31,9 @@ Choices made here (and why), all for smooth, well-defined second derivatives:
 - The vector norm in FTE is the (smoothed) Euclidean norm; an L1 norm over x, y, z is
   neither smooth nor rotation invariant.
 - Frames, norms, |·| and cutoff envelopes are LEFTNet's smooth versions (soft_unit,
-  soft_norm, soft_abs, cosine cutoff, cutoff-weighted local mean); phase features are
-  multiplied by the envelope too, so energy and forces are continuous across the cutoff.
+  soft_norm, soft_abs, C² polynomial cutoff, cutoff-weighted local mean); phase features are
+  multiplied by the envelope too, so energy, forces and the autograd Hessian are continuous
+  across the cutoff (the reference's cosine envelope is C¹: its Hessian jumps there).
 - Complex arithmetic is written out on (real, imaginary) pairs: real tensors keep float64
   tests, vmap'ed Hessian VJPs and double backward simple.
 - No dropout (a stochastic model has no Hessian); vector features are RMS-normalised before
@@ -55,8 +56,9 @@ from torch import nn
 
 from horm.data.batch import Batch
 from horm.models.base import MAX_Z, Potential, register_model
+from horm.models.envelope import polynomial_cutoff
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_sum
-from horm.models.leftnet import (ExpNormalRBF, cosine_cutoff, frame_project, lecun_init, mlp, soft_norm, soft_unit,
+from horm.models.leftnet import (ExpNormalRBF, frame_project, lecun_init, mlp, soft_norm, soft_unit,
                                  vector_rms_norm)
 
 
@@ -65,7 +67,7 @@ class AlphaNetConfig:
     num_layers: int = 2  # message-passing blocks (each: message + node-state update + FTE)
     hidden_channels: int = 32  # H, width of scalar and vector features (even: H/2 rotary pairs)
     num_radial: int = 16  # radial basis functions
-    cutoff: float = 5.0  # Å, cosine cutoff radius (and graph radius when graph="radius")
+    cutoff: float = 5.0  # Å, cutoff envelope radius (and graph radius when graph="radius")
     graph: Literal["radius", "full"] = "radius"  # neighbour list inside each molecule
     num_heads: int = 4  # heads of the complex edge state
     state_channels: int = 32  # complex channels of the edge state, split over the heads
@@ -238,7 +240,7 @@ class AlphaNet(Potential):
         i, j = edge_index
         rij = pos[i] - pos[j]
         d = torch.sqrt(rij.pow(2).sum(-1))
-        fcut = cosine_cutoff(d, cfg.cutoff)
+        fcut = polynomial_cutoff(d, cfg.cutoff)
         rbf = self.rbf(d)  # (E, R), carries the envelope
         radial = self.radial(rbf) * fcut[:, None]  # (E, H)
 

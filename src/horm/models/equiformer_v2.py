@@ -60,7 +60,8 @@ from torch import nn
 from horm.data.batch import Batch
 from horm.models.base import MAX_Z, Potential, register_model
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_sum
-from horm.models.leftnet import cosine_cutoff, lecun_init
+from horm.models.envelope import cosine_cutoff
+from horm.models.leftnet import lecun_init
 from horm.models.so3 import (EquivariantRMSNorm, RadialMLP, SO2Convolution, SO3Linear, WignerD, degree_index,
                              edge_frame_layout, edge_rotation, gate, rotate_from_edges, rotate_to_edges,
                              segment_softmax, smooth_leaky_relu)

@@ -17,8 +17,10 @@ The blocks, as in the paper:
 
 Choices made here (and why), all smooth so that second derivatives are well defined:
 
-- SiLU activations; a cosine cutoff envelope on every edge term, so energy and forces stay
-  continuous when a pair crosses the cutoff of a radius graph (tested with non-zero biases).
+- SiLU activations; a C² polynomial cutoff envelope (:mod:`horm.models.envelope`) on every
+  edge term, so energy, forces and the autograd Hessian stay continuous when a pair crosses
+  the cutoff of a radius graph (tested with non-zero biases). The original's cosine envelope
+  is only C¹: the Hessian jumps at the cutoff.
 - Norms use sqrt(|x|² + ε²), frame axes are x / sqrt(|x|² + ε_f²) and |x| on the cross-axis
   coordinate (reflection invariance) is sqrt(x² + ε²) − ε. The original adds 1e-6 after the
   square root and takes |x|; then the Hessian explodes wherever a cross product vanishes
@@ -52,6 +54,7 @@ from torch import nn
 
 from horm.data.batch import Batch
 from horm.models.base import MAX_Z, Potential, register_model
+from horm.models.envelope import polynomial_cutoff
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_mean, scatter_sum
 
 
@@ -60,7 +63,7 @@ class LEFTNetConfig:
     num_layers: int = 2  # message-passing blocks (each: message + FTE)
     hidden_channels: int = 32  # H, width of scalar and vector features
     num_radial: int = 16  # radial basis functions
-    cutoff: float = 5.0  # Å, radius of the cosine cutoff (and of the graph when graph="radius")
+    cutoff: float = 5.0  # Å, radius of the cutoff envelope (and of the graph when graph="radius")
     graph: Literal["radius", "full"] = "radius"  # neighbour list inside each molecule
     eps: float = 0.3  # smoothing scale of feature norms, |.| and vector normalisation (feature units)
     frame_eps: float = 1.0  # smoothing length of frame axes, Å (Å² for cross products)
@@ -95,11 +98,6 @@ def soft_abs(x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.sqrt(x * x + eps * eps) - eps
 
 
-def cosine_cutoff(d: torch.Tensor, cutoff: float) -> torch.Tensor:
-    """0.5 (cos(π d / r_c) + 1) for d < r_c, else 0."""
-    return 0.5 * (torch.cos(d * (math.pi / cutoff)) + 1.0) * (d < cutoff).to(d.dtype)
-
-
 def mlp(*sizes: int, bias: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -108,7 +106,7 @@ def mlp(*sizes: int, bias: bool = True) -> nn.Sequential:
 
 
 class ExpNormalRBF(nn.Module):
-    """Radial basis exp(−β (e^{−d} − μ_k)²) · cutoff(d), μ_k spread over [e^{−r_c}, 1]."""
+    """Radial basis exp(−β (e^{−d} − μ_k)²) · f(d), μ_k spread over [e^{−r_c}, 1], f the C² envelope."""
 
     def __init__(self, num_radial: int, cutoff: float):
         super().__init__()
@@ -119,7 +117,7 @@ class ExpNormalRBF(nn.Module):
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:  # (E,) -> (E, R)
         d = d[:, None]
-        return cosine_cutoff(d, self.cutoff) * torch.exp(-self.betas * (torch.exp(-d) - self.means) ** 2)
+        return polynomial_cutoff(d, self.cutoff) * torch.exp(-self.betas * (torch.exp(-d) - self.means) ** 2)
 
 
 def vector_rms_norm(vec: torch.Tensor, eps: float) -> torch.Tensor:
@@ -243,7 +241,7 @@ class _LEFTNetCore(Potential):
         c = pos - scatter_mean(pos, mol, nb)[mol]
         rij = pos[i] - pos[j]
         d = torch.sqrt(rij.pow(2).sum(-1))
-        fcut = cosine_cutoff(d, cfg.cutoff)[:, None]  # (E, 1)
+        fcut = polynomial_cutoff(d, cfg.cutoff)[:, None]  # (E, 1)
         rbf = self.rbf(d)  # (E, R)
         radial = self.radial(rbf) * fcut  # (E, H)
 
