@@ -317,3 +317,27 @@ def test_published_checkpoint_with_a_missing_or_extra_key_is_refused(folder, tmp
     _one_line_data_error(save_lightning_checkpoint(tmp_path / "a.ckpt", dropped, hp), [key])
     extra = weights | {"not_in_the_architecture.weight": torch.zeros(4)}
     _one_line_data_error(save_lightning_checkpoint(tmp_path / "b.ckpt", extra, hp), ["not_in_the_architecture.weight"])
+
+
+@pytest.mark.parametrize("folder", ["LEFTNet", "AlphaNet", "HIP-EquiformerV2"])
+def test_loaded_checkpoint_evaluates_the_horm_sample_like_the_reference(folder, tmp_path, horm_sample_path):
+    """Checkpoint -> horm.evaluate on the HORM sample: sample 2 is the fixture's mol1 (12 atoms)."""
+    from horm.data.horm_lmdb import HormLmdb
+    from horm.evaluate.metrics import evaluate_model
+
+    name, manifest, small, weights, ref = _published(folder)
+    assert int(ref["mol1_lmdb_index"]) == 2
+    path = save_lightning_checkpoint(tmp_path / "m.ckpt", weights, _saved_hparams(folder, manifest, small))
+    model, _ = load_published_checkpoint(path)
+    with HormLmdb(horm_sample_path) as ds:
+        metrics, pr = evaluate_model(model, ds, batch_size=1, max_samples=3)
+    assert np.isfinite(metrics["hessian_mae"]).all() and np.isfinite(metrics["energy_mae"]).all()
+    _, tol_e, tol_f = ARCHS[folder]
+    e_ref, f_ref, h_ref = (ref[f"mol1_f64_A_{o}"] for o in ("energy", "forces", "hessian"))
+    assert abs(pr.energy[2] - pr.ref_offset[2] - float(e_ref)) <= tol_e * abs(float(e_ref)) + 4e-7 * abs(pr.energy[2])
+    assert np.abs(pr.forces[2] - f_ref).max() <= tol_f * np.abs(f_ref).max()
+    tol_h = {"LEFTNet": 1e-2, "AlphaNet": 4e-4, "HIP-EquiformerV2": 4e-4}[folder]  # fixture READMEs, float32
+    hess = pr.hessian[2]
+    if folder == "HIP-EquiformerV2":  # evaluation takes HIP's Hessian from its head
+        h_ref = ref["mol1_f64_A_hessian_pred"]
+    assert np.abs(hess - h_ref).max() <= tol_h * np.abs(h_ref).max()
