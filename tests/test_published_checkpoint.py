@@ -146,6 +146,16 @@ def test_keys_outside_the_potential_and_non_finite_weights_are_refused(standin, 
     _one_line_data_error(save_lightning_checkpoint(path, bad, hp), ["non-finite", f"potential.{key}"])
 
 
+def test_truncated_or_foreign_files_give_one_line(standin, tmp_path):
+    _, state, hp = standin
+    data = save_lightning_checkpoint(tmp_path / "x.ckpt", state, hp).read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    _one_line_data_error(tmp_path / "cut.ckpt", ["cannot read checkpoint"])
+    torch.save([torch.zeros(2)], tmp_path / "list.ckpt")
+    _one_line_data_error(tmp_path / "list.ckpt", ["not a Lightning checkpoint"])
+    _one_line_data_error(tmp_path / "absent.ckpt", ["no such checkpoint file"])
+
+
 def test_unrecognised_checkpoint_says_what_it_looks_like(standin, tmp_path):
     _, state, hp = standin
     path = save_lightning_checkpoint(tmp_path / "x.ckpt", state, {"model_config": {"name": "SchNet"}})
