@@ -163,6 +163,11 @@ def _build(fmt: CheckpointFormat, hp, state, source: str):
     try:
         config = dict(fmt.config(hp, state))
         model = build_model_from_config(config)
+    except KeyError as exc:
+        if exc.args and isinstance(exc.args[0], str) and exc.args[0] not in state:
+            raise DataError(source, f"looks like {fmt.model} but 1 missing key(s): {PREFIX}{exc.args[0]} "
+                                    "(needed to infer its sizes)") from None
+        raise DataError(source, f"looks like {fmt.model} but its architecture cannot be rebuilt (KeyError: {exc})") from None
     except Exception as exc:  # noqa: BLE001 - one line naming the architecture and the cause
         first = (str(exc).splitlines() or [""])[0][:200]
         raise DataError(source, f"looks like {fmt.model} but its architecture cannot be rebuilt "
