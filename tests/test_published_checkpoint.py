@@ -202,6 +202,12 @@ def test_unsafe_pickle_is_refused_and_nothing_runs(tmp_path, payload):
     assert not is_lightning_checkpoint(tmp_path / "control.ckpt") and not marker.exists()
 
 
+def test_torchscript_archive_is_refused_not_run(tmp_path):
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "scripted.ckpt")
+    with pytest.raises(UnsafePickleError, match="TorchScript"):
+        load_published_checkpoint(tmp_path / "scripted.ckpt")
+
+
 def test_hip_omegaconf_hyper_parameters_are_read_without_omegaconf(standin, tmp_path, monkeypatch):
     omegaconf = pytest.importorskip("omegaconf")
     _, state, hp = standin

@@ -7,7 +7,8 @@ training code) is refused with one line naming the file and the global, before i
 or called. We pass the unpickler as ``pickle_module`` (torch subclasses its ``Unpickler`` and
 adds only the storage loader); torch's own ``weights_only`` list is not used, so the list
 below is the whole of what a checkpoint may name and the error text does not depend on the
-torch version.
+torch version. A TorchScript archive, which ``torch.load`` would pass to ``torch.jit.load``,
+is refused before torch sees it.
 
 What the list holds, and why:
 
@@ -36,6 +37,7 @@ import collections
 import os
 import pickle
 import types
+import zipfile
 from typing import Any
 
 import torch
@@ -133,9 +135,21 @@ def _pickle_module(source: str) -> types.ModuleType:
     return mod
 
 
+def _refuse_torchscript(source: str) -> None:
+    """torch.load hands a TorchScript archive (a zip with constants.pkl) to torch.jit.load: never."""
+    try:
+        with zipfile.ZipFile(source) as z:
+            scripted = any(n.rsplit("/", 1)[-1] == "constants.pkl" for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return  # not a zip: torch.load's legacy reader, through the same allow-list
+    if scripted:
+        raise UnsafePickleError(source, "refused TorchScript archive (code, not a Lightning checkpoint)")
+
+
 def load_checkpoint_dict(path: str | os.PathLike) -> dict:
     """The checkpoint's top-level dict, read through the allow-list (tensors on the CPU)."""
     source = str(path)
+    _refuse_torchscript(source)
     try:
         blob = torch.load(source, map_location="cpu", weights_only=False, pickle_module=_pickle_module(source))
     except DataError:
