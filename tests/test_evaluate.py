@@ -90,8 +90,14 @@ def test_horm_evaluate_side_by_side(horm_sample_path, tmp_path):
     metrics, _ = evaluate_model(model, samples, batch_size=3)
     assert metrics["energy_mae"].mean() == pytest.approx(emae, rel=1e-6)
     row = next(r for r in rows if r[0] == "Energy MAE" and r[2] == "mean")
-    assert float(row[3]) == pytest.approx(emae, rel=1e-2)
+    assert float(row[3]) == pytest.approx(emae, rel=1e-6)  # CSVs hold full precision (the Markdown rounds)
     assert row[1] == "eV"
+    with open(out / "per_molecule_leftnet.csv") as fh:
+        per = list(csv.DictReader(fh))
+    # one row per molecule, named by its sample key, energy error at full precision
+    assert [r["key"] for r in per] == [s.key for s in samples] and all(s.key for s in samples)
+    direct = [abs(e - s.energy) for e, s in zip(_energies(model, samples), samples)]
+    assert [float(r["energy_mae [eV]"]) for r in per] == pytest.approx(direct, rel=1e-6)
     with open(out / "tableA1.csv") as fh:
         asym = {r[2]: r for r in csv.reader(fh) if r[0].startswith("Asymmetry")}
     # autograd Hessians are symmetric to round-off; the direct-force Jacobian is not

@@ -71,6 +71,9 @@ def test_killed_benchmark_resumes_without_redoing_finished_reactions(reaction_di
     done = first[0]["rxn"]
     rec_file = out / done / "record.json"
     stamp = rec_file.stat().st_mtime_ns
+    log = (out / done / "log.txt").read_text()  # the worker wrote a line per stage as it finished
+    assert any(ln.startswith("path ") for ln in log.splitlines()), log
+    assert json.loads(rec_file.read_text())["horm_version"]
 
     # rerun (same potential and settings): only the missing reaction runs
     files = select_reactions(reaction_dir)

@@ -14,6 +14,20 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="horm: Hessian-informed reactive ML potentials (data, label, train, evaluate, ts, demo).")
 
+def _print_version(value: bool) -> None:
+    if value:
+        from horm import __version__
+
+        typer.echo(f"horm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the horm version and exit")) -> None:
+    """horm: Hessian-informed reactive ML potentials (data, label, train, evaluate, ts, demo)."""
+
+
 # Sub-modules that add commands to `app`. Missing ones are skipped so that partial
 # installs still work; a broken one raises at import so that bugs are not hidden.
 _COMMAND_MODULES = ("data", "label", "sample", "train", "evaluate", "ts", "demo")

@@ -28,3 +28,16 @@ def friendly(fn):
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+# label-key options for xyz/ASE input, the same on every verb that reads labels
+ENERGY_KEY = typer.Option(None, "--energy-key", help="field holding the energy in xyz/ASE input (e.g. REF_energy)")
+FORCES_KEY = typer.Option(None, "--forces-key", help="field holding the forces in xyz/ASE input (e.g. REF_forces)")
+HESSIAN_KEY = typer.Option(None, "--hessian-key", help="field holding the flattened Hessian (e.g. REF_hessian)")
+
+
+def label_keys(energy_key, forces_key, hessian_key):
+    """The three option values as a :class:`horm.data.formats.LabelKeys`."""
+    from horm.data.formats import LabelKeys
+
+    return LabelKeys(energy_key, forces_key, hessian_key)

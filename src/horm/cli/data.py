@@ -1,8 +1,9 @@
-"""`horm data ...`: info, convert, stats, split."""
+"""`horm data ...`: info, convert, export, stats, split."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import typer
@@ -10,8 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from horm.cli import app
+from horm.cli._common import ENERGY_KEY as _EK
+from horm.cli._common import FORCES_KEY as _FK
+from horm.cli._common import HESSIAN_KEY as _HK
 from horm.cli._common import friendly
+from horm.cli._common import label_keys as _keys
 
+_SRC_HELP = "horm store, HORM LMDB (file or dir), xyz/extxyz, .traj or ASE .db"
 data_app = typer.Typer(no_args_is_help=True, help="Inspect, convert, split and plot Hessian datasets.")
 app.add_typer(data_app, name="data")
 out = Console()
@@ -19,13 +25,21 @@ out = Console()
 
 @data_app.command("info")
 @friendly
-def info_cmd(path: Path = typer.Argument(..., help="horm store, HORM LMDB (file or dir), or xyz")):
+def info_cmd(path: Path = typer.Argument(..., help=_SRC_HELP),
+             as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+             energy_key: Optional[str] = _EK, forces_key: Optional[str] = _FK, hessian_key: Optional[str] = _HK):
     """Print sample count, atom-count range, elements, fields and units."""
     from horm.data.io import level_of_theory, open_dataset
     from horm.data.stats import dataset_info
 
-    ds = open_dataset(path)
+    ds = open_dataset(path, _keys(energy_key, forces_key, hessian_key))
     info = dataset_info(ds, str(path), level_of_theory(ds))
+    if as_json:
+        import dataclasses
+        import json
+
+        print(json.dumps(dataclasses.asdict(info), default=str))
+        return
     t = Table(title=f"{path}", show_header=False)
     t.add_row("samples", str(info.n_samples))
     t.add_row("atoms per sample", f"{info.natoms_min}–{info.natoms_max} (mean {info.natoms_mean:.1f})")
@@ -42,21 +56,48 @@ def info_cmd(path: Path = typer.Argument(..., help="horm store, HORM LMDB (file 
 
 @data_app.command("convert")
 @friendly
-def convert_cmd(src: Path = typer.Argument(..., help="HORM LMDB (file or dir), horm store, or (ext)xyz"),
-                dst: Path = typer.Argument(..., help="new horm store"),
+def convert_cmd(src: Path = typer.Argument(..., help=_SRC_HELP),
+                dst: Path = typer.Argument(..., help="new horm store, or an .extxyz/.xyz/.traj/.db file (exported)"),
                 overwrite: bool = typer.Option(False, help="replace DST if it exists"),
-                resume: bool = typer.Option(False, help="append to DST, skipping samples already there")):
-    """Convert SRC into a horm store (lossless; float32 Hessians)."""
+                resume: bool = typer.Option(False, help="append to DST, skipping samples already there"),
+                energy_key: Optional[str] = _EK, forces_key: Optional[str] = _FK, hessian_key: Optional[str] = _HK):
+    """Convert SRC into a horm store (lossless; float32 Hessians); to an ASE file, export it."""
     from horm.data.convert import convert
+    from horm.data.formats import is_ase_path
 
-    store = convert(src, dst, overwrite=overwrite, resume=resume)
+    keys = _keys(energy_key, forces_key, hessian_key)
+    if is_ase_path(dst):
+        if resume:
+            raise ValueError(f"{dst}: --resume needs a horm store, not an ASE file")
+        _export(src, dst, overwrite, keys)
+        return
+    store = convert(src, dst, overwrite=overwrite, resume=resume, keys=keys)
     out.print(f"wrote {len(store)} samples to {dst} ({dst.stat().st_size / max(len(store), 1):.0f} bytes/sample)")
+
+
+def _export(src: Path, dst: Path, overwrite: bool, keys) -> None:
+    from horm.data.convert import export
+
+    n = export(src, dst, overwrite=overwrite, keys=keys)
+    out.print(f"wrote {n} structures to {dst} (energy, forces, flattened 'hessian'; read with ase.io.read)",
+              highlight=False)
+
+
+@data_app.command("export")
+@friendly
+def export_cmd(src: Path = typer.Argument(..., help=_SRC_HELP),
+               dst: Path = typer.Argument(..., help="out.extxyz, out.xyz, out.traj or out.db"),
+               overwrite: bool = typer.Option(False, help="replace DST if it exists"),
+               energy_key: Optional[str] = _EK, forces_key: Optional[str] = _FK, hessian_key: Optional[str] = _HK):
+    """Export SRC through ASE: energy, forces and the Hessian flattened (9N² floats) under 'hessian'
+    (extxyz/traj: atoms.info; db: row.data)."""
+    _export(src, dst, overwrite, _keys(energy_key, forces_key, hessian_key))
 
 
 @data_app.command("stats")
 @friendly
 def stats_cmd(paths: list[Path] = typer.Argument(..., help="one or more datasets"),
-              out_dir: Path = typer.Option(Path("stats"), "--out", help="directory for the PNG panels")):
+              out_dir: Path = typer.Option(Path("stats"), "--out", "-o", help="directory for the PNG panels")):
     """Write the Fig. 1 panels (atoms, referenced energy, imaginary frequencies) as PNG."""
     from horm.data.io import open_dataset
     from horm.data.stats import fig1_quantities, plot_fig1
@@ -77,7 +118,7 @@ def stats_cmd(paths: list[Path] = typer.Argument(..., help="one or more datasets
 @data_app.command("split")
 @friendly
 def split_cmd(src: Path = typer.Argument(..., help="dataset to split"),
-              out_dir: Path = typer.Option(..., "--out", help="writes train.hstore and val.hstore here"),
+              out_dir: Path = typer.Option(..., "--out", "-o", help="writes train.hstore and val.hstore here"),
               val: float = typer.Option(0.1, help="fraction of reactions for validation"),
               seed: int = typer.Option(0, help="split seed"),
               overwrite: bool = typer.Option(False)):

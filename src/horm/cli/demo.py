@@ -12,7 +12,7 @@ from horm.cli._common import friendly
 
 @app.command("demo")
 @friendly
-def demo_cmd(out_dir: Path = typer.Option(Path("demo_out"), "--out", help="where results go"),
+def demo_cmd(out_dir: Path = typer.Option(Path("demo_out"), "--out", "-o", help="where results go"),
              quick: bool = typer.Option(False, "--quick", help="small budget (≤ 3 min): a smoke test of every stage"),
              seed: int = typer.Option(0, help="seed of training, sampling and splits")):
     """Train E-F and E-F-H models on the bundled xTB data, evaluate them, run TS searches, write report.md."""

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import console, friendly
+from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, console, friendly, label_keys
 
 
 def _names(paths: list[Path]) -> list[str]:
@@ -33,11 +33,13 @@ def _names(paths: list[Path]) -> list[str]:
 def evaluate_cmd(
     models: List[Path] = typer.Argument(..., help="model.pt files, horm train checkpoints or run folders"),
     data: Path = typer.Option(..., "--data", help="labelled data (HORM LMDB, horm store, xyz)"),
-    out: Path = typer.Option(Path("eval_out"), "--out", help="folder for tables and plots"),
+    out: Path = typer.Option(Path("eval_out"), "--out", "-o", help="folder for tables and plots"),
     batch_size: int = typer.Option(8, "--batch-size", help="molecules per batch"),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="evaluate the first N samples only"),
     no_hessian: bool = typer.Option(False, "--no-hessian", help="energy and forces only"),
     name: Optional[List[str]] = typer.Option(None, "--name", help="display name per model (repeat)"),
+    energy_key: Optional[str] = ENERGY_KEY, forces_key: Optional[str] = FORCES_KEY,
+    hessian_key: Optional[str] = HESSIAN_KEY,
 ) -> None:
     """Evaluate one or more models on the same data, side by side."""
     from rich.progress import Progress
@@ -54,7 +56,7 @@ def evaluate_cmd(
         console.print("[red]error:[/red] --batch-size must be >= 1", highlight=False)
         raise typer.Exit(2)
     names = list(name) if name else _names(models)
-    ds = open_dataset(data)
+    ds = open_dataset(data, label_keys(energy_key, forces_key, hessian_key))
     results = {}
     with Progress(console=console, transient=True) as prog:
         for nm, path in zip(names, models):

@@ -17,7 +17,7 @@ def sample_cmd(
     reactions: list[Path] = typer.Argument(..., help="reaction xyz files (reactant, product frames) or directories"),
     method: str = typer.Option("neb", "--method", "-m", help="neb (T1x-style) or irc (RGD1-style)"),
     engine: str = typer.Option("xtb", "--engine", "-e", help="potential for the path: xtb or dft"),
-    out: Path = typer.Option(..., "--out", "-o", help=".xyz/.extxyz (origins in comments) or a horm store"),
+    out: Path = typer.Option(..., "--out", "-o", help=".xyz/.extxyz/.traj/.db (via ASE) or a horm store"),
     workers: int = typer.Option(1, "--workers", "-j", help="reactions sampled in parallel"),
     fraction: Optional[float] = typer.Option(None, help="neb: fraction of intermediate snapshots kept"),
     keep_every: Optional[int] = typer.Option(None, help="neb: snapshot every this many NEB steps"),
@@ -25,6 +25,9 @@ def sample_cmd(
     k: Optional[int] = typer.Option(None, help="irc: points kept per side"),
     seed: int = typer.Option(0, help="seed for the kept snapshots (with the reaction id)"),
     overwrite: bool = typer.Option(False, help="replace OUT if it is a store that exists"),
+    charge: Optional[int] = typer.Option(None, "--charge", help="total charge (overrides the reaction files')"),
+    multiplicity: Optional[int] = typer.Option(None, "--multiplicity",
+                                               help="2S+1 (overrides the files'; odd electrons default to 2)"),
 ):
     """Sample geometries along reaction paths (NEB iterations or IRC points) for labelling."""
     from rich.console import Console
@@ -56,7 +59,8 @@ def sample_cmd(
     try:
         with progress_bar() as prog:
             task = prog.add_task(f"sample ({method}/{eng.name})", total=len(paths))
-            for res in sample_reactions(paths, method, eng, settings, workers=workers):  # type: ignore[arg-type]
+            for res in sample_reactions(paths, method, eng, settings, workers=workers,
+                                        spin=(charge, multiplicity)):  # type: ignore[arg-type]
                 writer.add(res)
                 n_geo += len(res.samples)
                 n_fail += len(res.failures)

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import console, friendly
+from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, console, friendly
 
 
 @app.command("train", context_settings={"allow_extra_args": False})
@@ -21,7 +21,12 @@ def train_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="training data: HORM LMDB (file or folder), "
                                                              "horm store, or xyz (read unchanged)"),
     val: Optional[Path] = typer.Option(None, "--val", help="validation data; default: reaction split of --data"),
-    out: Optional[Path] = typer.Option(None, "--out", help="run folder (config, checkpoints, logs, model.pt)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (config, checkpoints, logs, model.pt)"),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="fine-tune this model (model.pt, checkpoint "
+                                                                       "or run folder): its architecture, weights "
+                                                                       "and reference energies"),
+    energy_key: Optional[str] = ENERGY_KEY, forces_key: Optional[str] = FORCES_KEY,
+    hessian_key: Optional[str] = HESSIAN_KEY,
 ) -> None:
     """Train a potential with the E-F (Eq. 2) or E-F-H (Eq. 3) loss."""
     from horm.train.config import TrainConfig
@@ -38,6 +43,11 @@ def train_cmd(
         cfg.set("data.val", str(val))
     if out is not None:
         cfg.set("out", str(out))
+    if init_from is not None:
+        cfg.set("init_from", str(init_from))
+    for name, value in (("energy_key", energy_key), ("forces_key", forces_key), ("hessian_key", hessian_key)):
+        if value is not None:
+            cfg.set(f"data.{name}", value)
     cfg.validate()
     from horm.train.run import train
 

@@ -46,38 +46,41 @@ def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_st
 _SETTINGS_HELP = "YAML with sections path/tsopt/irc (fields of PathSettings, TSOptSettings, IRCSettings)"
 
 
+_CHARGE_HELP = "total charge (overrides the file's charge=)"
+_MULT_HELP = "spin multiplicity 2S+1 (overrides the file's multiplicity=; odd electrons default to 2)"
+
+
 @ts_app.command("run")
 @friendly
 def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reactant, then product"),
             potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
-            out_dir: Path = typer.Option(..., "--out", help="folder for path.xyz, ts.xyz, irc.xyz, record.json"),
+            out_dir: Path = typer.Option(..., "--out", "-o", help="folder for path.xyz, ts.xyz, irc.xyz, record.json"),
+            charge: Optional[int] = typer.Option(None, "--charge", help=_CHARGE_HELP),
+            multiplicity: Optional[int] = typer.Option(None, "--multiplicity", help=_MULT_HELP),
             settings_file: Optional[Path] = typer.Option(None, "--settings", help=_SETTINGS_HELP),
             hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps (0: once)"),
             ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
             interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
             path_method: Optional[str] = typer.Option(None, help="neb or none"),
             reference_ts: Optional[Path] = typer.Option(None, help="xyz of a reference TS for the RMSD")):
-    """Run the TS search on one reaction and print its record."""
-    from horm.data.xyz import read_reaction, read_xyz
+    """Run the TS search on one reaction, printing a line per stage as it finishes."""
+    from horm.data.xyz import read_xyz
     from horm.ts.calculator import load_potential
-    from horm.ts.workflow import run_reaction
+    from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
 
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
-    r, p = read_reaction(reaction)
+    r, p, notes = prepare_reaction(reaction, charge, multiplicity)
     ref = read_xyz(reference_ts)[0].to_atoms() if reference_ts is not None else None
     calc = load_potential(potential)
-    rec = run_reaction(r.to_atoms(), p.to_atoms(), calc, settings, out_dir=out_dir, name=reaction.stem,
-                       reference_ts=ref)
-    st = rec["stages"]
-    for name in ("path", "tsopt", "irc"):
-        if name in st:
-            s = st[name]
-            err = f"  [red]{s['error']}[/red]" if s.get("error") else ""
-            out.print(f"{name:6s} success={s['success']!s:5s} steps={s['steps']} calls={s['calls']} "
-                      f"{s['seconds']:.1f} s{err}", highlight=False)
-    bar = rec["barrier_kcal_mol"]
-    out.print(f"outcome: {rec['outcome']}  barrier: {'-' if bar is None else f'{bar:.2f} kcal/mol'}  "
-              f"total {rec['seconds']:.1f} s  → {out_dir / 'record.json'}", highlight=False)
+    for note in notes:
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+    out.print(f"{reaction.stem}: {r.get_chemical_formula()} charge {r.info['charge']} multiplicity "
+              f"{r.info['multiplicity']}, potential {potential} → {out_dir}", highlight=False)
+    rec = run_reaction(r, p, calc, settings, out_dir=out_dir, name=reaction.stem, reference_ts=ref, notes=notes,
+                       on_stage=lambda name, st, rec: out.print(stage_line(name, st, rec), highlight=False,
+                                                                soft_wrap=True, markup=False))
+    out.print(f"outcome: {rec['outcome']}  total {rec['seconds']:.1f} s  → {out_dir / 'record.json'}",
+              highlight=False)
 
 
 def _report(out_dir: Path, reference: Optional[Path], records: list[dict], potential: str) -> dict:
@@ -116,10 +119,14 @@ def _report(out_dir: Path, reference: Optional[Path], records: list[dict], poten
 @friendly
 def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reaction xyz files"),
                   potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
-                  out_dir: Path = typer.Option(..., "--out", help="run folder (results.jsonl; resumable)"),
-                  workers: int = typer.Option(1, help="reactions run in parallel"),
+                  out_dir: Path = typer.Option(..., "--out", "-o", help="run folder (results.jsonl; resumable)"),
+                  workers: int = typer.Option(1, "--workers", "-j", help="reactions run in parallel"),
                   timeout: float = typer.Option(600.0, help="seconds per reaction before it is killed"),
-                  n: Optional[int] = typer.Option(None, "--n", help="pick N reactions by --seed (default: all)"),
+                  n_reactions: Optional[int] = typer.Option(None, "--n-reactions",
+                                                            help="pick N reactions by --seed (default: all)"),
+                  n_old: Optional[int] = typer.Option(None, "--n", hidden=True),
+                  charge: Optional[int] = typer.Option(None, "--charge", help=_CHARGE_HELP),
+                  multiplicity: Optional[int] = typer.Option(None, "--multiplicity", help=_MULT_HELP),
                   seed: int = typer.Option(0, help="seed of the reaction pick"),
                   reference: Optional[Path] = typer.Option(None, help="another run folder to compare with"),
                   retry_failed: bool = typer.Option(False, help="run again reactions recorded as timeout or error"),
@@ -134,17 +141,22 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
 
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
     load_potential(potential)  # fail here, once, rather than in every worker
-    files = select_reactions(reactions_dir, n, seed)
+    files = select_reactions(reactions_dir, n_reactions if n_reactions is not None else n_old, seed)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that running workers get killed too
 
     def show(rec: dict) -> None:
         bar = rec.get("barrier_kcal_mol")
-        out.print(f"{rec['rxn']}: {rec.get('status', 'done')} outcome={rec.get('outcome')} "
-                  f"barrier={'-' if bar is None else f'{bar:.1f}'} {rec.get('seconds', 0):.1f} s", highlight=False)
+        st = rec.get("stages", {})
+        times = " ".join(f"{k} {v.get('seconds', 0):.1f}s" for k, v in st.items())
+        flags = " ".join(f"{k}={'ok' if rec.get(f) else 'FAILED'}" for k, f in (("path", "path_success"), ("TS", "ts_success"),
+                                                              ("IRC", "irc_converged")) if k == "path" or st)
+        out.print(f"{rec['rxn']}: {rec.get('status', 'done')} {flags} outcome={rec.get('outcome')} "
+                  f"barrier={'-' if bar is None else f'{bar:.1f}'} {rec.get('seconds', 0):.1f} s ({times})"
+                  f"{'  ' + rec['error'] if rec.get('error') else ''}", highlight=False, markup=False)
 
     pot = str(Path(potential).resolve()) if Path(potential).exists() and potential not in ENGINE_SPECS else potential
     records = run_benchmark(files, pot, out_dir, workers=workers, timeout=timeout, settings=settings, on_result=show,
-                            retry_failed=retry_failed)
+                            retry_failed=retry_failed, charge=charge, multiplicity=multiplicity)
     _report(out_dir, reference, records, potential)
 
 

@@ -1,4 +1,5 @@
-"""Convert any readable dataset (HORM LMDB, horm store, (ext)xyz) into a horm store.
+"""Convert any readable dataset (HORM LMDB, horm store, xyz/extxyz/.traj/ASE .db) into a horm
+store (:func:`convert`), or export one to extxyz/xyz, ``.traj`` or ASE ``.db`` (:func:`export`).
 
 Writes in transactions of ``batch`` samples, so a killed conversion keeps every batch
 it committed; re-running with ``resume=True`` skips samples whose key is already stored.
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from horm.data.formats import LabelKeys, check_store_path, export_samples
 from horm.data.io import level_of_theory, open_dataset
 from horm.data.store import HessianStore
 from horm.errors import DataError
@@ -21,11 +23,33 @@ def progress_bar(transient: bool = False, disable: bool = False) -> Progress:
                     TimeRemainingColumn(), transient=transient, disable=disable)
 
 
+def export(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,
+           keys: LabelKeys | None = None, show_progress: bool = True) -> int:
+    """Write every sample of ``src`` to the ASE file ``dst`` (extxyz/xyz, ``.traj``, ``.db``):
+    energy and forces as calculator results, the Hessian flattened to 9N² floats under
+    ``hessian`` (key names: :mod:`horm.data.formats`). Returns the number of structures."""
+    ds = open_dataset(src, keys)
+    n = len(ds)
+    with progress_bar(disable=not show_progress) as prog:
+        task = prog.add_task(f"export {Path(src).name}", total=n)
+
+        def samples():
+            for i in range(n):
+                s = ds[i]
+                s.key = s.key or f"{Path(src).name}:{i}"
+                yield s
+                prog.advance(task)
+
+        return export_samples(samples(), dst, overwrite=overwrite)
+
+
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,
-            resume: bool = False, batch: int = 256, show_progress: bool = True) -> HessianStore:
-    """Copy every sample of ``src`` into the store ``dst``; returns the (open) store."""
-    ds = open_dataset(src)
-    dst = Path(dst)
+            resume: bool = False, batch: int = 256, show_progress: bool = True,
+            keys: LabelKeys | None = None) -> HessianStore:
+    """Copy every sample of ``src`` into the store ``dst``; returns the (open) store.
+    ``dst`` must not carry an xyz-family or ASE extension (use :func:`export` for those)."""
+    dst = check_store_path(dst)
+    ds = open_dataset(src, keys)
     if dst.exists() and resume:
         store = HessianStore.open(dst, readonly=False)
     else:

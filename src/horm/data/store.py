@@ -35,6 +35,7 @@ import msgpack
 import numpy as np
 
 from horm import __version__
+from horm.data.formats import check_store_path
 from horm.data.lmdb_util import MAP_SIZE, acquire_env, is_open, release_env
 from horm.data.sample import Sample
 from horm.errors import DataError
@@ -199,7 +200,7 @@ class HessianStore:
     def create(cls, path: str | os.PathLike, level_of_theory: str, *, overwrite: bool = False,
                chunk_size: int = DEFAULT_CHUNK, **provenance: Any) -> "HessianStore":
         """Create an empty store. ``provenance`` (source, engine settings, ...) goes into __meta__."""
-        path = Path(path)
+        path = check_store_path(path)
         if is_open(path):
             raise DataError(str(path), "store is open in this process; close it before re-creating")
         if path.exists():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from horm.data.formats import LabelKeys, read_ase
 from horm.data.sample import MIN_DISTANCE, Sample, symbols_to_numbers
 from horm.errors import DataError
 
@@ -23,17 +24,21 @@ def _is_extxyz(comment: str) -> bool:
     return "Properties=" in comment or "energy=" in comment.lower()
 
 
-def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float = MIN_DISTANCE) -> list[Sample]:
-    """All frames of an xyz (or extxyz) file as Samples; labels are read from extxyz."""
+def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float = MIN_DISTANCE,
+             keys: LabelKeys | None = None) -> list[Sample]:
+    """All frames of an xyz, extxyz, ``.traj`` or ASE ``.db`` file as Samples; labels are
+    read from extxyz and ASE files under ``keys`` (:func:`horm.data.formats.read_ase`)."""
     path = Path(path)
     src = str(path)
+    if path.suffix.lower() in (".traj", ".db") or (keys is not None and keys.any):
+        return read_ase(path, keys, validate, min_distance)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(src, f"cannot read ({exc})") from None
     lines = text.splitlines()
     if len(lines) >= 2 and _is_extxyz(lines[1]):
-        return _read_extxyz(path, validate, min_distance)
+        return read_ase(path, keys, validate, min_distance)
     frames: list[Sample] = []
     i = 0
     while i < len(lines):
@@ -93,35 +98,6 @@ def _parse_comment(s: Sample, comment: str) -> None:
                 pass
 
 
-def _read_extxyz(path: Path, validate: bool, min_distance: float) -> list[Sample]:
-    from ase.io import read
-
-    src = str(path)
-    try:
-        frames = read(src, index=":", format="extxyz")
-    except Exception as exc:
-        raise DataError(src, f"malformed extxyz ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    out = []
-    for k, atoms in enumerate(frames):
-        s = Sample.from_atoms(atoms)
-        if "energy" in atoms.info and s.energy is None:
-            s.energy = float(atoms.info["energy"])
-        if "forces" in atoms.arrays and s.forces is None:
-            s.forces = np.asarray(atoms.arrays["forces"], dtype=float)
-        h = atoms.info.get("hessian")
-        if h is not None:
-            h = np.asarray(h, dtype=np.float64)
-            n3 = 3 * len(atoms)
-            if h.size != n3 * n3:
-                raise DataError(src, f"Hessian has {h.size} entries, expected {n3 * n3}", f"frame {k}")
-            s.hessian = h.reshape(n3, n3)
-        s.origin = s.origin or f"xyz:{path.name}:{k}"
-        if validate:
-            s.validate(src, f"frame {k}", min_distance=min_distance)
-        out.append(s)
-    return out
-
-
 def read_reaction(path: str | os.PathLike) -> tuple[Sample, Sample]:
     """Reactant and product of a reaction file (two frames, same atoms, same order)."""
     path = Path(path)
@@ -172,21 +148,12 @@ def write_xyz(path: str | os.PathLike, samples: Sample | list[Sample], comments:
 
 
 def write_extxyz(path: str | os.PathLike, samples: list[Sample]) -> Path:
-    """Write labelled samples as extxyz (energy, forces; Hessian flattened in info)."""
-    from ase.io import write
+    """Write labelled samples as extxyz (energy, forces; Hessian flattened in info), atomically;
+    the key names are those of :func:`horm.data.formats.export_samples`."""
+    from horm.data.formats import export_samples
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    atoms = []
-    for s in samples:
-        a = s.to_atoms()
-        if s.hessian is not None:
-            a.info["hessian"] = np.asarray(s.hessian, dtype=float).reshape(-1)
-        atoms.append(a)
-    write(str(tmp), atoms, format="extxyz")
-    os.replace(tmp, path)
-    return path
+    export_samples(samples, path, overwrite=True)
+    return Path(path)
 
 
 def write_reaction(path: str | os.PathLike, reactant: Sample, product: Sample) -> Path:

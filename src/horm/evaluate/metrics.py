@@ -30,7 +30,7 @@ Full predicted Hessians come from the batched path (c) of :mod:`horm.hessian.aut
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -85,6 +85,7 @@ class Predictions:
     hessian_ref: list
     eig: list
     eig_ref: list
+    keys: list = field(default_factory=list)  # sample key per molecule (``#index`` when the data has none)
 
 
 def evaluate_model(model, dataset, batch_size: int = 8, hessian: bool = True, max_samples: int | None = None,
@@ -117,6 +118,7 @@ def evaluate_model(model, dataset, batch_size: int = 8, hessian: bool = True, ma
         for b, s in enumerate(samples):
             r: dict[str, float] = {}
             fb = f[ptr[b]:ptr[b + 1]]
+            pr.keys.append(s.key or f"#{lo + b}")
             pr.energy.append(float(e[b]))
             pr.ref_offset.append(float(ref_e[b]))
             pr.forces.append(fb)

@@ -54,14 +54,19 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if 1e-3 <= a < 1e4 else f"{x:.2e}"
 
 
-def table_rows(summaries: dict[str, dict], metrics: list[str]) -> list[list[str]]:
-    """Rows [metric, unit, stat, model1, model2, ...] for the given metrics."""
+def _full(x) -> str:
+    """A number at full precision for CSV (shortest repr that reads back exactly); '' if missing."""
+    return repr(float(x)) if x is not None and math.isfinite(x) else ""
+
+
+def table_rows(summaries: dict[str, dict], metrics: list[str], fmt=_fmt) -> list[list[str]]:
+    """Rows [metric, unit, stat, model1, model2, ...] for the given metrics (values through ``fmt``)."""
     rows = []
     for m in metrics:
         for stat in ("mean", "median"):
             if m == "n_neg_agree" and stat == "median":
                 continue  # a median of 0/1 says little
-            rows.append([LABELS.get(m, m), UNITS[m], stat] + [_fmt(s.get(m, {}).get(stat, float("nan")))
+            rows.append([LABELS.get(m, m), UNITS[m], stat] + [fmt(s.get(m, {}).get(stat, float("nan")))
                                                               for s in summaries.values()])
     return rows
 
@@ -75,10 +80,10 @@ def write_tables(summaries: dict[str, dict], out_dir: str | Path, n_molecules: d
     md_all = []
     for key, (title, metrics) in TABLES.items():
         rows = table_rows(summaries, metrics)
-        with open(out / f"{key}.csv", "w", newline="") as fh:
+        with open(out / f"{key}.csv", "w", newline="") as fh:  # full precision; the Markdown is rounded
             w = csv.writer(fh)
             w.writerow(header)
-            w.writerows(rows)
+            w.writerows(table_rows(summaries, metrics, fmt=_full))
         md = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
         if n_molecules:
@@ -193,9 +198,10 @@ def write_report(results: dict[str, tuple[dict, dict, Predictions]], out_dir: st
         with open(out / f"per_molecule_{_safe(name)}.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             keys = list(metrics)
-            w.writerow([f"{k} [{UNITS[k]}]" for k in keys])
+            w.writerow(["key"] + [f"{k} [{UNITS[k]}]" for k in keys])
             for i in range(len(next(iter(metrics.values())))):
-                w.writerow([_fmt(metrics[k][i]) if math.isfinite(metrics[k][i]) else "" for k in keys])
+                sample = pr.keys[i] if i < len(pr.keys) else f"#{i}"
+                w.writerow([sample] + [_full(metrics[k][i]) for k in keys])
         paths.append(out / f"per_molecule_{_safe(name)}.csv")
     paths.append(radar_plot(summaries, out / "radar.png"))
     return paths

@@ -86,6 +86,29 @@ def check_spin(sample: Sample, source: str) -> int:
     return unpaired
 
 
+def resolve_spin(sample: Sample, charge: int | None = None, multiplicity: int | None = None) -> str | None:
+    """Apply a user's ``charge``/``multiplicity`` (None: keep what the file said) to ``sample``.
+
+    With no multiplicity given and an odd electron count at multiplicity 1 (the default of
+    a file that says nothing), the sample becomes a doublet; the returned note says so
+    (None otherwise). An explicit multiplicity is never changed: a wrong one fails later in
+    :func:`check_spin` with one line.
+    """
+    if charge is not None:
+        sample.charge = int(charge)
+    if multiplicity is not None:
+        if int(multiplicity) < 1:
+            raise ValueError(f"multiplicity must be >= 1, got {multiplicity}")
+        sample.multiplicity = int(multiplicity)
+        return None
+    nel = n_electrons(sample)
+    if nel % 2 and int(sample.multiplicity) == 1:
+        sample.multiplicity = 2
+        return (f"{nel} electrons (charge {int(sample.charge)}) and no multiplicity given: "
+                f"computed as a doublet (multiplicity 2)")
+    return None
+
+
 def labelled(sample: Sample, want: tuple[str, ...], energy: float | None,
              forces: np.ndarray | None, hessian: np.ndarray | None,
              extras: dict[str, Any] | None = None) -> Sample:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from horm.data.formats import ASE_SUFFIXES, check_store_path
 from horm.data.sample import Sample
 from horm.data.store import HessianStore
 from horm.errors import DataError, LabelError
@@ -43,17 +44,25 @@ WANT_ALL = ("energy", "forces", "hessian")
 # --- input ---------------------------------------------------------------------------------
 
 def _xyz_files(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.suffix in (".xyz", ".extxyz") and p.is_file())
+    return sorted(p for p in d.iterdir() if p.suffix.lower() in ASE_SUFFIXES and p.is_file())
 
 
-def open_items(path: str | os.PathLike) -> tuple[int, Callable[[], Iterator[Sample]]]:
+def open_items(path: str | os.PathLike, charge: int | None = None, multiplicity: int | None = None,
+               notes: dict[str, int] | None = None) -> tuple[int, Callable[[], Iterator[Sample]]]:
     """(count, iterator factory) over the geometries of ``path``, each with a stable ``key``.
 
     Keys: a sample's own key if set, else ``<file name>:<frame>``. For a directory of xyz
-    files, a sample without a reaction id gets the file's stem as ``rxn``.
+    files, a sample without a reaction id gets the file's stem as ``rxn``. ``charge`` and
+    ``multiplicity`` override each sample's; an odd electron count with no multiplicity
+    given becomes a doublet (:func:`horm.label.engine.resolve_spin`), counted in ``notes``.
     """
     from horm.data.io import open_dataset
     from horm.data.xyz import read_xyz
+    from horm.label.engine import resolve_spin
+
+    def spin(s: Sample) -> None:
+        if resolve_spin(s, charge, multiplicity) and notes is not None:
+            notes[_DOUBLET] = notes.get(_DOUBLET, 0) + 1
 
     p = Path(path)
     if not p.exists():
@@ -64,6 +73,7 @@ def open_items(path: str | os.PathLike) -> tuple[int, Callable[[], Iterator[Samp
             for i, s in enumerate(read_xyz(f)):
                 s.key = s.key or f"{f.name}:{i}"
                 s.rxn = s.rxn or f.stem
+                spin(s)
                 frames.append(s)
         return len(frames), lambda: iter(frames)
     ds = open_dataset(p)
@@ -72,9 +82,13 @@ def open_items(path: str | os.PathLike) -> tuple[int, Callable[[], Iterator[Samp
         for i in range(len(ds)):
             s = ds[i]
             s.key = s.key or f"{p.name}:{i}"
+            spin(s)
             yield s
 
     return len(ds), it
+
+
+_DOUBLET = "had an odd electron count and no multiplicity: computed as doublets"
 
 
 def _strip(s: Sample) -> Sample:
@@ -289,6 +303,7 @@ class LabelSummary:
     backend: str = "serial"
     workers: int = 1
     reasons: dict[str, int] = field(default_factory=dict)  # failure kind -> count
+    spin_notes: dict[str, int] = field(default_factory=dict)  # e.g. "defaulted to a doublet" -> count
 
     @property
     def computed(self) -> int:
@@ -303,6 +318,8 @@ class LabelSummary:
         s = (f"labelled {self.labelled}, skipped {self.skipped} (already stored)"
              f"{f' + {self.skipped_failed} (failed before)' if self.skipped_failed else ''}, failed {self.failed}"
              f" of {self.total} in {self.seconds:.1f} s ({self.rate:.2f} samples/s, {self.backend} x{self.workers})")
+        for note, k in self.spin_notes.items():
+            s += f" [{k} item(s) {note}]"
         if self.reasons:
             s += " [failures: " + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) + "]"
         return s
@@ -311,7 +328,7 @@ class LabelSummary:
         return {"total": self.total, "labelled": self.labelled, "skipped": self.skipped,
                 "skipped_failed": self.skipped_failed, "failed": self.failed,
                 "seconds": round(self.seconds, 3), "samples_per_s": round(self.rate, 4),
-                "backend": self.backend, "workers": self.workers}
+                "backend": self.backend, "workers": self.workers, "notes": dict(self.spin_notes)}
 
 
 def open_or_create_store(out: str | os.PathLike, engine, source: str) -> HessianStore:
@@ -332,21 +349,25 @@ def open_or_create_store(out: str | os.PathLike, engine, source: str) -> Hessian
 def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, workers: int = 1,
           ray_address: str | None = None, retry_failed: bool = False, timeout: float | None = None,
           want=WANT_ALL, max_in_flight: int | None = None, show_progress: bool = True,
-          print_summary: bool = True) -> LabelSummary:
+          print_summary: bool = True, charge: int | None = None, multiplicity: int | None = None) -> LabelSummary:
     """Label every geometry of ``input`` with ``engine`` into the store ``out_store``.
 
     workers: parallel computations (1: in this process). ray_address: None (local process
     pool), ``"local"`` (start a local Ray with ``num_cpus=workers``) or a Ray address.
     retry_failed: recompute keys in the failures table. timeout: seconds per item (a
-    failure "timeout" when exceeded). Returns the run's :class:`LabelSummary`.
+    failure "timeout" when exceeded). charge, multiplicity: override the input's (odd
+    electrons with no multiplicity given: a doublet, see :func:`open_items`). ``out_store``
+    must not carry an xyz-family or ASE extension. Returns the run's :class:`LabelSummary`.
     """
     from horm.data.convert import progress_bar
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    n, items = open_items(input)
+    check_store_path(out_store)
+    summary = LabelSummary(workers=workers)
+    n, items = open_items(input, charge, multiplicity, summary.spin_notes)
+    summary.total = n
     store = open_or_create_store(out_store, engine, str(Path(input).resolve()))
-    summary = LabelSummary(total=n, workers=workers)
     try:
         done_keys = store.keys()
         failed_keys = {f["key"] for f in store.failures()}

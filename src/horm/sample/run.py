@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, get_args
 
+from horm.data.formats import is_ase_path
 from horm.errors import HormError
 from horm.sample.irc import IrcSampleSettings, sample_irc
 from horm.sample.neb import NebSampleSettings, ReactionSamples, error_line, sample_neb
@@ -34,9 +35,15 @@ def default_settings(method: Method):
     return NebSampleSettings() if method == "neb" else IrcSampleSettings()
 
 
-def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=None) -> ReactionSamples:
-    """Sample one reaction file (reactant, product frames) with ``engine`` as the potential."""
+def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=None,
+                    spin: tuple = (None, None)) -> ReactionSamples:
+    """Sample one reaction file (reactant, product frames) with ``engine`` as the potential.
+
+    ``spin``: (charge, multiplicity) overriding the file's (None: keep); an odd electron
+    count with no multiplicity given is run as a doublet, noted in the result's ``info``.
+    """
     from horm.data.xyz import read_reaction
+    from horm.label.engine import resolve_spin
     from horm.ts.calculator import HormCalculator
 
     check_method(method)
@@ -47,12 +54,14 @@ def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=No
     except HormError as exc:
         return ReactionSamples(path.stem, method, [], [{"key": f"{path.stem}:input", "reason": str(exc),
                                                         "stage": "input"}], time.perf_counter() - t0)
+    notes = {n for n in (resolve_spin(r, *spin), resolve_spin(p, *spin)) if n}
     calc = HormCalculator(engine, name=getattr(engine, "name", "engine"))
     settings = settings or default_settings(method)
     try:
-        if method == "neb":
-            return sample_neb(r, p, calc, settings)
-        return sample_irc(r, p, calc, settings)
+        res = sample_neb(r, p, calc, settings) if method == "neb" else sample_irc(r, p, calc, settings)
+        if notes:
+            res.info["notes"] = sorted(notes)
+        return res
     except Exception as exc:  # noqa: BLE001 - one bad reaction must not end a batch
         return ReactionSamples(r.rxn, method, [], [{"key": f"{r.rxn}:{method}", "reason": error_line(exc),
                                                     "stage": method}], time.perf_counter() - t0)
@@ -71,18 +80,18 @@ def _ping(_) -> int:
     return os.getpid()
 
 
-def _task(path, method, settings) -> ReactionSamples:
-    return sample_reaction(path, method, _ENGINE, settings)
+def _task(path, method, settings, spin) -> ReactionSamples:
+    return sample_reaction(path, method, _ENGINE, settings, spin)
 
 
 def sample_reactions(paths: Iterable[str | os.PathLike], method: Method, engine, settings=None,
-                     workers: int = 1) -> Iterator[ReactionSamples]:
+                     workers: int = 1, spin: tuple = (None, None)) -> Iterator[ReactionSamples]:
     """Yield one ReactionSamples per reaction, in completion order when ``workers > 1``."""
     check_method(method)
     paths = [Path(p) for p in paths]
     if workers <= 1:
         for p in paths:
-            yield sample_reaction(p, method, engine, settings)
+            yield sample_reaction(p, method, engine, settings, spin)
         return
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -103,7 +112,7 @@ def sample_reactions(paths: Iterable[str | os.PathLike], method: Method, engine,
         pending = set()
         while todo or pending:
             while todo and len(pending) < 2 * workers:
-                pending.add(pool.submit(_task, todo.pop(0), method, settings))
+                pending.add(pool.submit(_task, todo.pop(0), method, settings, spin))
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
                 yield f.result()
@@ -119,13 +128,14 @@ def reaction_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 class GeometryWriter:
-    """Collect sampled geometries into ``out``: ``.xyz``/``.extxyz`` or a horm store (other suffix)."""
+    """Collect sampled geometries into ``out``: ``.xyz``/``.extxyz``/``.traj``/ASE ``.db``
+    (:func:`horm.data.formats.export_samples`) or a horm store (any other suffix)."""
 
     def __init__(self, out: str | os.PathLike, method: str, engine_name: str, overwrite: bool = False):
         from horm.data.store import HessianStore
 
         self.out = Path(out)
-        self.as_xyz = self.out.suffix in (".xyz", ".extxyz")
+        self.as_xyz = is_ase_path(self.out)
         self.frames: list = []
         self.failures: list[dict] = []
         self.store = None
@@ -153,17 +163,9 @@ class GeometryWriter:
         if self.store is not None:
             self.store.close()
             return self.out
-        from ase.io import write
+        from horm.data.formats import export_samples
 
-        atoms = []
-        for s in self.frames:
-            a = s.to_atoms()
-            a.info["key"] = s.key
-            atoms.append(a)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.out.with_name(self.out.name + ".tmp")
-        write(str(tmp), atoms, format="extxyz")
-        os.replace(tmp, self.out)
+        export_samples(self.frames, self.out, overwrite=True)
         side = self.out.with_name(self.out.name + ".failures.jsonl")
         if self.failures:
             side.write_text("".join(json.dumps(f, default=str) + "\n" for f in self.failures))

@@ -1,7 +1,7 @@
 """Typed training configuration: dataclasses, loaded from YAML, overridable with ``key=value``.
 
 Sections (every field has a comment; see ``TrainConfig``): ``model``, ``data``, ``loss``,
-``optim``, ``trainer``, plus top-level ``out`` and ``resume``. Overrides use dotted keys:
+``optim``, ``trainer``, plus top-level ``out``, ``resume`` and ``init_from``. Overrides use dotted keys:
 ``loss.hessian=0 optim.lr=1e-3 model.overrides.hidden_channels=64 resume=true``. Values are
 parsed as YAML scalars and then checked against the field's type; a bad key or value raises
 a one-line ``ValueError`` that lists the valid keys or values.
@@ -46,6 +46,9 @@ class DataSection:
     max_val: Optional[int] = None  # use at most this many validation samples
     ref_samples: int = 20000  # samples used to fit per-element reference energies
     num_workers: int = 0  # DataLoader workers
+    energy_key: Optional[str] = None  # xyz/ASE input: field holding the energy (e.g. REF_energy); None: "energy"
+    forces_key: Optional[str] = None  # xyz/ASE input: field holding the forces (e.g. REF_forces); None: "forces"
+    hessian_key: Optional[str] = None  # xyz/ASE input: field of the flattened Hessian (e.g. REF_hessian)
 
 
 @dataclass
@@ -102,6 +105,7 @@ class TrainConfig:
     trainer: TrainerSection = field(default_factory=TrainerSection)
     out: str = "runs/horm"  # run directory: config.yaml, checkpoints/, logs/, model.pt
     resume: bool = False  # continue from out/checkpoints/last.ckpt (or the newest loadable one)
+    init_from: Optional[str] = None  # fine-tune: start from this model's architecture, weights and atom references
 
     # --- construction ------------------------------------------------------------------------
     @classmethod

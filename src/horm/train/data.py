@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from horm.data.batch import Collater, SampleDataset
+from horm.data.formats import LabelKeys
 from horm.data.io import open_dataset
 from horm.data.refs import fit_atom_references
 from horm.data.splits import reaction_split, sample_group
@@ -31,18 +32,21 @@ def _groups(source) -> list[str]:
     return [sample_group(source[i], i) for i in range(len(source))]
 
 
-def load_train_data(data_cfg) -> TrainData:
-    """Open ``data_cfg.train`` (and ``data_cfg.val``), split if needed, fit references.
+def load_train_data(data_cfg, atom_ref: dict[int, float] | None = None) -> TrainData:
+    """Open ``data_cfg.train`` (and ``data_cfg.val``), split if needed, fit references
+    (unless ``atom_ref`` is given: a fine-tuned model keeps its own).
 
-    ``data_cfg`` is a :class:`horm.train.config.DataSection`.
+    ``data_cfg`` is a :class:`horm.train.config.DataSection`; its ``*_key`` fields name the
+    label fields of xyz/ASE input (:mod:`horm.data.formats`).
     """
     if not data_cfg.train:
         raise ValueError("no training data: pass --data PATH (or data.train=PATH)")
-    src = open_dataset(data_cfg.train)
+    keys = LabelKeys(data_cfg.energy_key, data_cfg.forces_key, data_cfg.hessian_key)
+    src = open_dataset(data_cfg.train, keys)
     if len(src) == 0:
         raise DataError(str(data_cfg.train), "dataset is empty")
     if data_cfg.val:
-        val_src = open_dataset(data_cfg.val)
+        val_src = open_dataset(data_cfg.val, keys)
         train_idx = list(range(len(src)))
         val = SampleDataset(val_src, list(range(len(val_src))))
     elif data_cfg.val_fraction > 0:
@@ -62,7 +66,8 @@ def load_train_data(data_cfg) -> TrainData:
     if val is not None and data_cfg.max_val is not None:
         val.indices = val.indices[: data_cfg.max_val]
     train = SampleDataset(src, train_idx)
-    return TrainData(train=train, val=val, atom_ref=fit_references(train, data_cfg.ref_samples))
+    refs = {} if atom_ref is not None else fit_references(train, data_cfg.ref_samples)
+    return TrainData(train=train, val=val, atom_ref=atom_ref if atom_ref is not None else refs)
 
 
 def fit_references(ds, max_samples: int = 20000, seed: int = 0) -> dict[int, float]:
@@ -75,7 +80,9 @@ def fit_references(ds, max_samples: int = 20000, seed: int = 0) -> dict[int, flo
     for i in idx:
         s = ds[int(i)]
         if s.energy is None:
-            raise DataError(str(getattr(ds.source, "path", "train")), "sample has no energy label", where=f"#{i}")
+            hint = getattr(ds.source, "label_hint", "")
+            raise DataError(str(getattr(ds.source, "path", "train")),
+                            "sample has no energy label" + (f" ({hint})" if hint else ""), where=f"#{i}")
         numbers.append(np.asarray(s.numbers))
         energies.append(float(s.energy))
     return fit_atom_references(numbers, energies)

@@ -5,6 +5,10 @@ The run folder ``cfg.out`` receives ``config.yaml`` (the typed config), ``checkp
 by ``val/loss``), ``logs/`` (CSV, plus TensorBoard when installed), ``model.pt`` (final
 weights, EMA ones when EMA is on) and ``run.json`` (sizes, steps, wall time).
 
+Fine-tuning (``init_from=MODEL``, ``horm train --init-from MODEL``) builds the model with
+MODEL's architecture, loads its weights and per-element references (not refitted), validates
+once before training (``init_val_loss`` in ``run.json``) and then trains with the new config.
+
 Resume (``resume=true``) continues from ``last.ckpt``; if that file is unreadable (a kill
 during its write), from the newest readable step checkpoint. A run folder that already holds
 checkpoints is refused without ``resume=true``, so a run is never overwritten by accident.
@@ -12,10 +16,12 @@ checkpoints is refused without ``resume=true``, so a run is never overwritten by
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +29,7 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from horm.train.config import TrainConfig
 from horm.train.data import load_train_data, make_loader
@@ -73,7 +80,7 @@ def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
     if cfg.optim.ema_decay is not None:
         callbacks.append(EMAWeightAveraging(decay=cfg.optim.ema_decay))
     if t.progress_bar:
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(_ProgressBar(leave=True))
     loggers: list = [CSVLogger(save_dir=str(out), name="logs")]
     if importlib.util.find_spec("tensorboard") is not None:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -94,7 +101,54 @@ def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
         default_root_dir=str(out), enable_model_summary=False, **val_kw)
 
 
+class _ProgressBar(RichProgressBar):
+    """Rich progress line that says "step k/N" instead of Lightning's "Epoch 0/-2" when the
+    run is bounded by steps (max_epochs = -1)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        tr = self.trainer
+        if tr.max_epochs is not None and tr.max_epochs > 0:
+            return super()._get_train_description(current_epoch)
+        return f"Epoch {current_epoch} (max {tr.max_steps} steps)"
+
+    def get_metrics(self, trainer, pl_module):
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)  # the logger's version number, not a metric
+        return items
+
+
+_NOISY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """No Lightning tips, accelerator banners, "fit stopped" lines or library deprecation and
+    "possible user" warnings during training: they are not about the user's run."""
+    loggers = [logging.getLogger(n) for n in _NOISY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        for cat in (DeprecationWarning, FutureWarning, PossibleUserWarning):
+            warnings.filterwarnings("ignore", category=cat)
+        warnings.filterwarnings("ignore", message=r".*is deprecated.*")
+        warnings.filterwarnings("ignore", message=r".*logging interval.*")
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        try:
+            yield
+        finally:
+            for lg, lv in zip(loggers, levels):
+                lg.setLevel(lv)
+
+
 def train(cfg: TrainConfig, console=None) -> Path | None:
+    """Run the training job described by ``cfg`` (quietly: see :func:`_quiet`); returns the path
+    of ``model.pt`` (None on DDP ranks > 0)."""
+    with _quiet():
+        return _train(cfg, console)
+
+
+def _train(cfg: TrainConfig, console=None) -> Path | None:
     """Run the training job described by ``cfg``; returns the path of ``model.pt`` (None on DDP ranks > 0)."""
     cfg.validate()
     out = Path(cfg.out)
@@ -106,8 +160,13 @@ def train(cfg: TrainConfig, console=None) -> Path | None:
     elif (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.ckpt")):
         raise ValueError(f"{out} already holds checkpoints; pass resume=true or choose another --out")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    data = load_train_data(cfg.data)
-    module = HormModule(cfg.to_dict(), atom_ref=data.atom_ref)
+    init = _load_init(cfg) if cfg.init_from and ckpt is None else None
+    data = load_train_data(cfg.data, atom_ref=init[1]["atom_ref"] if init else None)
+    if init is not None:  # fine-tune: the loaded architecture, weights and references
+        module = HormModule(cfg.to_dict(), model_config=init[1]["config"], atom_ref=init[1]["atom_ref"])
+        module.model.load_state_dict(init[0].state_dict())
+    else:
+        module = HormModule(cfg.to_dict(), atom_ref=data.atom_ref)
     dtype = _DTYPES[cfg.trainer.precision]
     t = cfg.trainer
     train_loader = make_loader(data.train, t.batch_size, dtype, shuffle=True, num_workers=cfg.data.num_workers,
@@ -116,6 +175,10 @@ def train(cfg: TrainConfig, console=None) -> Path | None:
                   if data.val is not None and len(data.val) > 0 else None)
     _announce(cfg, data, ckpt, console)
     trainer = build_trainer(cfg, val_loader is not None)
+    init_val = None
+    if init is not None and val_loader is not None:  # where fine-tuning starts from
+        init_val = float(trainer.validate(module, dataloaders=val_loader, verbose=False)[0]["val/loss"])
+        _say(console, f"{cfg.init_from}: val/loss {init_val:.6g} before fine-tuning")
     t0 = time.perf_counter()
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
                 ckpt_path=str(ckpt) if ckpt else None)
@@ -125,10 +188,25 @@ def train(cfg: TrainConfig, console=None) -> Path | None:
         save_model(module.model, model_path, cfg.to_dict())
         info = {"n_train": len(data.train), "n_val": len(data.val) if data.val is not None else 0,
                 "global_step": trainer.global_step, "wall_s": wall, "resumed_from": str(ckpt) if ckpt else None,
-                "atom_ref": {str(z): e for z, e in data.atom_ref.items()}, "model": module.model.config}
+                "atom_ref": {str(z): e for z, e in data.atom_ref.items()}, "model": module.model.config,
+                "init_from": cfg.init_from, "init_val_loss": init_val}
         (out / "run.json").write_text(json.dumps(info, indent=1))
         return model_path
     return None
+
+
+def _load_init(cfg: TrainConfig):
+    """(model, info) of ``cfg.init_from``, in the training precision."""
+    from horm.train.export import load_model
+
+    return load_model(cfg.init_from, dtype=_DTYPES[cfg.trainer.precision])
+
+
+@rank_zero_only
+def _say(console, msg: str) -> None:
+    from rich.console import Console
+
+    (console or Console()).print(msg, highlight=False)
 
 
 @rank_zero_only
@@ -145,3 +223,6 @@ def _announce(cfg: TrainConfig, data, ckpt, console) -> None:
     console.print(f"train {len(data.train)} samples, val {nval}; reference energies (eV) {refs}")
     if ckpt:
         console.print(f"resuming from {ckpt}")
+    elif cfg.init_from:
+        console.print(f"fine-tuning from {cfg.init_from} (its architecture, weights and reference energies; "
+                      f"the model section is ignored)", highlight=False)

@@ -4,7 +4,9 @@
 imported once in the server) each load the potential once and run one reaction at a time,
 so Sella's just-in-time compiled code is built once per worker, not once per reaction. A
 reaction that exceeds ``timeout`` seconds is recorded as ``timeout`` and its worker is
-killed (a fresh one takes its place); a worker that dies is recorded as ``error``. Every finished reaction is appended as one JSON line to
+killed (a fresh one takes its place), keeping the stages its partial ``record.json`` holds; a
+worker that dies is recorded as ``error``. Each reaction's ``OUT/<rxn>/log.txt`` gets a line
+per stage as it finishes, and the parent prints a line per reaction. Every finished reaction is appended as one JSON line to
 ``OUT/results.jsonl``; a rerun skips the reactions already there (and collects a
 ``OUT/<rxn>/record.json`` that a worker finished after its parent was killed), so a killed
 benchmark resumes where it stopped. ``OUT/benchmark.json`` holds the potential and
@@ -78,10 +80,28 @@ def _append(out_dir: Path, rec: dict) -> None:
         os.fsync(fh.fileno())
 
 
-def _failure(rxn: str, status: str, seconds: float, error: str) -> dict:
-    return {"rxn": rxn, "status": status, "seconds": round(seconds, 3), "error": error,
-            "path_success": False, "ts_success": False, "irc_success": False, "intended": False,
-            "outcome": None, "barrier_kcal_mol": None}
+def _failure(rxn: str, status: str, seconds: float, error: str, settings: dict | None = None,
+             partial: dict | None = None) -> dict:
+    """The record of a reaction that did not finish; ``partial``: the stages it recorded before."""
+    from horm import __version__
+
+    rec = {"path_success": False, "ts_success": False, "irc_success": False, "irc_converged": False,
+           "irc_ends_relaxed": False, "intended": False, "outcome": None, "barrier_kcal_mol": None,
+           "horm_version": __version__, "settings": settings}
+    if partial:
+        rec.update({k: v for k, v in partial.items() if k not in ("status", "seconds", "verify")})
+        rec["outcome"], rec["intended"], rec["barrier_kcal_mol"] = None, False, None
+    rec.update({"rxn": rxn, "status": status, "seconds": round(seconds, 3), "error": error})
+    return rec
+
+
+def _partial(rdir: Path) -> dict | None:
+    """The partial record a killed reaction left behind (None when there is none)."""
+    try:
+        rec = json.loads((rdir / "record.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return rec if rec.get("status") == "running" else None
 
 
 def _redirect_output(path: Path) -> None:
@@ -96,16 +116,15 @@ def _redirect_output(path: Path) -> None:
     os.close(fd)
 
 
-def _serve(conn, potential: str, settings: dict, threads: int) -> None:
+def _serve(conn, potential: str, settings: dict, threads: int, spin: tuple) -> None:
     """A long-lived worker: loads the potential once (and warms Sella's compiled code on
     the first reaction), then runs each reaction ``(path, out_dir)`` it receives and
     answers with the out_dir once ``record.json`` is written. ``None`` ends it."""
     import torch
 
     torch.set_num_threads(threads)
-    from horm.data.xyz import read_reaction
     from horm.ts.calculator import load_potential
-    from horm.ts.workflow import run_reaction
+    from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
 
     calc, load_error = None, None
     try:
@@ -129,23 +148,25 @@ def _serve(conn, potential: str, settings: dict, threads: int) -> None:
         try:
             if load_error is not None:
                 raise HormError(load_error)
-            r, p = read_reaction(path)
-            run_reaction(r.to_atoms(), p.to_atoms(), calc, run_settings, out_dir=out, name=rxn)
+            r, p, notes = prepare_reaction(path, *spin)
+            run_reaction(r, p, calc, run_settings, out_dir=out, name=rxn, notes=notes,
+                         on_stage=lambda name, st, rec: print(stage_line(name, st, rec), flush=True))
         except Exception as exc:  # recorded, the benchmark goes on
             import traceback
 
             traceback.print_exc()
             write_json_atomic(out / "record.json", _failure(rxn, "error", time.perf_counter() - t0,
-                                                            f"{type(exc).__name__}: {exc}".replace("\n", " ")))
+                                                            f"{type(exc).__name__}: {exc}".replace("\n", " "),
+                                                            settings, _partial(out)))
         conn.send(out_dir)
 
 
 class _Slot:
     """One worker process and the reaction it is running (None when idle)."""
 
-    def __init__(self, ctx, potential: str, settings: dict, threads: int):
+    def __init__(self, ctx, potential: str, settings: dict, threads: int, spin: tuple = (None, None)):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, potential, settings, threads), daemon=True)
+        self.proc = ctx.Process(target=_serve, args=(child, potential, settings, threads, spin), daemon=True)
         self.proc.start()
         child.close()
         self.task: tuple[str, Path] | None = None
@@ -189,15 +210,46 @@ def _check_meta(out: Path, potential: str, settings: dict) -> None:
     write_json_atomic(p, meta)
 
 
+def _check_slot(sl: _Slot, timeout: float, land: Callable[[dict], None], sdict: dict) -> None:
+    """Land the record of ``sl``'s reaction if it finished, died or ran past ``timeout``."""
+    rxn, rdir = sl.task
+    elapsed = time.monotonic() - sl.t_start
+    answered = False
+    try:
+        answered = sl.conn.poll()
+        if answered:
+            sl.conn.recv()
+    except (EOFError, OSError):
+        answered = False
+    if answered:
+        sl.task = None
+        try:
+            land(json.loads((rdir / "record.json").read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            land(_failure(rxn, "error", elapsed, f"no record written (see {rxn}/log.txt)", sdict))
+    elif not sl.proc.is_alive():
+        sl.kill()
+        sl.task = None
+        land(_failure(rxn, "error", elapsed, f"worker died with exit code {sl.proc.exitcode} (see {rxn}/log.txt)",
+                      sdict, _partial(rdir)))
+    elif elapsed > timeout:
+        sl.kill()
+        sl.task = None
+        land(_failure(rxn, "timeout", elapsed, f"killed after {timeout:g} s", sdict, _partial(rdir)))
+
+
 def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int = 1, timeout: float = 600.0,
                   settings: RunSettings | None = None, threads_per_worker: int = 1,
                   on_result: Callable[[dict], None] | None = None, poll: float = 0.1,
-                  retry_failed: bool = False) -> list[dict]:
+                  retry_failed: bool = False, charge: int | None = None,
+                  multiplicity: int | None = None) -> list[dict]:
     """Run (or resume) the TS search on ``reactions``; returns their latest records.
 
     Reaction ids are the file stems and must be unique. ``on_result`` is called with each
     new record as it lands. ``retry_failed`` runs again the reactions whose record says
-    ``timeout`` or ``error`` (the new record supersedes the old line).
+    ``timeout`` or ``error`` (the new record supersedes the old line). ``charge`` and
+    ``multiplicity`` override the reaction files' (see :func:`horm.ts.workflow.prepare_reaction`).
+    A reaction killed by its timeout keeps the stages it finished in its record.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -229,7 +281,8 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
                 rec = json.loads(rec_path.read_text())
             except json.JSONDecodeError:
                 rec = None
-            if rec is not None and (rec.get("status") == "done" or not retry_failed):
+            if rec is not None and rec.get("status") != "running" and (rec.get("status") == "done"
+                                                                       or not retry_failed):
                 land(rec)
                 continue
         pending.append((Path(path), rxn))
@@ -241,39 +294,15 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
             while pending or any(sl.task for sl in slots):
                 slots = [sl for sl in slots if sl.proc.is_alive() or sl.task]
                 while pending and len(slots) < workers:
-                    slots.append(_Slot(ctx, potential, sdict, threads_per_worker))
+                    slots.append(_Slot(ctx, potential, sdict, threads_per_worker, (charge, multiplicity)))
                 for sl in slots:
                     if sl.task is None and pending and sl.proc.is_alive():
                         path, rxn = pending.pop(0)
                         sl.give(rxn, path, out / rxn)
                 time.sleep(poll)
-                for k, sl in enumerate(slots):
-                    if sl.task is None:
-                        continue
-                    rxn, rdir = sl.task
-                    elapsed = time.monotonic() - sl.t_start
-                    answered = False
-                    try:
-                        answered = sl.conn.poll()
-                        if answered:
-                            sl.conn.recv()
-                    except (EOFError, OSError):
-                        answered = False
-                    if answered:
-                        sl.task = None
-                        try:
-                            land(json.loads((rdir / "record.json").read_text()))
-                        except (FileNotFoundError, json.JSONDecodeError):
-                            land(_failure(rxn, "error", elapsed, f"no record written (see {rxn}/log.txt)"))
-                    elif not sl.proc.is_alive():
-                        sl.kill()
-                        sl.task = None
-                        land(_failure(rxn, "error", elapsed, f"worker died with exit code {sl.proc.exitcode} "
-                                                             f"(see {rxn}/log.txt)"))
-                    elif elapsed > timeout:
-                        sl.kill()
-                        sl.task = None
-                        land(_failure(rxn, "timeout", elapsed, f"killed after {timeout:g} s"))
+                for sl in slots:
+                    if sl.task is not None:
+                        _check_slot(sl, timeout, land, sdict)
         finally:
             for sl in slots:
                 try:

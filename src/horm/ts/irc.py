@@ -45,13 +45,25 @@ class IRCResult:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def converged_both(self) -> bool:
+        """Both IRC branches converged (reached ``fmax`` within ``max_steps``), no error."""
+        return self.error is None and all(self.converged.get(d, False) for d in ("forward", "reverse"))
+
+    @property
+    def ends_relaxed(self) -> bool:
+        """Both branch ends relaxed to ``opt_fmax`` (whether or not the IRC itself converged)."""
+        return (self.error is None and self.end_forward is not None and self.end_reverse is not None
+                and all(self.opt_converged.get(d, False) for d in ("forward", "reverse")))
+
+    @property
     def success(self) -> bool:
-        """Both ends relaxed (the IRC itself may stop early at max_steps)."""
-        return self.error is None and self.end_forward is not None and self.end_reverse is not None
+        """Both IRC branches converged (see :attr:`converged_both`)."""
+        return self.converged_both
 
     def record(self) -> dict:
         e = lambda a: None if a is None else a.info.get("energy")  # noqa: E731
-        return {"success": self.success, "converged": self.converged, "steps": self.steps,
+        return {"success": self.success, "converged_both": self.converged_both, "ends_relaxed": self.ends_relaxed,
+                "converged": self.converged, "steps": self.steps,
                 "opt_converged": self.opt_converged, "opt_steps": self.opt_steps,
                 "energy_forward_end": e(self.end_forward), "energy_reverse_end": e(self.end_reverse),
                 "seconds": round(self.seconds, 3), "error": self.error, "notes": self.notes}

@@ -1,6 +1,7 @@
 """Summaries of a TS benchmark: counts per stage (Fig. 2), a bar chart, and run-vs-run comparison.
 
-``summarize(records)`` counts path success, TS success, IRC success and intended outcomes
+``summarize(records)`` counts path success, TS success, IRC success (``irc_success``: both
+branches converged; see :mod:`horm.ts.workflow`) and intended outcomes
 (each as a count and a fraction of all reactions), timeouts and errors, and the median
 wall time per reaction (s; timeouts enter with the time they were given).
 ``compare_runs(run, reference)`` takes the reactions that both runs solved (outcome
