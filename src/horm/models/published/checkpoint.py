@@ -222,12 +222,13 @@ def parse_atom_refs(refs: Mapping[Any, Any] | None) -> dict[int, float]:
 
 # --- the API -----------------------------------------------------------------------------------
 def load_published_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
-                              dtype: torch.dtype = torch.float32,
+                              dtype: torch.dtype | None = torch.float32,
                               atom_refs: Mapping[Any, Any] | None = None) -> tuple[Any, dict]:
     """Build the published architecture of a HORM/HIP Lightning checkpoint and load it strictly.
 
     Returns ``(model, info)``, the model in eval mode on ``device`` in ``dtype``; see the module
     docstring for ``info``. ``atom_refs``: ``{symbol or Z: eV}`` to use instead of the HORM fit.
+    ``dtype`` None means float32, the precision the checkpoints were trained and saved in.
     """
     from ase.data import chemical_symbols
 
@@ -239,7 +240,7 @@ def load_published_checkpoint(path: str | os.PathLike, device: str | torch.devic
         model.load_state_dict({**state, "atom_ref": torch.zeros_like(model.atom_ref)}, strict=True)
     except RuntimeError as exc:  # key_problems() passed, so this is a value the model refuses
         raise DataError(source, f"weights do not load into {fmt.model} ({str(exc).splitlines()[0][:200]})") from None
-    model = model.to(device=device, dtype=dtype).eval()
+    model = model.to(device=device, dtype=dtype or torch.float32).eval()
     model.set_atom_ref(refs)  # after the cast: exact in float64
     info = {"config": dict(config), "atom_ref": dict(refs), "train_config": None, "path": source,
             "architecture": fmt.model, "source_name": Path(path).name, "source_sha256": sha256_file(path),
