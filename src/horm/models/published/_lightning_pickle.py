@@ -83,7 +83,7 @@ def _refuse_tensor_extras(hooks, metadata, source):
 
 
 def _allowed(source: str) -> dict[tuple[str, str], Any]:
-    from torch._utils import _rebuild_parameter, _rebuild_tensor_v2
+    from torch._utils import _rebuild_tensor_v2
 
     def rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
         _refuse_tensor_extras(hooks, metadata, source)
