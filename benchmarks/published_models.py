@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/published_models.py [--models horm-leftnet ...] [--molecules 0 1 2 3]
        [--hessian-molecules 0 1] [--dtype float32] [--threads 1] [--repeat 1] [--clock cpu|wall]
+       [--preset published|small]
 
 For every registered published model (``horm-*``, ``hip-*``) built at its ``published``
 preset with seeded random weights (timings do not depend on the weights), on the molecules
@@ -72,9 +73,9 @@ def model_hessians(model, samples, dtype, source: str = "autograd", **kw) -> lis
     return hessian_blocks(out["hessian"], out["hess_ptr"], b.natoms)
 
 
-def bench_model(name: str, ef_samples, h_samples, dtype, repeat, clock) -> dict:
+def bench_model(name: str, ef_samples, h_samples, dtype, repeat, clock, preset: str = "published") -> dict:
     torch.manual_seed(0)
-    model = build_model(name, "published").to(dtype).eval()
+    model = build_model(name, preset).to(dtype).eval()
     row = {"model": name, "params": sum(p.numel() for p in model.parameters())}
 
     def per_mol(fn, samples):
@@ -107,19 +108,20 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--clock", default="cpu", choices=list(CLOCKS))
+    ap.add_argument("--preset", default="published", help="'small' is the fixtures' size")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     dtype, clock = getattr(torch, args.dtype), CLOCKS[args.clock]
     mols = reference_molecules()
     ef_s, h_s = [mols[i] for i in args.molecules], [mols[i] for i in args.hessian_molecules]
     names = args.models if args.models is not None else published_models()
-    print(f"published size, random weights; {args.dtype}, {args.threads} thread(s), {args.clock} time, best of "
+    print(f"preset {args.preset}, random weights; {args.dtype}, {args.threads} thread(s), {args.clock} time, best of "
           f"{args.repeat}; E+F on {[s.natoms for s in ef_s]} atoms, Hessians on {[s.natoms for s in h_s]} atoms")
     print("| model | params | E+F ms/mol | Hessian ms/mol: loop (1×) | batched, 1/call | batched, all in one call "
           "| head | max rel. dev. batched vs loop |")
     print("|" + "---|" * 8)
     for name in names:
-        r = bench_model(name, ef_s, h_s, dtype, args.repeat, clock)
+        r = bench_model(name, ef_s, h_s, dtype, args.repeat, clock, args.preset)
         loop = r.get("loop")
         dev = f"{r['dev']:.1e}" if "dev" in r else "—"
         print(f"| {name} | {r['params'] / 1e6:.2f} M | {r['ef']:.1f} | {_cell(None, loop)} | {_cell(loop, r.get('b1'))} "
