@@ -22,7 +22,7 @@ from horm.data.io import open_dataset
 from horm.evaluate.metrics import evaluate_model, summarise
 from horm.evaluate.report import write_report
 from horm.train.config import TrainConfig
-from horm.train.export import load_model
+from horm.models.files import load_model
 from horm.train.run import train
 
 RUNS = {  # name -> overrides

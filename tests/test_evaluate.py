@@ -14,7 +14,7 @@ from horm.cli import app
 from horm.evaluate.metrics import asymmetry, evaluate_model, hessian_metrics, summarise
 from horm.hessian.analysis import vibrational_analysis
 from horm.models.base import build_model
-from horm.train.export import load_model, save_model
+from horm.models.files import load_model, save_model
 
 # water-like geometry (Å) and a positive-definite internal Hessian built from random modes
 POS = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.0, -0.757, -0.469]])

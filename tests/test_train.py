@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from horm.cli import app
 from horm.train.config import TrainConfig
-from horm.train.module import load_model
+from horm.models.files import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from horm.errors import HormError
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     from horm.models.base import build_model
-    from horm.train.export import save_model
+    from horm.models.files import save_model
 
     torch.manual_seed(0)
     model = build_model("leftnet", "tiny")

@@ -178,7 +178,7 @@ class Demo:
         from horm.datasets import load_bundled
         from horm.evaluate.metrics import evaluate_model, summarise
         from horm.evaluate.report import write_report
-        from horm.train.export import load_model
+        from horm.models.files import load_model
 
         self.eval: dict[str, dict] = {}
         with self._stage("evaluate"):

@@ -24,3 +24,7 @@ class UnsafePickleError(DataError):
 
 class LabelError(HormError, RuntimeError):
     """A labelling engine could not produce trustworthy labels (e.g. SCF not converged)."""
+
+
+class DomainError(HormError, ValueError):
+    """A structure outside what a model was trained for (elements, periodic cell, charge, spin)."""

@@ -9,6 +9,7 @@ import typer
 
 from horm.cli import app
 from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, console, friendly, label_keys
+from horm.cli._options import device_option, dtype_option, threads_option
 
 
 def _names(paths: list[Path]) -> list[str]:
@@ -38,16 +39,21 @@ def evaluate_cmd(
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="evaluate the first N samples only"),
     no_hessian: bool = typer.Option(False, "--no-hessian", help="energy and forces only"),
     name: Optional[List[str]] = typer.Option(None, "--name", help="display name per model (repeat)"),
+    threads: Optional[int] = threads_option(),
+    device: str = device_option(),
+    dtype: Optional[str] = dtype_option(None),
     energy_key: Optional[str] = ENERGY_KEY, forces_key: Optional[str] = FORCES_KEY,
     hessian_key: Optional[str] = HESSIAN_KEY,
 ) -> None:
     """Evaluate one or more models on the same data, side by side."""
     from rich.progress import Progress
 
-    from horm.data.io import open_dataset
+    from horm.data.io import level_of_theory, open_dataset
     from horm.evaluate.metrics import evaluate_model, summarise
     from horm.evaluate.report import write_report
-    from horm.train.export import load_model
+    from horm.models.domain import theory_mismatch
+    from horm.models.files import load_model
+    from horm.runtime import auto_threads, thread_limit
 
     if name and len(name) != len(models):
         console.print(f"[red]error:[/red] {len(name)} --name for {len(models)} models", highlight=False)
@@ -57,10 +63,15 @@ def evaluate_cmd(
         raise typer.Exit(2)
     names = list(name) if name else _names(models)
     ds = open_dataset(data, label_keys(energy_key, forces_key, hessian_key))
+    data_level = level_of_theory(ds)
     results = {}
-    with Progress(console=console, transient=True) as prog:
+    n_atoms = len(ds[0].numbers) if len(ds) else None
+    with Progress(console=console, transient=True) as prog, thread_limit(auto_threads(threads, n_atoms)):
         for nm, path in zip(names, models):
-            model, _ = load_model(path)
+            model, info = load_model(path, device=device, dtype=dtype)
+            warning = theory_mismatch(info["level_of_theory"], data_level)
+            if warning:
+                console.print(f"[yellow]warning:[/yellow] {nm}: {warning}", highlight=False, soft_wrap=True)
             task = prog.add_task(f"evaluating {nm}", total=None)
             metrics, preds = evaluate_model(model, ds, batch_size=batch_size, hessian=not no_hessian,
                                             max_samples=max_samples,

@@ -9,6 +9,7 @@ import typer
 
 from horm.cli import app
 from horm.cli._common import friendly
+from horm.cli._options import engine_device_option, engine_settings, threads_option
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -30,12 +31,15 @@ def label_cmd(
     input: Path = typer.Argument(..., help="xyz/extxyz file, horm store, HORM LMDB, or a directory of xyz"),
     engine: str = typer.Option(..., "--engine", "-e", help="labelling engine: xtb or dft"),
     out: Path = typer.Option(..., "--out", "-o", help="horm store to create or resume (not .xyz/.extxyz/.traj/.db)"),
-    workers: int = typer.Option(1, "--workers", "-j", help="parallel computations"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1,
+                                          help="parallel computations (default: one per core)"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="recompute items in the failures table"),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds per item; longer is a failure"),
     option: Optional[list[str]] = typer.Option(None, "--set", help="engine setting KEY=VALUE (repeatable)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    threads: Optional[int] = threads_option(),
+    device: str = engine_device_option(),
     charge: Optional[int] = typer.Option(None, "--charge", help="total charge (overrides the input's)"),
     multiplicity: Optional[int] = typer.Option(None, "--multiplicity",
                                                help="2S+1 (overrides the input's; odd electrons default to 2)"),
@@ -47,10 +51,11 @@ def label_cmd(
 
     check_store_path(out)
     try:
-        eng = get_engine(engine, **parse_options(option))
+        eng = get_engine(engine, **{**engine_settings(engine, device, threads), **parse_options(option)})
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,
-                    timeout=timeout, show_progress=progress, charge=charge, multiplicity=multiplicity)
+                    timeout=timeout, show_progress=progress, charge=charge, multiplicity=multiplicity,
+                    threads=threads)
     if summary.labelled == 0 and summary.failed and not summary.skipped:
         raise typer.Exit(1)

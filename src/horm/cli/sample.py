@@ -9,6 +9,7 @@ import typer
 
 from horm.cli import app
 from horm.cli._common import friendly
+from horm.cli._options import engine_device_option, engine_settings, threads_option
 
 
 @app.command("sample")
@@ -18,13 +19,16 @@ def sample_cmd(
     method: str = typer.Option("neb", "--method", "-m", help="neb (T1x-style) or irc (RGD1-style)"),
     engine: str = typer.Option("xtb", "--engine", "-e", help="potential for the path: xtb or dft"),
     out: Path = typer.Option(..., "--out", "-o", help=".xyz/.extxyz/.traj/.db (via ASE) or a horm store"),
-    workers: int = typer.Option(1, "--workers", "-j", help="reactions sampled in parallel"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1,
+                                          help="reactions sampled in parallel (default: one per core)"),
     fraction: Optional[float] = typer.Option(None, help="neb: fraction of intermediate snapshots kept"),
     keep_every: Optional[int] = typer.Option(None, help="neb: snapshot every this many NEB steps"),
     steps: Optional[int] = typer.Option(None, help="neb: plain-NEB and CI-NEB steps (each)"),
     k: Optional[int] = typer.Option(None, help="irc: points kept per side"),
     seed: int = typer.Option(0, help="seed for the kept snapshots (with the reaction id)"),
     overwrite: bool = typer.Option(False, help="replace OUT if it is a store that exists"),
+    threads: Optional[int] = threads_option(),
+    device: str = engine_device_option(),
     charge: Optional[int] = typer.Option(None, "--charge", help="total charge (overrides the reaction files')"),
     multiplicity: Optional[int] = typer.Option(None, "--multiplicity",
                                                help="2S+1 (overrides the files'; odd electrons default to 2)"),
@@ -50,8 +54,12 @@ def sample_cmd(
         settings.seed = seed
     settings.__post_init__()
     paths = reaction_files(reactions)
+    if workers is None:
+        from horm.runtime import default_workers
+
+        workers = default_workers(len(paths))
     try:
-        eng = get_engine(engine)
+        eng = get_engine(engine, **engine_settings(engine, device, threads))
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     writer = GeometryWriter(out, method, eng.name, overwrite=overwrite)
@@ -59,8 +67,8 @@ def sample_cmd(
     try:
         with progress_bar() as prog:
             task = prog.add_task(f"sample ({method}/{eng.name})", total=len(paths))
-            for res in sample_reactions(paths, method, eng, settings, workers=workers,
-                                        spin=(charge, multiplicity)):  # type: ignore[arg-type]
+            for res in sample_reactions(paths, method, eng, settings, workers=workers,  # type: ignore[arg-type]
+                                        spin=(charge, multiplicity), threads=threads):
                 writer.add(res)
                 n_geo += len(res.samples)
                 n_fail += len(res.failures)

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from horm.cli import app
 from horm.cli._common import friendly
+from horm.cli._options import device_option, dtype_option, threads_option
 
 ts_app = typer.Typer(no_args_is_help=True,
                      help="Transition-state search: path → TS optimisation (model Hessian) → IRC → intended?")
@@ -62,16 +63,20 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
             ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
             interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
             path_method: Optional[str] = typer.Option(None, help="neb or none"),
-            reference_ts: Optional[Path] = typer.Option(None, help="xyz of a reference TS for the RMSD")):
+            reference_ts: Optional[Path] = typer.Option(None, help="xyz of a reference TS for the RMSD"),
+            threads: Optional[int] = threads_option(), device: str = device_option(),
+            dtype: str = dtype_option()):
     """Run the TS search on one reaction, printing a line per stage as it finishes."""
     from horm.data.xyz import read_xyz
+    from horm.runtime import set_process_threads, threads_for
     from horm.ts.calculator import load_potential
     from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
 
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
     r, p, notes = prepare_reaction(reaction, charge, multiplicity)
     ref = read_xyz(reference_ts)[0].to_atoms() if reference_ts is not None else None
-    calc = load_potential(potential)
+    calc = load_potential(potential, device=device, dtype=dtype, threads=threads)
+    set_process_threads(threads_for(calc.potential, threads, len(r.numbers)))  # Sella's linear algebra too
     for note in notes:
         out.print(f"note: {note}", highlight=False, soft_wrap=True)
     out.print(f"{reaction.stem}: {r.get_chemical_formula()} charge {r.info['charge']} multiplicity "
@@ -120,7 +125,8 @@ def _report(out_dir: Path, reference: Optional[Path], records: list[dict], poten
 def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reaction xyz files"),
                   potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
                   out_dir: Path = typer.Option(..., "--out", "-o", help="run folder (results.jsonl; resumable)"),
-                  workers: int = typer.Option(1, "--workers", "-j", help="reactions run in parallel"),
+                  workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1,
+                                                        help="reactions run in parallel (default: one per core)"),
                   timeout: float = typer.Option(600.0, help="seconds per reaction before it is killed"),
                   n_reactions: Optional[int] = typer.Option(None, "--n-reactions",
                                                             help="pick N reactions by --seed (default: all)"),
@@ -134,14 +140,19 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
                   hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps"),
                   ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
                   interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
-                  path_method: Optional[str] = typer.Option(None, help="neb or none")):
+                  path_method: Optional[str] = typer.Option(None, help="neb or none"),
+                  threads: Optional[int] = threads_option(), device: str = device_option(),
+                  dtype: str = dtype_option()):
     """Run the TS search on a reaction set in parallel; resumes a killed run in the same --out."""
     from horm.ts.benchmark import run_benchmark, select_reactions
     from horm.ts.calculator import ENGINE_SPECS, load_potential
 
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
-    load_potential(potential)  # fail here, once, rather than in every worker
+    from horm.runtime import default_workers
+
+    load_potential(potential, device=device, dtype=dtype)  # fail here, once, rather than in every worker
     files = select_reactions(reactions_dir, n_reactions if n_reactions is not None else n_old, seed)
+    workers = workers if workers is not None else default_workers(len(files))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that running workers get killed too
 
     def show(rec: dict) -> None:
@@ -156,7 +167,8 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
 
     pot = str(Path(potential).resolve()) if Path(potential).exists() and potential not in ENGINE_SPECS else potential
     records = run_benchmark(files, pot, out_dir, workers=workers, timeout=timeout, settings=settings, on_result=show,
-                            retry_failed=retry_failed, charge=charge, multiplicity=multiplicity)
+                            retry_failed=retry_failed, charge=charge, multiplicity=multiplicity,
+                            threads_per_worker=threads or 1, device=device, dtype=dtype)
     _report(out_dir, reference, records, potential)
 
 

@@ -140,13 +140,21 @@ def _one_line(exc: BaseException) -> str:
     return msg[0] if msg else type(exc).__name__
 
 
-def compute_one(engine, sample: Sample, want=WANT_ALL, timeout: float | None = None) -> ItemResult:
-    """Label one geometry; every failure becomes an ItemResult with a reason, never a raise."""
+def compute_one(engine, sample: Sample, want=WANT_ALL, timeout: float | None = None,
+                threads: int | None = None) -> ItemResult:
+    """Label one geometry; every failure becomes an ItemResult with a reason, never a raise.
+
+    ``threads``: intra-op threads for this computation (None: auto, 1 below 50 atoms; :mod:`horm.runtime`).
+    An engine with its own ``threads`` setting (``dft``: large integral kernels that do use
+    several cores) keeps control of its threads.
+    """
+    from horm.runtime import thread_limit, threads_for
+
     t0 = time.perf_counter()
     key = sample.key
     try:
         sample.validate(key or "<input>")
-        with _time_limit(timeout):
+        with _time_limit(timeout), thread_limit(threads_for(engine, threads, len(sample.numbers))):
             out = engine.compute(sample, want=want)
         out.key, out.rxn, out.origin = key, out.rxn or sample.rxn, out.origin or sample.origin
         out.validate(key, "engine output")
@@ -176,8 +184,8 @@ def _ping(_) -> int:
     return os.getpid()
 
 
-def _pool_task(sample: Sample, want, timeout) -> ItemResult:
-    return compute_one(_WORKER_ENGINE, sample, want, timeout)
+def _pool_task(sample: Sample, want, timeout, threads) -> ItemResult:
+    return compute_one(_WORKER_ENGINE, sample, want, timeout, threads)
 
 
 # --- backends: submit work, collect what has finished -----------------------------------------
@@ -188,11 +196,11 @@ def _lost(key: str, exc: BaseException) -> ItemResult:
 
 
 class _Serial:
-    def __init__(self, engine, want, timeout):
-        self.engine, self.want, self.timeout = engine, want, timeout
+    def __init__(self, engine, want, timeout, threads=None):
+        self.engine, self.want, self.timeout, self.threads = engine, want, timeout, threads
 
     def submit(self, sample):
-        return compute_one(self.engine, sample, self.want, self.timeout)
+        return compute_one(self.engine, sample, self.want, self.timeout, self.threads)
 
     def wait(self, handles):
         return list(handles), []
@@ -202,11 +210,11 @@ class _Serial:
 
 
 class _Pool:
-    def __init__(self, engine, want, timeout, workers):
+    def __init__(self, engine, want, timeout, workers, threads=None):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        self.want, self.timeout = want, timeout
+        self.want, self.timeout, self.threads = want, timeout, threads
         old = os.environ.get("OMP_NUM_THREADS")
         os.environ["OMP_NUM_THREADS"] = "1"  # spawned children copy the environment at start
         try:
@@ -221,7 +229,7 @@ class _Pool:
                 os.environ["OMP_NUM_THREADS"] = old
 
     def submit(self, sample):
-        fut = self.pool.submit(_pool_task, sample, self.want, self.timeout)
+        fut = self.pool.submit(_pool_task, sample, self.want, self.timeout, self.threads)
         fut.horm_key = sample.key
         return fut
 
@@ -245,7 +253,7 @@ class _Pool:
 
 
 class _Ray:
-    def __init__(self, engine, want, timeout, workers, address):
+    def __init__(self, engine, want, timeout, workers, address, threads=None):
         import ray
 
         self.ray = ray
@@ -261,10 +269,10 @@ class _Ray:
         self.task = ray.remote(num_cpus=1, max_retries=0)(compute_one)
         self.keys: dict = {}
         self.engine_ref = ray.put(engine)
-        self.want, self.timeout = want, timeout
+        self.want, self.timeout, self.threads = want, timeout, threads
 
     def submit(self, sample):
-        ref = self.task.remote(self.engine_ref, sample, self.want, self.timeout)
+        ref = self.task.remote(self.engine_ref, sample, self.want, self.timeout, self.threads)
         self.keys[ref] = sample.key
         return ref
 
@@ -346,27 +354,34 @@ def open_or_create_store(out: str | os.PathLike, engine, source: str) -> Hessian
                                engine_settings=dict(engine.settings), source=str(source))
 
 
-def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, workers: int = 1,
+def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, workers: int | None = 1,
           ray_address: str | None = None, retry_failed: bool = False, timeout: float | None = None,
           want=WANT_ALL, max_in_flight: int | None = None, show_progress: bool = True,
-          print_summary: bool = True, charge: int | None = None, multiplicity: int | None = None) -> LabelSummary:
+          print_summary: bool = True, charge: int | None = None, multiplicity: int | None = None,
+          threads: int | None = None) -> LabelSummary:
     """Label every geometry of ``input`` with ``engine`` into the store ``out_store``.
 
-    workers: parallel computations (1: in this process). ray_address: None (local process
+    workers: parallel computations (1: in this process; None: one per core, at most one per
+    geometry). ray_address: None (local process
     pool), ``"local"`` (start a local Ray with ``num_cpus=workers``) or a Ray address.
     retry_failed: recompute keys in the failures table. timeout: seconds per item (a
     failure "timeout" when exceeded). charge, multiplicity: override the input's (odd
-    electrons with no multiplicity given: a doublet, see :func:`open_items`). ``out_store``
-    must not carry an xyz-family or ASE extension. Returns the run's :class:`LabelSummary`.
+    electrons with no multiplicity given: a doublet, see :func:`open_items`). threads:
+    intra-op threads per computation (None: auto, 1 below 50 atoms; :mod:`horm.runtime`).
+    ``out_store`` must not carry an xyz-family or ASE extension. Returns the run's :class:`LabelSummary`.
     """
     from horm.data.convert import progress_bar
 
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     check_store_path(out_store)
-    summary = LabelSummary(workers=workers)
+    summary = LabelSummary()
     n, items = open_items(input, charge, multiplicity, summary.spin_notes)
-    summary.total = n
+    if workers is None:
+        from horm.runtime import default_workers
+
+        workers = default_workers(n)
+    summary.total, summary.workers = n, workers
     store = open_or_create_store(out_store, engine, str(Path(input).resolve()))
     try:
         done_keys = store.keys()
@@ -377,11 +392,11 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
         def start():  # only when there is something to compute (a finished run starts nothing)
             t = time.perf_counter()
             if ray_address:
-                b = _Ray(engine, want, timeout, workers, ray_address)
+                b = _Ray(engine, want, timeout, workers, ray_address, threads)
             elif workers > 1:
-                b = _Pool(engine, want, timeout, workers)
+                b = _Pool(engine, want, timeout, workers, threads)
             else:
-                b = _Serial(engine, want, timeout)
+                b = _Serial(engine, want, timeout, threads)
             summary.startup_seconds = time.perf_counter() - t
             return b
 

@@ -36,11 +36,12 @@ def default_settings(method: Method):
 
 
 def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=None,
-                    spin: tuple = (None, None)) -> ReactionSamples:
+                    spin: tuple = (None, None), threads: int | None = None) -> ReactionSamples:
     """Sample one reaction file (reactant, product frames) with ``engine`` as the potential.
 
     ``spin``: (charge, multiplicity) overriding the file's (None: keep); an odd electron
     count with no multiplicity given is run as a doublet, noted in the result's ``info``.
+    ``threads``: intra-op threads per engine call (None: auto, 1 below 50 atoms; :mod:`horm.runtime`).
     """
     from horm.data.xyz import read_reaction
     from horm.label.engine import resolve_spin
@@ -55,7 +56,7 @@ def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=No
         return ReactionSamples(path.stem, method, [], [{"key": f"{path.stem}:input", "reason": str(exc),
                                                         "stage": "input"}], time.perf_counter() - t0)
     notes = {n for n in (resolve_spin(r, *spin), resolve_spin(p, *spin)) if n}
-    calc = HormCalculator(engine, name=getattr(engine, "name", "engine"))
+    calc = HormCalculator(engine, name=getattr(engine, "name", "engine"), threads=threads)
     settings = settings or default_settings(method)
     try:
         res = sample_neb(r, p, calc, settings) if method == "neb" else sample_irc(r, p, calc, settings)
@@ -68,12 +69,13 @@ def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=No
 
 
 _ENGINE = None
+_THREADS = None
 
 
-def _init(engine) -> None:
-    global _ENGINE
-    os.environ["OMP_NUM_THREADS"] = "1"
-    _ENGINE = engine
+def _init(engine, threads=None) -> None:
+    global _ENGINE, _THREADS
+    os.environ["OMP_NUM_THREADS"] = str(threads or 1)
+    _ENGINE, _THREADS = engine, threads
 
 
 def _ping(_) -> int:
@@ -81,17 +83,18 @@ def _ping(_) -> int:
 
 
 def _task(path, method, settings, spin) -> ReactionSamples:
-    return sample_reaction(path, method, _ENGINE, settings, spin)
+    return sample_reaction(path, method, _ENGINE, settings, spin, _THREADS)
 
 
 def sample_reactions(paths: Iterable[str | os.PathLike], method: Method, engine, settings=None,
-                     workers: int = 1, spin: tuple = (None, None)) -> Iterator[ReactionSamples]:
+                     workers: int = 1, spin: tuple = (None, None),
+                     threads: int | None = None) -> Iterator[ReactionSamples]:
     """Yield one ReactionSamples per reaction, in completion order when ``workers > 1``."""
     check_method(method)
     paths = [Path(p) for p in paths]
     if workers <= 1:
         for p in paths:
-            yield sample_reaction(p, method, engine, settings, spin)
+            yield sample_reaction(p, method, engine, settings, spin, threads)
         return
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -100,7 +103,7 @@ def sample_reactions(paths: Iterable[str | os.PathLike], method: Method, engine,
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init,
-                                   initargs=(engine,))
+                                   initargs=(engine, threads))
         list(pool.map(_ping, range(workers)))
     finally:
         if old is None:

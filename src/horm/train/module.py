@@ -11,8 +11,8 @@
   ``model_config`` (the architecture) and ``atom_ref`` ({Z: eV}); the references are also a
   buffer of the model, so they travel with the weights.
 
-``load_model`` (re-exported from :mod:`horm.train.export`) rebuilds a trained model from a
-checkpoint, ``model.pt`` or run folder in one call.
+Model files (``model.pt``) are written and read by :mod:`horm.models.files`; its ``load_model``
+rebuilds a trained model from a checkpoint, ``model.pt`` or run folder in one call.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ import torch
 
 from horm.models.base import build_model, build_model_from_config
 from horm.train.config import TrainConfig
-from horm.train.export import load_model, save_model  # noqa: F401  (public entry points)
 from horm.train.losses import compute_loss
 
-__all__ = ["HormModule", "ParamSyncCheck", "SaveLastOnEnd", "load_model", "save_model", "param_fingerprint"]
+__all__ = ["HormModule", "ParamSyncCheck", "SaveLastOnEnd", "param_fingerprint"]
 
 
 class HormModule(L.LightningModule):

@@ -33,7 +33,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from horm.train.config import TrainConfig
 from horm.train.data import load_train_data, make_loader
-from horm.train.export import save_model
+from horm.models.files import save_model
 from horm.train.module import HormModule, ParamSyncCheck, SaveLastOnEnd
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
     wall = time.perf_counter() - t0
     model_path = out / "model.pt"
     if trainer.is_global_zero:
-        save_model(module.model, model_path, cfg.to_dict())
+        save_model(module.model, model_path, cfg.to_dict(), meta=_model_meta(cfg, data))
         info = {"n_train": len(data.train), "n_val": len(data.val) if data.val is not None else 0,
                 "global_step": trainer.global_step, "wall_s": wall, "resumed_from": str(ckpt) if ckpt else None,
                 "atom_ref": {str(z): e for z, e in data.atom_ref.items()}, "model": module.model.config,
@@ -195,9 +195,19 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
     return None
 
 
+def _model_meta(cfg: TrainConfig, data) -> dict:
+    """What model.pt records about its training data (elements = those with a fitted reference)."""
+    from horm.data.io import level_of_theory
+
+    return {"elements": sorted(data.atom_ref), "level_of_theory": level_of_theory(data.train.source),
+            "data": {"train": str(cfg.data.train), "val": str(cfg.data.val) if cfg.data.val else None,
+                     "n_train": len(data.train), "n_val": len(data.val) if data.val is not None else 0,
+                     "init_from": str(cfg.init_from) if cfg.init_from else None}}
+
+
 def _load_init(cfg: TrainConfig):
     """(model, info) of ``cfg.init_from``, in the training precision."""
-    from horm.train.export import load_model
+    from horm.models.files import load_model
 
     return load_model(cfg.init_from, dtype=_DTYPES[cfg.trainer.precision])
 

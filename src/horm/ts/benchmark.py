@@ -116,7 +116,8 @@ def _redirect_output(path: Path) -> None:
     os.close(fd)
 
 
-def _serve(conn, potential: str, settings: dict, threads: int, spin: tuple) -> None:
+def _serve(conn, potential: str, settings: dict, threads: int, spin: tuple, device: str = "cpu",
+           dtype: str | None = "float64") -> None:
     """A long-lived worker: loads the potential once (and warms Sella's compiled code on
     the first reaction), then runs each reaction ``(path, out_dir)`` it receives and
     answers with the out_dir once ``record.json`` is written. ``None`` ends it."""
@@ -128,7 +129,7 @@ def _serve(conn, potential: str, settings: dict, threads: int, spin: tuple) -> N
 
     calc, load_error = None, None
     try:
-        calc = load_potential(potential)
+        calc = load_potential(potential, device=device, dtype=dtype, threads=threads)
     except Exception as exc:  # reported on every reaction instead
         load_error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
     run_settings = RunSettings.from_dict(settings)
@@ -164,9 +165,11 @@ def _serve(conn, potential: str, settings: dict, threads: int, spin: tuple) -> N
 class _Slot:
     """One worker process and the reaction it is running (None when idle)."""
 
-    def __init__(self, ctx, potential: str, settings: dict, threads: int, spin: tuple = (None, None)):
+    def __init__(self, ctx, potential: str, settings: dict, threads: int, spin: tuple = (None, None),
+                 device: str = "cpu", dtype: str | None = "float64"):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, potential, settings, threads, spin), daemon=True)
+        self.proc = ctx.Process(target=_serve, args=(child, potential, settings, threads, spin, device, dtype),
+                                daemon=True)
         self.proc.start()
         child.close()
         self.task: tuple[str, Path] | None = None
@@ -242,8 +245,11 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
                   settings: RunSettings | None = None, threads_per_worker: int = 1,
                   on_result: Callable[[dict], None] | None = None, poll: float = 0.1,
                   retry_failed: bool = False, charge: int | None = None,
-                  multiplicity: int | None = None) -> list[dict]:
+                  multiplicity: int | None = None, device: str = "cpu", dtype: str | None = "float64") -> list[dict]:
     """Run (or resume) the TS search on ``reactions``; returns their latest records.
+
+    Each worker loads ``potential`` on ``device`` in ``dtype`` and computes with
+    ``threads_per_worker`` intra-op threads.
 
     Reaction ids are the file stems and must be unique. ``on_result`` is called with each
     new record as it lands. ``retry_failed`` runs again the reactions whose record says
@@ -294,7 +300,8 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
             while pending or any(sl.task for sl in slots):
                 slots = [sl for sl in slots if sl.proc.is_alive() or sl.task]
                 while pending and len(slots) < workers:
-                    slots.append(_Slot(ctx, potential, sdict, threads_per_worker, (charge, multiplicity)))
+                    slots.append(_Slot(ctx, potential, sdict, threads_per_worker, (charge, multiplicity),
+                                       device, dtype))
                 for sl in slots:
                     if sl.task is None and pending and sl.proc.is_alive():
                         path, rxn = pending.pop(0)

@@ -16,12 +16,15 @@ report model calls per stage.
 - a labelling Engine (``engine.compute(sample, want=(...)) -> labelled Sample``), e.g.
   GFN2-xTB or ωB97X/6-31G(d).
 
-``load_potential(spec)`` turns one string (``"xtb"``, ``"dft"``, or a trained model file or
-run folder, read by :func:`horm.train.export.load_model`) into a ``HormCalculator``.
+``HormCalculator.from_file(path)`` loads a trained model file or run folder (read by
+:func:`horm.models.files.load_model`); ``load_potential(spec)`` turns one string (``"xtb"``,
+``"dft"``, or such a path) into a ``HormCalculator``. Both take ``device``, ``dtype`` and
+``threads`` (:mod:`horm.runtime`) and check the model's domain (:mod:`horm.models.domain`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from horm.data.sample import Sample
 from horm.errors import HormError
+from horm.models.domain import charge_and_multiplicity, check_structure
 
 ENGINE_SPECS = ("xtb", "dft")
 """Potential specs that name a labelling engine rather than a checkpoint."""
@@ -41,23 +45,34 @@ class HessianCalculator(Calculator):
     Subclasses implement ``evaluate(atoms, hessian: bool) -> dict`` returning ``energy``
     (float, eV), ``forces`` ((N, 3), eV/Å) and, if ``hessian``, ``hessian`` ((3N, 3N),
     eV/Å²). ``counts`` holds ``{"energy_forces": n, "hessian": m}``: one call that returns
-    a Hessian counts once, under ``hessian``.
+    a Hessian counts once, under ``hessian``. ``atoms.get_property("hessian")`` (or
+    ``calc.get_property("hessian", atoms)``) gives the same (3N, 3N) matrix as ``get_hessian``.
     """
 
-    implemented_properties = ["energy", "forces"]
+    implemented_properties = ["energy", "forces", "hessian"]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.counts = {"energy_forces": 0, "hessian": 0}
-        self._hessian_cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._hessian_cache: tuple[tuple, dict[str, Any]] | None = None
 
     # -- to implement --------------------------------------------------------------
     def evaluate(self, atoms, hessian: bool) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
     # -- ASE contract --------------------------------------------------------------
+    def check_state(self, atoms, tol=1e-15):
+        """ASE's checks plus the electronic state: a new charge or multiplicity is a new system."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and charge_and_multiplicity(atoms) != charge_and_multiplicity(self.atoms):
+            changes = [*changes, "charge"]
+        return changes
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        if "hessian" in properties:
+            self.get_hessian(self.atoms)
+            return
         out = self.evaluate(self.atoms, hessian=False)
         self.counts["energy_forces"] += 1
         self.results = {"energy": float(out["energy"]),
@@ -71,29 +86,35 @@ class HessianCalculator(Calculator):
         """
         if atoms is None:
             atoms = self.atoms
-        pos = np.array(atoms.positions, dtype=float)
-        if self._hessian_cache is not None and np.array_equal(self._hessian_cache[0], pos):
-            return self._hessian_cache[1].copy()
-        out = self.evaluate(atoms, hessian=True)
-        self.counts["hessian"] += 1
-        n3 = 3 * len(atoms)
-        h = np.asarray(out["hessian"], dtype=float).reshape(n3, n3)
-        h = 0.5 * (h + h.T)
-        self._hessian_cache = (pos, h)
+        key = _state_key(atoms)
+        if self._hessian_cache is None or not _same_state(self._hessian_cache[0], key):
+            out = self.evaluate(atoms, hessian=True)
+            self.counts["hessian"] += 1
+            n3 = 3 * len(atoms)
+            h = np.asarray(out["hessian"], dtype=float).reshape(n3, n3)
+            self._hessian_cache = (key, {"energy": float(out["energy"]), "hessian": 0.5 * (h + h.T),
+                                         "forces": np.asarray(out["forces"], dtype=float).reshape(-1, 3)})
         self.atoms = atoms.copy()
-        self.results = {"energy": float(out["energy"]),
-                        "forces": np.asarray(out["forces"], dtype=float).reshape(-1, 3)}
-        return h.copy()
+        self.results = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self._hessian_cache[1].items()}
+        return self._hessian_cache[1]["hessian"].copy()
 
     def total_calls(self) -> int:
         return int(self.counts["energy_forces"] + self.counts["hessian"])
 
 
+def _state_key(atoms) -> tuple:
+    """What a result depends on: numbers, positions, charge and multiplicity."""
+    return (np.array(atoms.numbers), np.array(atoms.positions, dtype=float), charge_and_multiplicity(atoms))
+
+
+def _same_state(a: tuple, b: tuple) -> bool:
+    return a[0].shape == b[0].shape and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
 def _sample_of(atoms) -> Sample:
+    charge, mult = charge_and_multiplicity(atoms)
     return Sample(numbers=np.asarray(atoms.numbers, dtype=np.int64),
-                  pos=np.array(atoms.positions, dtype=np.float64),
-                  charge=int(atoms.info.get("charge", 0)),
-                  multiplicity=int(atoms.info.get("multiplicity", 1)))
+                  pos=np.array(atoms.positions, dtype=np.float64), charge=charge, multiplicity=mult)
 
 
 def _hessian_block(h, n3: int):
@@ -109,34 +130,76 @@ def _hessian_block(h, n3: int):
 class HormCalculator(HessianCalculator):
     """ASE calculator over a horm Potential (torch model) or a labelling Engine.
 
-    potential: a Potential module or an Engine (anything with ``compute``).
-    device, dtype: where and in which float type a Potential runs (default: the model's
-    own parameter dtype, float64 when it has none).
+    potential: a Potential module or an Engine (anything with ``compute``); to load a model
+    file use :meth:`from_file`.
+    device: "cpu", "cuda", "cuda:N" or "auto"; dtype: "float32", "float64", a torch.dtype,
+    or None for the model's own parameter dtype (float64 when it has none).
+    threads: intra-op threads per evaluation (torch, BLAS, OpenMP); None = auto, one thread
+    below 50 atoms (:mod:`horm.runtime`).
+    elements: atomic numbers the model was trained on (None: those with a fitted reference
+    energy, if any). check_domain: refuse, with one DomainError line, other elements,
+    periodic cells and non-default charge/multiplicity (:mod:`horm.models.domain`); engines
+    are checked for periodic cells only, since they honour charge and multiplicity.
     name: a label for records (e.g. "xtb" or the checkpoint path).
     """
 
-    def __init__(self, potential, device: str = "cpu", dtype=None, name: str = "", **kwargs):
+    def __init__(self, potential, device: Any = "cpu", dtype: Any = None, name: str = "",
+                 threads: int | None = None, elements=None, check_domain: bool = True,
+                 level_of_theory: str = "unknown", **kwargs):
+        if isinstance(potential, (str, os.PathLike)):
+            raise TypeError(f"HormCalculator takes a potential object, not the path {str(potential)!r}; "
+                            f"use HormCalculator.from_file(path) (or horm.load_potential for 'xtb'/'dft')")
+        if not (hasattr(potential, "compute") or callable(potential)):
+            raise TypeError(f"HormCalculator takes a horm Potential or an Engine, got {type(potential).__name__}")
         super().__init__(**kwargs)
+        from horm.runtime import check_threads, resolve_device, resolve_dtype
+
         self.potential = potential
         self.potential_name = name or type(potential).__name__
         self.is_engine = hasattr(potential, "compute")
-        self.device = device
-        self.dtype = dtype
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.threads = check_threads(threads)
+        self.check_domain = bool(check_domain)
+        self.level_of_theory = level_of_theory
+        self.elements = sorted(int(z) for z in elements) if elements is not None else None
         if not self.is_engine:
             import torch
 
             if self.dtype is None:
                 params = list(potential.parameters()) if hasattr(potential, "parameters") else []
                 self.dtype = params[0].dtype if params else torch.float64
-            if hasattr(potential, "to"):
-                potential.to(device)
+            if self.elements is None and hasattr(potential, "atom_ref"):
+                self.elements = torch.nonzero(potential.atom_ref).flatten().tolist() or None
+            if hasattr(potential, "to"):  # in place for a torch module: weights and inputs share device and dtype
+                potential.to(device=self.device, dtype=self.dtype)
             if hasattr(potential, "eval"):
                 potential.eval()
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: Any = "cpu", dtype: Any = "float64",
+                  threads: int | None = None, check_domain: bool = True) -> "HormCalculator":
+        """Calculator over a trained model (``model.pt``, a ``horm train`` checkpoint or run folder).
+
+        dtype defaults to float64 (Sella's convergence tests and Eckart-projected frequencies
+        near the −10 cm⁻¹ threshold then see no float32 noise); None keeps the trained precision.
+        """
+        from horm.models.files import load_model
+
+        model, info = load_model(path, device=device, dtype=dtype)
+        return cls(model, device=device, dtype=next(model.parameters()).dtype, name=str(path), threads=threads,
+                   elements=info["elements"], check_domain=check_domain, level_of_theory=info["level_of_theory"])
+
     def evaluate(self, atoms, hessian: bool) -> dict[str, Any]:
-        if self.is_engine:
-            return self._evaluate_engine(atoms, hessian)
-        return self._evaluate_potential(atoms, hessian)
+        from horm.runtime import thread_limit, threads_for
+
+        if self.check_domain:
+            check_structure(atoms, None if self.is_engine else self.elements, self.potential_name,
+                            electronic_state=not self.is_engine)
+        with thread_limit(threads_for(self.potential, self.threads, len(atoms))):
+            if self.is_engine:
+                return self._evaluate_engine(atoms, hessian)
+            return self._evaluate_potential(atoms, hessian)
 
     def _evaluate_engine(self, atoms, hessian: bool) -> dict[str, Any]:
         want = ("energy", "forces", "hessian") if hessian else ("energy", "forces")
@@ -165,30 +228,26 @@ class HormCalculator(HessianCalculator):
         return out
 
 
-def load_potential(spec: str, device: str = "cpu", dtype: str = "float64") -> HormCalculator:
+def load_potential(spec: str, device: Any = "cpu", dtype: Any = "float64", threads: int | None = None,
+                   check_domain: bool = True) -> HormCalculator:
     """One line from a spec to a calculator: ``"xtb"``, ``"dft"``, or a trained model
-    (``model.pt``, a ``horm train`` checkpoint, or its run folder).
+    (``model.pt``, a ``horm train`` checkpoint, or its run folder; see :meth:`HormCalculator.from_file`).
 
-    A model runs in ``dtype`` (default float64: Sella's convergence tests and the
-    Eckart-projected frequencies near the −10 cm⁻¹ threshold then see no float32 noise).
     Raises ValueError for a spec that is neither a known engine nor an existing path, and
     HormError (DataError) when the file cannot be loaded.
     """
+    from horm.runtime import resolve_dtype
+
     spec = str(spec).strip()
+    dtype = resolve_dtype(dtype)
     if spec in ENGINE_SPECS:
         from horm.label import get_engine
 
-        return HormCalculator(get_engine(spec), name=spec)
-    path = Path(spec)
-    if not path.exists():
+        engine = get_engine(spec)
+        if threads is not None and hasattr(engine, "threads"):  # dft: the engine sets its own threads
+            engine = get_engine(spec, threads=threads)
+        return HormCalculator(engine, name=spec, threads=threads, check_domain=check_domain)
+    if not Path(spec).exists():
         raise ValueError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)} "
                          f"or the path of a trained model (no such file or folder)")
-    import torch
-
-    from horm.train.export import load_model
-
-    valid = ("float64", "float32")
-    if dtype not in valid:
-        raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(valid)}")
-    model, info = load_model(path, device=device, dtype=getattr(torch, dtype))
-    return HormCalculator(model, device=device, dtype=getattr(torch, dtype), name=str(path))
+    return HormCalculator.from_file(spec, device=device, dtype=dtype, threads=threads, check_domain=check_domain)

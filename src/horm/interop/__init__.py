@@ -1,0 +1,1 @@
+"""Adapters that let other codes drive horm potentials (each behind its optional extra)."""
