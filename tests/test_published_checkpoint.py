@@ -82,7 +82,7 @@ def test_standin_checkpoint_loads_strictly_with_horm_references(standin, tmp_pat
     assert not loaded.training and next(loaded.parameters()).dtype == torch.float64
     assert info["architecture"] == "leftnet" and info["level_of_theory"] == LEVEL_OF_THEORY
     assert info["source_sha256"] == sha256_file(path) and info["path"] == str(path)
-    assert info["elements"] == ["H", "C", "N", "O"] and info["atom_ref"] == HORM_ATOM_REFS_EV
+    assert info["elements"] == [1, 6, 7, 8] and info["atom_ref"] == HORM_ATOM_REFS_EV
     assert info["config"]["name"] == "leftnet"
 
 
@@ -96,7 +96,7 @@ def test_user_atom_references_by_symbol_or_number(standin, tmp_path):
     by_z = {1: -13.6, 6: -1030.0, 7: -1480.0, 8: -2040.0}
     shift = sum(by_z[int(z)] - HORM_ATOM_REFS_EV[int(z)] for z in mol.numbers)
     assert float(_predict(mine, mol)["energy"] - _predict(base, mol)["energy"]) == pytest.approx(shift, abs=1e-9)
-    assert info["elements"] == ["H", "C", "N", "O", "F"] and info["atom_ref_source"] == "user"
+    assert info["elements"] == [1, 6, 7, 8, 9] and info["atom_ref_source"] == "user"
     for bad in ({"Xx": 1.0}, {"H": float("nan")}, {0: 1.0}, {"H": "a lot"}):
         with pytest.raises(ValueError, match="atom reference"):
             load_published_checkpoint(path, atom_refs=bad)
@@ -240,7 +240,7 @@ def test_is_lightning_checkpoint_is_a_cheap_layout_check(standin, tmp_path):
 
 
 def test_import_writes_a_safe_model_file_that_load_model_reads_back(standin, tmp_path):
-    from horm.train.export import load_model
+    from horm.models.files import load_model, model_info
 
     _, state, hp = standin
     path = save_lightning_checkpoint(tmp_path / "x.ckpt", state, hp)
@@ -248,7 +248,8 @@ def test_import_writes_a_safe_model_file_that_load_model_reads_back(standin, tmp
     model, info2 = load_model(out)
     meta = provenance(info2)
     assert meta["source_sha256"] == sha256_file(path) and meta["architecture"] == "leftnet"
-    assert meta["level_of_theory"] == LEVEL_OF_THEORY and meta["elements"] == ["H", "C", "N", "O"]
+    assert info2["level_of_theory"] == LEVEL_OF_THEORY and info2["elements"] == [1, 6, 7, 8]
+    assert model_info(out)["level_of_theory"] == LEVEL_OF_THEORY
     assert info2["atom_ref"] == pytest.approx(HORM_ATOM_REFS_EV)
     direct, _ = load_published_checkpoint(path)
     a, b = _predict(direct, _mol(), torch.float32), _predict(model, _mol(), torch.float32)

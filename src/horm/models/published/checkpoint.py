@@ -22,10 +22,12 @@
    the reference manifests) or from user references ``{symbol or Z: eV}``, so ``energy`` is a
    total ωB97X/6-31G(d) energy in eV.
 
-``info`` has the keys of :func:`horm.train.export.load_model`'s (``config``, ``atom_ref``,
-``train_config`` (None), ``path``) plus the provenance :data:`PROVENANCE_FIELDS`.
-:func:`import_checkpoint` writes our own safe model file (:func:`horm.train.export.save_model`)
-with the provenance under ``train_config["imported_from"]``, which ``load_model`` reads back.
+``info`` has the keys of :func:`horm.models.files.load_model`'s (``config``, ``atom_ref``,
+``train_config`` (None), ``path``, ``format_version`` (0: a checkpoint), ``elements`` (atomic
+numbers with an energy reference), ``level_of_theory``, ``meta``) plus the provenance
+:data:`PROVENANCE_FIELDS`. :func:`import_checkpoint` writes our own safe model file
+(:func:`horm.models.files.save_model`): elements and level of theory in its ``meta``, the
+provenance under ``train_config["imported_from"]``; ``load_model`` reads both back.
 """
 
 from __future__ import annotations
@@ -47,8 +49,7 @@ from horm.models.published._lightning_pickle import load_checkpoint_dict, plain
 PREFIX = "potential."
 LEVEL_OF_THEORY = "ωB97X/6-31G(d)"
 PROVENANCE_KEY = "imported_from"
-PROVENANCE_FIELDS = ("architecture", "source_name", "source_sha256", "level_of_theory", "elements",
-                     "atom_ref_source")
+PROVENANCE_FIELDS = ("architecture", "source_name", "source_sha256", "level_of_theory", "atom_ref_source")
 _SHOW = 4  # keys named in an error message
 
 
@@ -221,18 +222,19 @@ def parse_atom_refs(refs: Mapping[Any, Any] | None) -> dict[int, float]:
 
 
 # --- the API -----------------------------------------------------------------------------------
-def load_published_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
-                              dtype: torch.dtype | None = torch.float32,
+def load_published_checkpoint(path: str | os.PathLike, device: Any = "cpu", dtype: Any = torch.float32,
                               atom_refs: Mapping[Any, Any] | None = None) -> tuple[Any, dict]:
     """Build the published architecture of a HORM/HIP Lightning checkpoint and load it strictly.
 
-    Returns ``(model, info)``, the model in eval mode on ``device`` in ``dtype``; see the module
-    docstring for ``info``. ``atom_refs``: ``{symbol or Z: eV}`` to use instead of the HORM fit.
-    ``dtype`` None means float32, the precision the checkpoints were trained and saved in.
+    Returns ``(model, info)``, the model in eval mode; see the module docstring for ``info``.
+    ``device``/``dtype`` as :func:`horm.models.files.load_model` takes them; ``dtype`` None means
+    float32, the precision the checkpoints were trained and saved in. ``atom_refs``:
+    ``{symbol or Z: eV}`` to use instead of the HORM fit.
     """
-    from ase.data import chemical_symbols
+    from horm.runtime import resolve_device, resolve_dtype
 
     source = str(path)
+    dev, dtype = resolve_device(device), resolve_dtype(dtype) or torch.float32
     refs = parse_atom_refs(atom_refs)
     hp, state = read_published_checkpoint(path)
     fmt, config, model = recognise_and_build(hp, state, source)
@@ -240,28 +242,30 @@ def load_published_checkpoint(path: str | os.PathLike, device: str | torch.devic
         model.load_state_dict({**state, "atom_ref": torch.zeros_like(model.atom_ref)}, strict=True)
     except RuntimeError as exc:  # key_problems() passed, so this is a value the model refuses
         raise DataError(source, f"weights do not load into {fmt.model} ({str(exc).splitlines()[0][:200]})") from None
-    model = model.to(device=device, dtype=dtype or torch.float32).eval()
+    model = model.to(device=dev, dtype=dtype).eval()
     model.set_atom_ref(refs)  # after the cast: exact in float64
+    meta = {"elements": sorted(refs), "level_of_theory": LEVEL_OF_THEORY, "data": {}}
     info = {"config": dict(config), "atom_ref": dict(refs), "train_config": None, "path": source,
+            "format_version": 0, "elements": sorted(refs), "level_of_theory": LEVEL_OF_THEORY, "meta": meta,
             "architecture": fmt.model, "source_name": Path(path).name, "source_sha256": sha256_file(path),
-            "level_of_theory": LEVEL_OF_THEORY, "elements": [chemical_symbols[z] for z in sorted(refs)],
             "atom_ref_source": "HORM fit (reference manifests)" if atom_refs is None else "user"}
     return model, info
 
 
 def import_checkpoint(ckpt: str | os.PathLike, out_path: str | os.PathLike,
-                      atom_refs: Mapping[Any, Any] | None = None,
-                      dtype: torch.dtype = torch.float32) -> tuple[Path, dict]:
+                      atom_refs: Mapping[Any, Any] | None = None, dtype: Any = torch.float32) -> tuple[Path, dict]:
     """Convert a HORM/HIP checkpoint into our own safe model file; returns ``(out_path, info)``.
 
-    The provenance (:data:`PROVENANCE_FIELDS`) is stored as ``train_config["imported_from"]``:
-    ``horm.train.export.load_model(out_path)`` returns it in ``info["train_config"]``.
+    Elements and level of theory go into the file's ``meta``; the provenance
+    (:data:`PROVENANCE_FIELDS`) into ``train_config["imported_from"]``, which
+    ``horm.models.files.load_model(out_path)`` returns in ``info["train_config"]``.
     """
-    from horm.train.export import save_model
+    from horm.models.files import save_model
 
     model, info = load_published_checkpoint(ckpt, dtype=dtype, atom_refs=atom_refs)
-    meta = {k: info[k] for k in PROVENANCE_FIELDS}
-    out = save_model(model, out_path, train_config={PROVENANCE_KEY: meta})
+    prov = {k: info[k] for k in PROVENANCE_FIELDS}
+    out = save_model(model, out_path, train_config={PROVENANCE_KEY: prov},
+                     meta={"elements": info["elements"], "level_of_theory": LEVEL_OF_THEORY})
     return out, info
 
 
