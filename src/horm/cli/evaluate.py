@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, console, friendly, label_keys
+from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, check_out_dir, console, friendly, label_keys
 from horm.cli._options import device_option, dtype_option, threads_option
 
 
@@ -35,7 +35,7 @@ def evaluate_cmd(
     models: List[Path] = typer.Argument(..., help="model.pt files, horm train checkpoints or run folders"),
     data: Path = typer.Option(..., "--data", help="labelled data (HORM LMDB, horm store, xyz)"),
     out: Path = typer.Option(Path("eval_out"), "--out", "-o", help="folder for tables and plots"),
-    batch_size: int = typer.Option(8, "--batch-size", help="molecules per batch"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="molecules per batch"),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="evaluate the first N samples only"),
     no_hessian: bool = typer.Option(False, "--no-hessian", help="energy and forces only"),
     name: Optional[List[str]] = typer.Option(None, "--name", help="display name per model (repeat)"),
@@ -53,15 +53,14 @@ def evaluate_cmd(
     from horm.evaluate.report import write_report
     from horm.models.domain import theory_mismatch
     from horm.models.files import load_model
-    from horm.runtime import auto_threads, thread_limit
+    from horm.runtime import auto_threads, resolve_device, thread_limit
 
     if name and len(name) != len(models):
         console.print(f"[red]error:[/red] {len(name)} --name for {len(models)} models", highlight=False)
         raise typer.Exit(2)
-    if batch_size < 1:
-        console.print("[red]error:[/red] --batch-size must be >= 1", highlight=False)
-        raise typer.Exit(2)
     names = list(name) if name else _names(models)
+    resolve_device(device)  # options before any work: a CUDA request on a CPU build is a usage error
+    check_out_dir(out)
     ds = open_dataset(data, label_keys(energy_key, forces_key, hessian_key))
     data_level = level_of_theory(ds)
     results = {}

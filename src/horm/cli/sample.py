@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import friendly
+from horm.cli._common import check_out_file, friendly
 from horm.cli._options import engine_device_option, engine_settings, threads_option
 
 
@@ -40,6 +40,7 @@ def sample_cmd(
     from horm.label.engine import get_engine
     from horm.sample.run import GeometryWriter, check_method, default_settings, reaction_files, sample_reactions
 
+    check_out_file(out)
     try:
         check_method(method)
     except ValueError as exc:

@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 
 from horm.cli import app
-from horm.cli._common import friendly
+from horm.cli._common import check_out_dir, friendly, positive
 from horm.cli._options import device_option, dtype_option, threads_option
+from horm.errors import UsageError
 
 ts_app = typer.Typer(no_args_is_help=True,
                      help="Transition-state search: path → TS optimisation (model Hessian) → IRC → intended?")
@@ -29,9 +30,14 @@ def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_st
     if settings_file is not None:
         import yaml
 
-        d = yaml.safe_load(settings_file.read_text()) or {}
+        if not settings_file.is_file():
+            raise UsageError(f"--settings {settings_file}: no such file")
+        try:
+            d = yaml.safe_load(settings_file.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--settings {settings_file}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(d, dict):
-            raise ValueError(f"{settings_file}: expected a mapping with keys path, tsopt, irc, bond_scales")
+            raise UsageError(f"{settings_file}: expected a mapping with keys path, tsopt, irc, bond_scales")
     d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     if hessian_every is not None:
         d.setdefault("tsopt", {})["hessian_every"] = hessian_every
@@ -59,8 +65,9 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
             charge: Optional[int] = typer.Option(None, "--charge", help=_CHARGE_HELP),
             multiplicity: Optional[int] = typer.Option(None, "--multiplicity", help=_MULT_HELP),
             settings_file: Optional[Path] = typer.Option(None, "--settings", help=_SETTINGS_HELP),
-            hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps (0: once)"),
-            ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
+            hessian_every: Optional[int] = typer.Option(None, min=0,
+                                                        help="recompute the Hessian every N TS steps (0: once)"),
+            ts_steps: Optional[int] = typer.Option(None, min=1, help="max TS optimisation steps"),
             interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
             path_method: Optional[str] = typer.Option(None, help="neb or none"),
             reference_ts: Optional[Path] = typer.Option(None, help="xyz of a reference TS for the RMSD"),
@@ -72,6 +79,7 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
     from horm.ts.calculator import load_potential
     from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
 
+    check_out_dir(out_dir)
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
     r, p, notes = prepare_reaction(reaction, charge, multiplicity)
     ref = read_xyz(reference_ts)[0].to_atoms() if reference_ts is not None else None
@@ -99,7 +107,7 @@ def _report(out_dir: Path, reference: Optional[Path], records: list[dict], poten
     result = {"summary": summary}
     if reference is not None:
         if not (reference / "results.jsonl").exists():
-            raise ValueError(f"{reference}: no results.jsonl (not a benchmark folder)")
+            raise UsageError(f"{reference}: no results.jsonl (not a benchmark folder)")
         cmp = compare_runs(out_dir, reference)
         result["reference"] = {"dir": str(reference), **cmp}
         ref_meta = reference / "benchmark.json"
@@ -127,7 +135,8 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
                   out_dir: Path = typer.Option(..., "--out", "-o", help="run folder (results.jsonl; resumable)"),
                   workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1,
                                                         help="reactions run in parallel (default: one per core)"),
-                  timeout: float = typer.Option(600.0, help="seconds per reaction before it is killed"),
+                  timeout: float = typer.Option(600.0, callback=positive,
+                                                help="seconds per reaction before it is killed"),
                   n_reactions: Optional[int] = typer.Option(None, "--n-reactions",
                                                             help="pick N reactions by --seed (default: all)"),
                   n_old: Optional[int] = typer.Option(None, "--n", hidden=True),
@@ -137,8 +146,9 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
                   reference: Optional[Path] = typer.Option(None, help="another run folder to compare with"),
                   retry_failed: bool = typer.Option(False, help="run again reactions recorded as timeout or error"),
                   settings_file: Optional[Path] = typer.Option(None, "--settings", help=_SETTINGS_HELP),
-                  hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps"),
-                  ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
+                  hessian_every: Optional[int] = typer.Option(None, min=0,
+                                                              help="recompute the Hessian every N TS steps"),
+                  ts_steps: Optional[int] = typer.Option(None, min=1, help="max TS optimisation steps"),
                   interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
                   path_method: Optional[str] = typer.Option(None, help="neb or none"),
                   threads: Optional[int] = threads_option(), device: str = device_option(),
@@ -147,6 +157,7 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
     from horm.ts.benchmark import run_benchmark, select_reactions
     from horm.ts.calculator import ENGINE_SPECS, load_potential
 
+    check_out_dir(out_dir)
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
     from horm.runtime import default_workers
 
@@ -180,7 +191,7 @@ def summary_cmd(out_dir: Path = typer.Argument(..., help="a benchmark run folder
     from horm.ts.benchmark import read_results
 
     if not (out_dir / "results.jsonl").exists():
-        raise ValueError(f"{out_dir}: no results.jsonl (not a benchmark folder)")
+        raise UsageError(f"{out_dir}: no results.jsonl (not a benchmark folder)")
     meta = out_dir / "benchmark.json"
     potential = json.loads(meta.read_text()).get("potential", "run") if meta.exists() else "run"
     _report(out_dir, reference, read_results(out_dir), Path(potential).name)

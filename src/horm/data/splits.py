@@ -11,6 +11,8 @@ import hashlib
 
 import numpy as np
 
+from horm.errors import UsageError
+
 
 def _unit_hash(group: str, seed: int) -> float:
     h = hashlib.blake2b(f"{seed}:{group}".encode(), digest_size=8).digest()
@@ -20,7 +22,7 @@ def _unit_hash(group: str, seed: int) -> float:
 def reaction_split(groups: list[str], val_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
     """Boolean mask (len(groups),): True where the sample's reaction goes to val."""
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}")
     cache: dict[str, bool] = {}
     mask = np.zeros(len(groups), dtype=bool)
     for i, g in enumerate(groups):

@@ -13,6 +13,8 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Literal, get_args
 
+from horm.errors import UsageError
+
 Bundled = Literal["t1x_xtb"]
 Split = Literal["train", "val", "ood"]
 
@@ -20,7 +22,7 @@ Split = Literal["train", "val", "ood"]
 def _check(value, options, what):
     valid = get_args(options)
     if value not in valid:
-        raise ValueError(f"{what} {value!r} is not valid; choose one of {', '.join(valid)}")
+        raise UsageError(f"{what} {value!r} is not valid; choose one of {', '.join(valid)}")
 
 
 def bundled_path(name: Bundled = "t1x_xtb") -> Path:

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from horm.errors import DataError
+from horm.errors import DataError, UsageError
 
 FORMAT = "horm-model"
 VERSION = 2  # 1: no meta; 2: meta (versions, elements, level of theory, data summary)
@@ -148,7 +148,10 @@ def load_model(path: str | os.PathLike, device: Any = "cpu", dtype: Any = None) 
     dev, dtype = resolve_device(device), resolve_dtype(dtype)
     p = resolve_model_path(path)
     config, state, train_config, saved_dtype, meta, version = _unpack(p, _torch_load(p))
-    model = build_model_from_config(config)
+    try:
+        model = build_model_from_config(config)
+    except (UsageError, TypeError) as exc:  # the file's architecture settings, not the user's options
+        raise DataError(str(p), f"model config is not usable ({exc})") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise DataError(str(p), f"weights do not match the architecture (missing {missing[:3]}, "

@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from horm.data.batch import Batch
+from horm.errors import UsageError
 from horm.hessian.autograd import HessianMethod
 from horm.hessian.autograd import compute_forces as forces_from_energy  # forward() has a flag named compute_forces
 from horm.models.base import Potential, build_model, register_model
@@ -76,9 +77,9 @@ class HessianHeadConfig:
 
     def __post_init__(self):
         if self.backbone == "hessian_head":
-            raise ValueError("hessian_head cannot be its own backbone; give e.g. backbone='leftnet'")
+            raise UsageError("hessian_head cannot be its own backbone; give e.g. backbone='leftnet'")
         if self.head_channels < 1 or self.num_radial < 1 or self.pair_cutoff <= 0 or self.hessian_scale <= 0:
-            raise ValueError(f"invalid hessian_head size: {self}")
+            raise UsageError(f"invalid hessian_head size: {self}")
 
 
 PRESETS = {
@@ -224,7 +225,7 @@ class HessianHead(Potential):
         super().__init__(cfg)
         self.backbone = build_model(cfg.backbone, cfg.backbone_preset, **cfg.backbone_overrides)
         if "return_features" not in inspect.signature(self.backbone._predict).parameters:
-            raise ValueError(f"backbone {cfg.backbone!r} does not expose node features "
+            raise UsageError(f"backbone {cfg.backbone!r} does not expose node features "
                              f"(_predict(batch, pos, return_features=True)); valid: leftnet, leftnet-df")
         self.forces_mode = self.backbone.forces_mode  # energy/forces exactly as the backbone's
         f = self._feature_width()
@@ -235,7 +236,7 @@ class HessianHead(Potential):
         for name in ("hidden_channels", "sphere_channels", "hidden"):
             if hasattr(bb, name):
                 return int(getattr(bb, name))
-        raise ValueError(f"cannot tell the feature width of backbone {self.cfg.backbone!r}")
+        raise UsageError(f"cannot tell the feature width of backbone {self.cfg.backbone!r}")
 
     def _predict(self, batch: Batch, pos: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.backbone._predict(batch, pos)

@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from horm.data.batch import Batch
+from horm.errors import UsageError
 from horm.models.base import MAX_Z, Potential, register_model
 from horm.models.envelope import polynomial_cutoff
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_mean, scatter_sum
@@ -71,9 +72,9 @@ class LEFTNetConfig:
 
     def __post_init__(self):
         if self.graph not in GRAPH_KINDS:
-            raise ValueError(f"unknown graph kind {self.graph!r}; valid: {', '.join(GRAPH_KINDS)}")
+            raise UsageError(f"unknown graph kind {self.graph!r}; valid: {', '.join(GRAPH_KINDS)}")
         if self.num_layers < 1 or self.hidden_channels < 4 or self.num_radial < 1 or self.cutoff <= 0:
-            raise ValueError(f"invalid LEFTNet size: {self}")
+            raise UsageError(f"invalid LEFTNet size: {self}")
 
 
 PRESETS = {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Literal, get_args
 
 from horm.data.formats import is_ase_path
-from horm.errors import HormError
+from horm.errors import HormError, UsageError
 from horm.sample.irc import IrcSampleSettings, sample_irc
 from horm.sample.neb import NebSampleSettings, ReactionSamples, error_line, sample_neb
 
@@ -28,7 +28,7 @@ UNLABELLED = "none (geometries only)"
 def check_method(method: str) -> None:
     valid = get_args(Method)
     if method not in valid:
-        raise ValueError(f"sampling method {method!r} is not valid; choose one of {', '.join(valid)}")
+        raise UsageError(f"sampling method {method!r} is not valid; choose one of {', '.join(valid)}")
 
 
 def default_settings(method: Method):

@@ -4,7 +4,7 @@ Sections (every field has a comment; see ``TrainConfig``): ``model``, ``data``, 
 ``optim``, ``trainer``, plus top-level ``out``, ``resume`` and ``init_from``. Overrides use dotted keys:
 ``loss.hessian=0 optim.lr=1e-3 model.overrides.hidden_channels=64 resume=true``. Values are
 parsed as YAML scalars and then checked against the field's type; a bad key or value raises
-a one-line ``ValueError`` that lists the valid keys or values.
+a one-line ``UsageError`` that lists the valid keys or values.
 
 The defaults train with the E-F-H loss (Eq. 3) and HORM's weights; set ``loss.hessian=0``
 for the E-F baseline (Eq. 2).
@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
 
+from horm.errors import UsageError
+from horm.settings import coerce as _coerce
+from horm.settings import field_types as _field_types
+from horm.settings import parse_scalar as _parse_scalar
 Precision = Literal["float32", "float64"]
 Schedule = Literal["cosine", "plateau", "constant"]
 Strategy = Literal["auto", "ddp", "ddp_spawn"]
@@ -122,13 +124,13 @@ class TrainConfig:
         if path is not None:
             p = Path(path)
             if not p.is_file():
-                raise ValueError(f"{p}: config file not found")
+                raise UsageError(f"{p}: config file not found")
             try:
                 d = yaml.safe_load(p.read_text()) or {}
             except yaml.YAMLError as exc:
-                raise ValueError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+                raise UsageError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
             if not isinstance(d, dict):
-                raise ValueError(f"{p}: top level must be a mapping of sections")
+                raise UsageError(f"{p}: top level must be a mapping of sections")
         cfg = cls.from_dict(d)
         cfg.apply_overrides(overrides)
         return cfg
@@ -138,7 +140,7 @@ class TrainConfig:
         new = copy.deepcopy(self)
         for item in overrides:
             if "=" not in item:
-                raise ValueError(f"override {item!r} is not key=value (e.g. optim.lr=1e-3)")
+                raise UsageError(f"override {item!r} is not key=value (e.g. optim.lr=1e-3)")
             key, raw = item.split("=", 1)
             new.set(key.strip(), _parse_scalar(raw))
         new.validate()
@@ -152,19 +154,21 @@ class TrainConfig:
         for i, name in enumerate(parts):
             if isinstance(obj, dict):  # model.overrides.<field>
                 if i != len(parts) - 1:
-                    raise ValueError(f"config key {key!r}: overrides are one level deep")
+                    raise UsageError(f"config key {key!r}: overrides are one level deep")
                 obj[name] = value
                 return
             valid = [f.name for f in dataclasses.fields(obj)]
             if name not in valid:
                 where = ".".join(parts[:i]) or "top level"
-                raise ValueError(f"unknown config key {key!r} ({where}); valid: {', '.join(valid)}")
+                raise UsageError(f"unknown config key {key!r} ({where}); valid: {', '.join(valid)}")
             if i == len(parts) - 1:
                 ftype = _field_types(type(obj))[name]
+                if dataclasses.is_dataclass(ftype):
+                    raise UsageError(f"config key {key!r} names a section, give a field (e.g. {key}.<field>)")
                 setattr(obj, name, _coerce(ftype, value, key))
                 return
             obj = getattr(obj, name)
-        raise ValueError(f"config key {key!r} names a section, give a field (e.g. {key}.<field>)")
+        raise UsageError(f"config key {key!r} names a section, give a field (e.g. {key}.<field>)")
 
     def validate(self) -> None:
         from horm.train.losses import VALID_METRICS
@@ -172,7 +176,7 @@ class TrainConfig:
         for fname, metric in (("energy", self.loss.energy_metric), ("forces", self.loss.forces_metric),
                               ("hessian_rows", self.loss.hessian_metric), ("hessian", self.loss.full_hessian_metric)):
             if metric not in VALID_METRICS[fname]:
-                raise ValueError(f"loss metric {metric!r} for {fname}; valid: {', '.join(VALID_METRICS[fname])}")
+                raise UsageError(f"loss metric {metric!r} for {fname}; valid: {', '.join(VALID_METRICS[fname])}")
         checks = [
             (self.loss.n_hr >= 1, "loss.n_hr must be >= 1"),
             (self.trainer.batch_size >= 1, "trainer.batch_size must be >= 1"),
@@ -186,10 +190,10 @@ class TrainConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(msg)
+                raise UsageError(msg)
         for w in ("energy", "forces", "hessian", "full_hessian"):
             if getattr(self.loss, w) < 0:
-                raise ValueError(f"loss.{w} must be >= 0")
+                raise UsageError(f"loss.{w} must be >= 0")
 
     # --- output ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -238,54 +242,3 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def _parse_scalar(raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw) if raw.strip() != "" else None
-    except yaml.YAMLError:
-        return raw
-
-
-def _field_types(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key)
-    if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{key}={value!r} is not valid; valid: {', '.join(map(str, args))}")
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"{key}={value!r} is not valid; valid: true, false")
-    if tp is int:
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ValueError(f"{key}={value!r} is not valid; expected an integer")
-        return int(value)
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads "3e-3" as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key}={value!r} is not valid; expected a number")
-        return float(value)
-    if tp is str:
-        if value is None or isinstance(value, (dict, list)):
-            raise ValueError(f"{key}={value!r} is not valid; expected a string")
-        return str(value)
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}={value!r} is not valid; expected a mapping")
-        return dict(value)
-    return value

@@ -55,6 +55,7 @@ from typing import Literal
 import torch
 
 from horm.data.batch import Batch, gather_hessian_rows
+from horm.errors import UsageError
 from horm.hessian.autograd import draw_row_indices, sample_hessian_rows
 from horm.models.graph import scatter_mean, scatter_sum
 
@@ -82,12 +83,12 @@ class LossTerm:
 
     def __post_init__(self):
         if self.field not in LOSS_FIELDS:
-            raise ValueError(f"unknown loss field {self.field!r}; valid: {', '.join(LOSS_FIELDS)}")
+            raise UsageError(f"unknown loss field {self.field!r}; valid: {', '.join(LOSS_FIELDS)}")
         if self.metric not in VALID_METRICS[self.field]:
-            raise ValueError(f"unknown metric {self.metric!r} for {self.field}; "
+            raise UsageError(f"unknown metric {self.metric!r} for {self.field}; "
                              f"valid: {', '.join(VALID_METRICS[self.field])}")
         if not float(self.weight) >= 0.0:
-            raise ValueError(f"loss weight for {self.field} must be >= 0, got {self.weight}")
+            raise UsageError(f"loss weight for {self.field} must be >= 0, got {self.weight}")
 
 
 @dataclass
@@ -103,14 +104,14 @@ class LossSpec:
     def __post_init__(self):
         self.terms = tuple(self.terms)
         if self.n_hr < 1:
-            raise ValueError(f"n_hr (Hessian rows per molecule) must be >= 1, got {self.n_hr}")
+            raise UsageError(f"n_hr (Hessian rows per molecule) must be >= 1, got {self.n_hr}")
         if self.hessian_divisor <= 0:
-            raise ValueError(f"hessian_divisor must be > 0, got {self.hessian_divisor}")
+            raise UsageError(f"hessian_divisor must be > 0, got {self.hessian_divisor}")
         if self.row_vjp not in ROW_VJP:
-            raise ValueError(f"unknown row_vjp {self.row_vjp!r}; valid: {', '.join(ROW_VJP)}")
+            raise UsageError(f"unknown row_vjp {self.row_vjp!r}; valid: {', '.join(ROW_VJP)}")
         names = [t.field for t in self.terms]
         if len(set(names)) != len(names):
-            raise ValueError(f"each field may appear once in a loss, got {names}")
+            raise UsageError(f"each field may appear once in a loss, got {names}")
 
     def active(self, name: str) -> LossTerm | None:
         for t in self.terms:
@@ -213,11 +214,11 @@ def compute_loss(model, batch: Batch, spec: LossSpec, training: bool,
     rows_term, full_term = spec.active("hessian_rows"), spec.active("hessian")
     for t in (rows_term, full_term):
         if t is not None and batch.hessian is None:
-            raise ValueError(f"loss term {t.field!r} needs Hessian labels, but the batch has none")
+            raise UsageError(f"loss term {t.field!r} needs Hessian labels, but the batch has none")
     for name in ("energy", "forces"):
         t = spec.active(name)
         if t is not None and getattr(batch, name) is None:
-            raise ValueError(f"loss term {name!r} needs {name} labels, but the batch has none")
+            raise UsageError(f"loss term {name!r} needs {name} labels, but the batch has none")
     direct = getattr(model, "hessian_mode", "autograd") == "direct"  # a head predicts H, no VJPs needed
     graph = training or (rows_term is not None and not direct)
     want_h = full_term is not None or (direct and rows_term is not None)

@@ -31,6 +31,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
+from horm.errors import TrainingError, UsageError
 from horm.train.config import TrainConfig
 from horm.train.data import load_train_data, make_loader
 from horm.models.files import save_model
@@ -156,9 +157,9 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
     if cfg.resume:
         ckpt = find_resume_checkpoint(out)
         if ckpt is None:
-            raise ValueError(f"resume=true but {out / 'checkpoints'} holds no readable checkpoint")
+            raise UsageError(f"resume=true but {out / 'checkpoints'} holds no readable checkpoint")
     elif (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.ckpt")):
-        raise ValueError(f"{out} already holds checkpoints; pass resume=true or choose another --out")
+        raise UsageError(f"{out} already holds checkpoints; pass resume=true or choose another --out")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     init = _load_init(cfg) if cfg.init_from and ckpt is None else None
     data = load_train_data(cfg.data, atom_ref=init[1]["atom_ref"] if init else None)
@@ -184,6 +185,9 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
                 ckpt_path=str(ckpt) if ckpt else None)
     wall = time.perf_counter() - t0
     model_path = out / "model.pt"
+    bad = [n for n, p in module.model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise TrainingError(f"{len(bad)} weight tensors are not finite (e.g. {bad[0]}); no model was saved")
     if trainer.is_global_zero:
         save_model(module.model, model_path, cfg.to_dict(), meta=_model_meta(cfg, data))
         info = {"n_train": len(data.train), "n_val": len(data.val) if data.val is not None else 0,

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from horm.errors import HormError
+from horm.errors import HormError, UsageError
 from horm.ts.workflow import RunSettings, write_json_atomic
 
 RESULTS = "results.jsonl"
@@ -49,7 +49,7 @@ def select_reactions(reactions_dir, n: int | None = None, seed: int = 0) -> list
     if n is None or n >= len(files):
         return files
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise UsageError(f"n must be >= 1, got {n}")
     idx = np.random.default_rng(seed).choice(len(files), size=n, replace=False)
     return [files[i] for i in sorted(idx)]
 
@@ -258,9 +258,9 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
     A reaction killed by its timeout keeps the stages it finished in its record.
     """
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UsageError(f"workers must be >= 1, got {workers}")
     if timeout <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        raise UsageError(f"timeout must be > 0 seconds, got {timeout}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sdict = (settings or RunSettings()).to_dict()

@@ -32,7 +32,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from horm.data.sample import Sample
-from horm.errors import HormError
+from horm.errors import HormError, UsageError
 from horm.models.domain import charge_and_multiplicity, check_structure
 
 ENGINE_SPECS = ("xtb", "dft")
@@ -248,6 +248,6 @@ def load_potential(spec: str, device: Any = "cpu", dtype: Any = "float64", threa
             engine = get_engine(spec, threads=threads)
         return HormCalculator(engine, name=spec, threads=threads, check_domain=check_domain)
     if not Path(spec).exists():
-        raise ValueError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)} "
+        raise UsageError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)} "
                          f"or the path of a trained model (no such file or folder)")
     return HormCalculator.from_file(spec, device=device, dtype=dtype, threads=threads, check_domain=check_domain)
