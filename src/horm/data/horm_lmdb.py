@@ -28,7 +28,8 @@ import numpy as np
 
 from horm.data.lmdb_util import acquire_env, check_value_extent, release_env
 from horm.data.sample import Sample
-from horm.errors import DataError, UnsafePickleError
+from horm.errors import DataError
+from horm.safe_pickle import AllowListUnpickler, StateOnly
 
 # --- inner layer: legacy torch.save stream of one storage -------------------------------
 
@@ -51,22 +52,20 @@ class _StorageType:
         self.dtype = np.dtype(_STORAGE_DTYPES[name]).newbyteorder("<")
 
 
-class _InnerUnpickler(pickle.Unpickler):
-    def __init__(self, f, ctx):
-        super().__init__(f)
-        self._ctx = ctx
+_INNER_GLOBALS = {("torch", n): _StorageType(n) for n in _STORAGE_DTYPES}
+_INNER_GLOBALS[("collections", "OrderedDict")] = OrderedDict
 
-    def find_class(self, module, name):
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        if module == "collections" and name == "OrderedDict":
-            return OrderedDict
-        raise UnsafePickleError(self._ctx[0], where=self._ctx[1], problem=f"refused global {module}.{name} in tensor storage")
+
+class _InnerUnpickler(AllowListUnpickler):
+    allowed = _INNER_GLOBALS
+
+    def __init__(self, f, ctx):
+        super().__init__(f, source=ctx[0], where=f"{ctx[1]}, tensor storage")
 
     def persistent_load(self, pid):
         # ('storage', storage_type, key, location, numel[, view_metadata])
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise UnsafePickleError(self._ctx[0], where=self._ctx[1], problem=f"unexpected persistent id {pid!r:.80}")
+            raise self.refuse(f"unexpected persistent id {pid!r:.80}")
         return ("storage", pid[1], str(pid[2]), int(pid[4]))
 
 
@@ -94,14 +93,7 @@ def _load_storage(data: bytes, ctx) -> np.ndarray:
 # --- outer layer: the PyG Data object ---------------------------------------------------
 
 
-class _Container:
-    """Stand-in for PyG Data / GlobalStorage: keeps the pickled state, runs no code."""
-
-    def __init__(self, *args, **kwargs):
-        self.state = {}
-
-    def __setstate__(self, state):
-        self.state = state if isinstance(state, dict) else {"_state": state}
+_Container = StateOnly  # stand-in for PyG Data / GlobalStorage: keeps the pickled state, runs no code
 
 
 class _Marker:
@@ -193,20 +185,12 @@ def _safe_globals(ctx):
     }
 
 
-class _OuterUnpickler(pickle.Unpickler):
+class _OuterUnpickler(AllowListUnpickler):
     def __init__(self, f, ctx):
-        super().__init__(f)
-        self._ctx = ctx
-        self._allowed = _safe_globals(ctx)
-
-    def find_class(self, module, name):
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(self._ctx[0], where=self._ctx[1], problem=f"refused global {module}.{name}") from None
+        super().__init__(f, allowed=_safe_globals(ctx), source=ctx[0], where=ctx[1])
 
     def persistent_load(self, pid):
-        raise UnsafePickleError(self._ctx[0], where=self._ctx[1], problem="refused persistent id in sample pickle")
+        raise self.refuse("refused persistent id in sample pickle")
 
 
 def safe_loads(data: bytes, source: str = "<bytes>", key: str = "?"):
