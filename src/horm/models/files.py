@@ -147,10 +147,13 @@ def load_model(path: str | os.PathLike, device: Any = "cpu", dtype: Any = None) 
     "float64", a torch.dtype, or None to keep the precision the model was trained in.
     """
     from horm.models.base import build_model_from_config
+    from horm.models.published.checkpoint import is_lightning_checkpoint, load_published_checkpoint
     from horm.runtime import resolve_device, resolve_dtype
 
     dev, dtype = resolve_device(device), resolve_dtype(dtype)
     p = resolve_model_path(path)
+    if is_lightning_checkpoint(p):  # a released HORM/HIP checkpoint: the published architectures
+        return load_published_checkpoint(p, device=dev, dtype=dtype)
     config, state, train_config, saved_dtype, meta, version = _unpack(p, _torch_load(p))
     try:
         model = build_model_from_config(config)
@@ -174,7 +177,11 @@ def load_model(path: str | os.PathLike, device: Any = "cpu", dtype: Any = None) 
 
 def model_info(path: str | os.PathLike) -> dict[str, Any]:
     """What a model file says about itself, without building the model (for ``horm model info``)."""
+    from horm.models.published.checkpoint import is_lightning_checkpoint
+
     p = resolve_model_path(path)
+    if is_lightning_checkpoint(p):
+        return _published_info(p)
     blob = _torch_load(p)
     config, state, train_config, saved_dtype, meta, version = _unpack(p, blob)
     n_params = sum(int(v.numel()) for k, v in state.items() if hasattr(v, "numel") and k != "atom_ref")
@@ -188,3 +195,18 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
             "elements": elements, "level_of_theory": meta.get("level_of_theory", "unknown"),
             "data": meta.get("data") or {}, "created": meta.get("created", "unknown"),
             "atom_ref": {int(z): float(e) for z, e in refs.items()}, "config": dict(config)}
+
+
+def _published_info(p: Path) -> dict[str, Any]:
+    """:func:`model_info` of a released HORM/HIP Lightning checkpoint (architecture recognised from its keys)."""
+    from horm.models.published import HORM_ATOM_REFS_EV
+    from horm.models.published.checkpoint import LEVEL_OF_THEORY, read_published_checkpoint, recognise_and_build
+
+    hp, state = read_published_checkpoint(p)
+    fmt, config, _model = recognise_and_build(hp, state, str(p))
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values() if v.is_floating_point()})
+    return {"path": str(p), "format_version": 0, "architecture": fmt.model,
+            "parameters": sum(int(v.numel()) for v in _model.parameters()), "dtype": ",".join(dtypes) or "unknown",
+            "horm_version": "not horm (released checkpoint)", "torch_version": "unknown",
+            "elements": sorted(HORM_ATOM_REFS_EV), "level_of_theory": LEVEL_OF_THEORY, "data": {},
+            "created": "unknown", "atom_ref": dict(HORM_ATOM_REFS_EV), "config": dict(config)}

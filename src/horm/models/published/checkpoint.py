@@ -42,7 +42,7 @@ from typing import Any, Mapping
 
 import torch
 
-from horm.errors import DataError
+from horm.errors import UsageError, DataError
 from horm.models.published import FORMATS, HORM_ATOM_REFS_EV, CheckpointFormat
 from horm.models.published._lightning_pickle import load_checkpoint_dict, plain
 
@@ -208,16 +208,16 @@ def parse_atom_refs(refs: Mapping[Any, Any] | None) -> dict[int, float]:
         k = str(key).strip()
         z = int(k) if k.isdigit() else atomic_numbers.get(k.capitalize(), 0)
         if not 1 <= z <= 118:
-            raise ValueError(f"atom reference {key!r}: not an element symbol or atomic number 1-118")
+            raise UsageError(f"atom reference {key!r}: not an element symbol or atomic number 1-118")
         try:
             e = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"atom reference {key!r}: {value!r} is not a number (eV)") from None
+            raise UsageError(f"atom reference {key!r}: {value!r} is not a number (eV)") from None
         if not math.isfinite(e):
-            raise ValueError(f"atom reference {key!r}: {value!r} is not finite")
+            raise UsageError(f"atom reference {key!r}: {value!r} is not finite")
         out[z] = e
     if not out:
-        raise ValueError("atom references: empty mapping (give eV per element, e.g. {'H': -16.71})")
+        raise UsageError("atom references: empty mapping (give eV per element, e.g. {'H': -16.71})")
     return out
 
 
