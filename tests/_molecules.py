@@ -1,4 +1,4 @@
-"""Helpers shared by the model tests: random molecules, random orthogonal maps, float64 prediction."""
+"""Helpers shared by tests: random and ASE molecules, random orthogonal maps, float64 prediction."""
 
 from __future__ import annotations
 
@@ -31,3 +31,16 @@ def predict(model, samples, hessian=False):
     """(batch, outputs) of a model in float64, outputs detached."""
     b = collate(samples, dtype=torch.float64)
     return b, model(b, compute_hessian=hessian, create_graph=False)
+
+
+def ase_molecules(names, n=None, seed=0, noise=0.02):
+    """ASE's named molecules (cycled to ``n``), each with Gaussian noise (Å) on the positions."""
+    from ase.build import molecule
+
+    rng = np.random.default_rng(seed)
+    base = [molecule(m) for m in names]
+    out = []
+    for i in range(n or len(base)):
+        a = base[i % len(base)]
+        out.append(Sample(numbers=a.numbers.astype(np.int64), pos=a.positions + rng.normal(0, noise, a.positions.shape)))
+    return out

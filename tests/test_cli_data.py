@@ -62,11 +62,12 @@ def test_split_is_deterministic_and_by_reaction(tmp_path):
     assert outs[0] == outs[1]
 
 
-def test_bad_input_is_one_line_and_exit_2(tmp_path):
+def test_bad_input_is_one_line_and_exit_1(tmp_path):
+    """A DataError is one line and exit 1 (2 is for usage errors)."""
     bad = tmp_path / "bad.xyz"
     bad.write_text("2\nc\nO 0 0 0\nZz 1 0 0\n")
     r = subprocess.run([sys.executable, "-m", "horm.cli", "data", "info", str(bad)], capture_output=True, text=True)
-    assert r.returncode == 2
+    assert r.returncode == 1
     assert "bad.xyz" in r.stderr and "unknown element 'Zz'" in r.stderr and "Traceback" not in r.stderr
 
 

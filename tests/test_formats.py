@@ -68,10 +68,10 @@ def test_convert_to_extxyz_exports_and_label_refuses_an_xyz_store(tmp_path):
     assert "never written as '.extxyz'" in " ".join(res.output.split()) and "Traceback" not in res.output
     assert not (tmp_path / "lab.extxyz").exists()
     from horm.data.store import HessianStore
-    from horm.errors import DataError
+    from horm.errors import UsageError
 
     for suffix in (".xyz", ".traj", ".db"):
-        with pytest.raises(DataError, match="never written"):
+        with pytest.raises(UsageError, match="never written"):
             HessianStore.create(tmp_path / f"s{suffix}", "x")
 
 
@@ -126,7 +126,7 @@ def test_mace_file_trains_and_fine_tunes_from_the_model(store, tmp_path):
     keys = ["--energy-key", "REF_energy", "--forces-key", "REF_forces", "--hessian-key", "REF_hessian"]
     res = _invoke("train", *TINY, "trainer.max_steps=4", "trainer.val_every_n_steps=4", "--data", f, "--val", f,
                   "-o", tmp_path / "a")
-    assert res.exit_code == 2 and "REF_energy" in res.output  # no key options: the error names the keys found
+    assert res.exit_code == 1 and "REF_energy" in res.output  # no key options: a DataError naming the keys found
     res = _invoke("train", *TINY, "trainer.max_steps=4", "trainer.val_every_n_steps=4", "--data", f, "--val", f,
                   "-o", tmp_path / "a", *keys)
     assert res.exit_code == 0, res.output

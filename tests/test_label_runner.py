@@ -15,28 +15,18 @@ import time
 from pathlib import Path
 
 import lmdb
-import msgpack
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from horm.data.integrity import decode_meta
 from horm.data.sample import Sample
 from horm.data.store import HessianStore
 from horm.data.xyz import write_xyz
 
+from _molecules import ase_molecules as _molecules
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def _molecules(names, n=None, seed=0, noise=0.02):
-    from ase.build import molecule
-
-    rng = np.random.default_rng(seed)
-    base = [molecule(m) for m in names]
-    out = []
-    for i in range(n or len(base)):
-        a = base[i % len(base)]
-        out.append(Sample(numbers=a.numbers.astype(np.int64), pos=a.positions + rng.normal(0, noise, a.positions.shape)))
-    return out
 
 
 def _store_count(path: Path) -> int:
@@ -50,7 +40,7 @@ def _store_count(path: Path) -> int:
     try:
         with env.begin() as txn:
             raw = txn.get(b"__meta__")
-            return int(msgpack.unpackb(raw)["count"]) if raw else 0
+            return int(decode_meta(raw, str(path))[0]["count"]) if raw else 0
     finally:
         env.close()
 
@@ -68,8 +58,8 @@ def test_local_ray_two_workers_labels_like_the_engine(tmp_path):
     s = label(src, eng, tmp_path / "ray.hstore", workers=2, ray_address="local", show_progress=False)
     assert (s.backend, s.labelled, s.failed) == ("ray", 6, 0)
     with HessianStore.open(tmp_path / "ray.hstore") as st:
-        assert len(st) == 6 and st.keys() == {f"g.xyz:{i}" for i in range(6)}
-        by_key = {x.key: x for x in st}
+        assert len(st) == 6 and {k.split("#")[0] for k in st.keys()} == {f"g.xyz:{i}" for i in range(6)}
+        by_key = {x.key.split("#")[0]: x for x in st}
     ref = eng.compute(geos[3])  # H2CO, in this process
     got = by_key["g.xyz:3"]
     assert got.energy == pytest.approx(ref.energy, abs=1e-6)
@@ -133,7 +123,7 @@ def test_unconverged_scf_is_a_failure_not_data(tmp_path):
     with HessianStore.open(out) as st:
         assert len(st) == 0
         fails = {f["key"]: f for f in st.failures()}
-        assert set(fails) == {"w.xyz:0", "w.xyz:1"}
+        assert {k.split("#")[0] for k in fails} == {"w.xyz:0", "w.xyz:1"}
         assert all("converge" in f["reason"].lower() or "scf" in f["reason"].lower() for f in fails.values())
     again = label(src, get_engine("xtb"), out, show_progress=False)
     assert (again.labelled, again.skipped_failed) == (0, 2)  # failures are not retried by default
@@ -157,7 +147,7 @@ def test_bad_geometry_and_level_mismatch(tmp_path):
         label(src, get_engine("xtb"), out, show_progress=False)  # read_xyz refuses the file itself
     good = write_xyz(tmp_path / "ok.xyz", _molecules(["H2O"]))
     HessianStore.create(out, "some other level").close()
-    with pytest.raises(DataError, match="labels; engine"):
+    with pytest.raises(DataError, match="refusing to mix labels: level of theory"):
         label(good, get_engine("xtb"), out, show_progress=False)
     from horm.label.runner import compute_one
 
@@ -167,15 +157,15 @@ def test_bad_geometry_and_level_mismatch(tmp_path):
 
 def test_input_kinds_get_stable_unique_keys(tmp_path, horm_sample_path):
     """HORM LMDB records keep their own keys; a directory of xyz is keyed by file and frame."""
-    from horm.label.runner import open_items
+    from horm.label.items import open_items
 
     n, items = open_items(horm_sample_path)
     keys = [s.key for s in items()]
-    assert n == 100 and len(set(keys)) == 100 and keys[0] == "horm_sample_100.lmdb:0"
+    assert n == 100 and len(set(keys)) == 100 and keys[0].startswith("horm_sample_100.lmdb:0#")
     d = tmp_path / "dir"
     write_xyz(d / "a.xyz", _molecules(["H2O", "NH3"]))
     write_xyz(d / "b.xyz", _molecules(["CH4"]))
     n, items = open_items(d)
     got = [(s.key, s.rxn) for s in items()]
-    assert n == 3 and got == [("a.xyz:0", "a"), ("a.xyz:1", "a"), ("b.xyz:0", "b")]
+    assert n == 3 and [(k.split("#")[0], r) for k, r in got] == [("a.xyz:0", "a"), ("a.xyz:1", "a"), ("b.xyz:0", "b")]
     assert [s.key for s in items()] == [k for k, _ in got]  # the same keys on a second pass

@@ -147,6 +147,16 @@ def test_registry_and_presets():
         build_model("leftnet", "tiny", graph="knn")
 
 
+def test_small_preset_sits_between_tiny_and_paper():
+    def n_params(name, preset):
+        return sum(p.numel() for p in build_model(name, preset).parameters())
+
+    for name in ("leftnet", "leftnet-df", "hessian_head"):
+        assert n_params(name, "tiny") < n_params(name, "small") < n_params(name, "paper"), name
+    head = build_model("hessian_head", "small")
+    assert head.cfg.backbone_preset == "small"
+
+
 def test_protocol_outputs(models, mols):
     b: Batch = collate(mols, dtype=torch.float64)
     for m in models.values():

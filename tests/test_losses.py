@@ -201,3 +201,63 @@ def test_invalid_terms_and_config_list_valid_values(tmp_path):
     cfg.save(p)
     again = TrainConfig.from_yaml(p)
     assert again == cfg
+
+
+# --- HIP's eigen-subspace term ---------------------------------------------------------------
+def _spd_with_soft_modes(rng, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A symmetric (m, m) matrix with distinct eigenvalues (one negative: a saddle) and its eigenpairs."""
+    q, _ = np.linalg.qr(rng.normal(size=(m, m)))
+    lam = np.sort(np.concatenate([[-0.7], rng.uniform(0.05, 30.0, m - 1)]))
+    return (q * lam) @ q.T, lam, q
+
+
+def test_eigen_term_zero_at_truth_grows_in_the_low_subspace_only():
+    from horm.train.losses import eigen_subspace_error
+
+    rng = np.random.default_rng(0)
+    k, eps = 4, 0.3
+    blocks = [_spd_with_soft_modes(rng, 3 * n) for n in NATOMS]
+    natoms = torch.tensor(NATOMS)
+    true = torch.cat([torch.as_tensor(h).flatten() for h, _, _ in blocks])
+
+    def err(perturb):
+        pred = torch.cat([torch.as_tensor(h + perturb(lam, q)).flatten() for h, lam, q in blocks])
+        return eigen_subspace_error(pred, true, natoms, k)
+
+    assert torch.allclose(eigen_subspace_error(true, true, natoms, k), torch.zeros(2, dtype=torch.float64), atol=1e-10)
+    # Ĥ = H + ε v₁v₁ᵀ (the TS mode): only the (1,1) entry of V_kᵀ Ĥ V_k − Λ_k moves, by ε
+    low = err(lambda lam, q: eps * np.outer(q[:, 0], q[:, 0]))
+    assert torch.allclose(low, torch.full((2,), eps / k**2, dtype=torch.float64), rtol=1e-8)
+    assert torch.all(err(lambda lam, q: 2 * eps * np.outer(q[:, 0], q[:, 0])) > low)  # grows with ε
+    # a large change confined to the stiff modes (outside the k lowest) is invisible to the term
+    high = err(lambda lam, q: 50.0 * np.outer(q[:, -1], q[:, -1]) + 20.0 * np.outer(q[:, k], q[:, k]))
+    assert torch.allclose(high, torch.zeros(2, dtype=torch.float64), atol=1e-10)
+    # k larger than 3n is capped at 3n (then the whole spectrum: mean over (3n)² entries)
+    full = eigen_subspace_error(true + 0.0, true, natoms, 1000)
+    assert torch.allclose(full, torch.zeros(2, dtype=torch.float64), atol=1e-10)
+
+
+def test_eigen_term_trains_a_hessian_head():
+    from horm.datasets import load_bundled
+
+    torch.manual_seed(0)
+    with load_bundled("train") as ds:
+        batch = collate([ds[i] for i in (0, 200, 400, 600)])
+    model = build_model("hessian_head", "tiny")
+    model.atom_ref.zero_()
+    cfg = TrainConfig.from_dict({"loss": {"energy": 0.0, "forces": 0.0, "hessian": 0.0, "eigen": 1.0,
+                                          "eigen_k": 8}})
+    spec = cfg.loss_spec()
+    assert spec.active("eigen") is not None and spec.needs_hessian_labels
+    assert TrainConfig().loss_spec().active("eigen") is None  # default k = 0: off
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    values = []
+    for _ in range(15):
+        opt.zero_grad()
+        out = compute_loss(model, batch, spec, training=True)
+        out.total.backward()
+        opt.step()
+        values.append(float(out.parts["eigen"]))
+    assert values[-1] < 0.7 * values[0], values
+    with pytest.raises(ValueError, match="eigen_k must be >= 0"):
+        TrainConfig.from_dict({"loss": {"eigen_k": -1}})

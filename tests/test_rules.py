@@ -38,16 +38,8 @@ def _rel(p: Path) -> str:
     return str(p.relative_to(SRC.parent))
 
 
-# Over 400 lines today, split on another branch in flight (issue 11: store_codec.py); the
-# test fails as soon as one of them is short, so the list cannot outlive its reason.
-PENDING_SPLIT = {"horm/data/store.py"}
-
-
 def test_files_and_functions_are_short():
-    lengths = {_rel(p): len(p.read_text().splitlines()) for p in FILES}
-    long_files = [f"{f}: {n} lines" for f, n in lengths.items() if n > 400 and f not in PENDING_SPLIT]
-    stale = [f"{f} is {lengths.get(f, 0)} lines now: drop it from PENDING_SPLIT" for f in PENDING_SPLIT
-             if lengths.get(f, 0) <= 400]
+    long_files = [f"{_rel(p)}: {n} lines" for p in FILES if (n := len(p.read_text().splitlines())) > 400]
     long_funcs = []
     for p in FILES:
         for node in ast.walk(_tree(p)):
@@ -55,7 +47,7 @@ def test_files_and_functions_are_short():
                 n = node.end_lineno - node.lineno + 1
                 if n > 80:
                     long_funcs.append(f"{_rel(p)}:{node.lineno} {node.name}: {n} lines")
-    assert not long_files and not long_funcs and not stale, "\n".join(long_files + long_funcs + stale)
+    assert not long_files and not long_funcs, "\n".join(long_files + long_funcs)
 
 
 @pytest.mark.parametrize("part, forbidden", [

@@ -160,3 +160,21 @@ def test_ddp_two_cpu_processes_keep_parameters_in_sync(horm_sample_path, tmp_pat
     from horm.train.module import param_fingerprint
 
     assert param_fingerprint(model)[0] == ranks[0]["sha256"]
+
+
+def test_max_time_budget_stops_training_and_is_summed_over_resumes(horm_sample_path, tmp_path):
+    from horm.train.run import train
+
+    out = tmp_path / "run"
+    over = TINY + ["data.max_train=4", "data.val_fraction=0", "trainer.batch_size=2", "trainer.max_steps=100000",
+                   "trainer.ckpt_every_n_steps=5", "trainer.max_time=00:00:00:04", "loss.hessian=0"]
+    cfg = TrainConfig.from_yaml(None, over + [f"data.train={horm_sample_path}", f"out={out}"])
+    t0 = time.perf_counter()
+    train(cfg)
+    first = json.loads((out / "run.json").read_text())["global_step"]
+    assert 0 < first < 100000 and time.perf_counter() - t0 < 60  # stopped by the clock, not by max_steps
+    train(TrainConfig.from_yaml(None, over + [f"data.train={horm_sample_path}", f"out={out}", "resume=true"]))
+    again = json.loads((out / "run.json").read_text())["global_step"]
+    assert first <= again <= first + 1  # the 4 s budget was spent in the first session
+    with pytest.raises(ValueError, match="DD:HH:MM:SS"):
+        TrainConfig.from_yaml(None, ["trainer.max_time=2h"])

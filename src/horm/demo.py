@@ -13,6 +13,13 @@ Stages (each prints what it does and shows progress):
 4. **ts** — the TS search (path → TS optimisation with the model Hessian → IRC → intended?)
    on the bundled test reactions, with every model and with the xTB reference; intended
    counts, TS RMSD and barrier error against xTB, and a Fig. 2-style bar chart.
+   **shipped** — the same search with the models shipped in the package (``horm model list``:
+   ``t1x-xtb-*``, xTB-level, trained for ~2 h on the larger xTB set), side by side with the
+   tiny ones in the same table and chart; skipped with a line when none is installed, and in
+   ``--quick``. Each shipped model costs at most ``n_ts / workers × shipped_timeout``
+   (6 / 2 × 60 s = 3 min), and no model is started after ``shipped_budget`` (240 s); the ones
+   left out are named on the terminal, so the stage ends within ~7 min even in the worst case
+   (typical trained-model searches end well before the caps; not yet timed with real models).
 5. **report** — ``report.md`` with all tables, linked PNGs, a summary paragraph, and the exact
    configs, seeds and versions. It is written to a temporary file and renamed at the very
    end, and any old report is removed at the start, so an interrupted run never leaves a
@@ -58,6 +65,8 @@ class DemoSettings:
     max_eval: int = 150  # molecules evaluated per split
     n_ts: int = 6  # test reactions for the TS search
     ts_timeout: float = 240.0  # s per reaction
+    shipped_timeout: float = 60.0  # s per reaction for each shipped model (stage "shipped")
+    shipped_budget: float = 240.0  # s: no further shipped model is started after this (keeps make demo ≤ 15 min)
     workers: int = 2  # TS-search worker processes
 
     @classmethod
@@ -185,26 +194,56 @@ class Demo:
                 self.say(f"wrote tables and plots to {self.out / f'eval_{split}'}")
 
     def ts(self) -> None:
-        from horm.ts.benchmark import run_benchmark
-        from horm.ts.report import summarise_runs
-
+        self.ts_dirs: dict[str, Path] = {}
         base = self.out / "ts"
         if base.exists():
             shutil.rmtree(base)
         with self._stage("ts"):
             runs = {"xtb (reference)": "xtb", **{k: str(p) for k, p in self.models.items()}}
-            dirs = {label: base / _slug(label) for label in runs}
             for label, pot in runs.items():
-                self.say(f"TS search with {label} on {len(self.test_reactions)} reactions → {dirs[label]}")
-                t = time.perf_counter()
-                run_benchmark(self.test_reactions, pot, dirs[label], workers=self.s.workers, timeout=self.s.ts_timeout,
-                              on_result=lambda r: self.say(f"  {r.get('rxn')}: {r.get('outcome') or r.get('status')} "
-                                                           f"({r.get('seconds', 0):.0f} s)"))
-                self.timings[f"ts {label}"] = time.perf_counter() - t
-            res = summarise_runs(dirs, reference="xtb (reference)", chart=self.out / "fig2_ts.png")
-            self.ts_summary, self.ts_compare = res["summaries"], res["compare"]
-            self.fig2 = res["chart"].name
-            self.say(f"wrote {self.out / self.fig2}")
+                self._ts_search(label, pot, self.s.ts_timeout)
+            self._ts_summarise()
+
+    def _ts_search(self, label: str, potential: str, timeout: float) -> None:
+        from horm.ts.benchmark import run_benchmark
+
+        d = self.ts_dirs[label] = self.out / "ts" / _slug(label)
+        self.say(f"TS search with {label} on {len(self.test_reactions)} reactions → {d}")
+        t = time.perf_counter()
+        run_benchmark(self.test_reactions, potential, d, workers=self.s.workers, timeout=timeout,
+                      on_result=lambda r: self.say(f"  {r.get('rxn')}: {r.get('outcome') or r.get('status')} "
+                                                   f"({r.get('seconds', 0):.0f} s)"))
+        self.timings[f"ts {label}"] = time.perf_counter() - t
+
+    def _ts_summarise(self) -> None:
+        """Stage counts of every TS run so far, each against xTB, and the Fig. 2 chart."""
+        from horm.ts.report import summarise_runs
+
+        res = summarise_runs(self.ts_dirs, reference="xtb (reference)", chart=self.out / "fig2_ts.png")
+        self.ts_summary, self.ts_compare = res["summaries"], res["compare"]
+        self.fig2 = res["chart"].name
+        self.say(f"wrote {self.out / self.fig2}")
+
+    def shipped(self) -> None:
+        """The models shipped in the package (:mod:`horm.pretrained`), on the same test reactions,
+        next to the freshly trained tiny ones; skipped with a line when none is installed."""
+        from horm.pretrained import available
+
+        self.shipped_models = available()
+        if not self.shipped_models or self.s.quick:
+            why = "skipped in --quick" if self.shipped_models else "none in this installation (horm model list)"
+            self.say(f"shipped models: {why}; stage skipped")
+            return
+        with self._stage("shipped models: TS search"):
+            t0 = time.perf_counter()
+            for i, name in enumerate(self.shipped_models):
+                if time.perf_counter() - t0 > self.s.shipped_budget:
+                    self.say(f"shipped models: {self.s.shipped_budget:.0f} s budget spent; not run: "
+                             f"{', '.join(self.shipped_models[i:])}")
+                    self.shipped_models = self.shipped_models[:i]
+                    break
+                self._ts_search(f"{name} (shipped)", name, self.s.shipped_timeout)
+            self._ts_summarise()
 
     # -- report ----------------------------------------------------------------------------
     def report(self) -> Path:
@@ -242,6 +281,7 @@ class Demo:
         self.train()
         self.evaluate()
         self.ts()
+        self.shipped()
         self.timings["total"] = time.perf_counter() - t0
         path = self.report()
         self.say(f"\n[bold green]done[/bold green] in {self.timings['total']:.0f} s — open {path}")

@@ -25,7 +25,7 @@ import contextlib
 import os
 from typing import Any, Iterator
 
-from horm.errors import HormError
+from horm.errors import HormError, UsageError
 
 SMALL_MOLECULE_ATOMS = 50
 """Below this many atoms, auto threads = 1 per process."""
@@ -52,7 +52,7 @@ def check_threads(threads: int | None) -> int | None:
     if threads is None:
         return None
     if isinstance(threads, bool) or int(threads) != threads or int(threads) < 1:
-        raise ValueError(f"threads={threads!r}: expected a positive integer, or None for auto "
+        raise UsageError(f"threads={threads!r}: expected a positive integer, or None for auto "
                          f"(1 below {SMALL_MOLECULE_ATOMS} atoms)")
     return int(threads)
 
@@ -134,7 +134,7 @@ def resolve_dtype(dtype: Any):
         name = str(dtype).strip().lower().replace("torch.", "")
         name = {"double": "float64", "float": "float32", "fp64": "float64", "fp32": "float32"}.get(name, name)
     if name not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+        raise UsageError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     return getattr(torch, name)
 
 
@@ -147,13 +147,13 @@ def resolve_device(device: Any = "cpu"):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {device!r}: expected cpu, cuda, cuda:N or auto ({exc})") from None
+        raise UsageError(f"device {device!r}: expected cpu, cuda, cuda:N or auto ({exc})") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             build = "a CPU-only build" if torch.version.cuda is None else "a CUDA build but no visible GPU"
-            raise HormError(f"device {str(device)!r}: torch {torch.__version__} is {build}; use device cpu")
+            raise UsageError(f"device {str(device)!r}: torch {torch.__version__} is {build}; use device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise HormError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+            raise UsageError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
     elif dev.type != "cpu":
-        raise ValueError(f"device {device!r}: expected cpu, cuda, cuda:N or auto")
+        raise UsageError(f"device {device!r}: expected cpu, cuda, cuda:N or auto")
     return dev

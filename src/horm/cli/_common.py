@@ -1,33 +1,77 @@
-"""Helpers shared by CLI modules: turn user-input errors into a one-line message and exit code 2."""
+"""Helpers shared by CLI modules: turn horm's own errors into one line and an exit status."""
 
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from horm.errors import HormError
+from horm.errors import HormError, UsageError
 
 console = Console(stderr=True)
 
 
-def friendly(fn):
-    """Decorator: print a HormError or a ValueError as one red line and exit 2 instead of a traceback.
+def error_line(exc: BaseException) -> str:
+    """The one-line message of ``exc``; never empty."""
+    msg = " ".join(str(exc).split())
+    return msg or f"{type(exc).__name__} (no details given)"
 
-    ValueError is how options and configs report an invalid value (the message lists the
-    valid ones), so every command gets the same treatment for it.
+
+def friendly(fn):
+    """Decorator: print a HormError as one red line instead of a traceback.
+
+    Exit status 2 for a UsageError (bad option, setting or config value), 1 for any
+    other HormError (bad data, failed labels, ...). Every other exception is a bug and
+    keeps its traceback. ``HORM_DEBUG=1`` shows the traceback of HormErrors too.
     """
 
     @functools.wraps(fn)
     def wrapper(*a, **kw):
         try:
             return fn(*a, **kw)
-        except (HormError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+        except HormError as exc:
+            if os.environ.get("HORM_DEBUG", "") not in ("", "0"):
+                raise
+            console.print(f"[red]error:[/red] {escape(error_line(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
 
     return wrapper
+
+
+def positive(value):
+    """typer callback: a number option that must be > 0 (None passes: not given)."""
+    if value is not None and not value > 0:  # also refuses NaN
+        raise typer.BadParameter(f"must be > 0, got {value}")
+    return value
+
+
+def check_out_dir(path: Path) -> Path:
+    """An ``--out`` folder, checked before any work: not a file, creatable, writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"--out {path}: folder is not writable")
+    return path
+
+
+def check_out_file(path: Path) -> Path:
+    """An ``--out`` file (a store, an xyz), checked before any work: not a folder, its folder writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"--out {path}: is a folder, expected a file")
+    check_out_dir(path.parent if str(path.parent) else Path("."))
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"--out {path}: file is not writable")
+    return path
 
 
 # label-key options for xyz/ASE input, the same on every verb that reads labels

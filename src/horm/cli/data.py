@@ -13,8 +13,9 @@ from horm.cli import app
 from horm.cli._common import ENERGY_KEY as _EK
 from horm.cli._common import FORCES_KEY as _FK
 from horm.cli._common import HESSIAN_KEY as _HK
-from horm.cli._common import friendly
+from horm.cli._common import check_out_dir, check_out_file, friendly
 from horm.cli._common import label_keys as _keys
+from horm.errors import UsageError
 
 _SRC_HELP = "horm store, HORM LMDB (file or dir), xyz/extxyz, .traj or ASE .db"
 data_app = typer.Typer(no_args_is_help=True, help="Inspect, convert, split and plot Hessian datasets.")
@@ -59,18 +60,22 @@ def convert_cmd(src: Path = typer.Argument(..., help=_SRC_HELP),
                 dst: Path = typer.Argument(..., help="new horm store, or an .extxyz/.xyz/.traj/.db file (exported)"),
                 overwrite: bool = typer.Option(False, help="replace DST if it exists"),
                 resume: bool = typer.Option(False, help="append to DST, skipping samples already there"),
+                allow_mixed: bool = typer.Option(False, "--allow-mixed",
+                                                 help="with --resume: append samples of another level of theory "
+                                                      "(DST is then marked 'mixed')"),
                 energy_key: Optional[str] = _EK, forces_key: Optional[str] = _FK, hessian_key: Optional[str] = _HK):
     """Convert SRC into a horm store (lossless; float32 Hessians); to an ASE file, export it."""
     from horm.data.convert import convert
     from horm.data.formats import is_ase_path
 
     keys = _keys(energy_key, forces_key, hessian_key)
+    check_out_file(dst)
     if is_ase_path(dst):
         if resume:
-            raise ValueError(f"{dst}: --resume needs a horm store, not an ASE file")
+            raise UsageError(f"{dst}: --resume needs a horm store, not an ASE file")
         _export(src, dst, overwrite, keys)
         return
-    store = convert(src, dst, overwrite=overwrite, resume=resume, keys=keys)
+    store = convert(src, dst, overwrite=overwrite, resume=resume, keys=keys, allow_mixed=allow_mixed)
     out.print(f"wrote {len(store)} samples to {dst} ({dst.stat().st_size / max(len(store), 1):.0f} bytes/sample)")
 
 
@@ -90,7 +95,27 @@ def export_cmd(src: Path = typer.Argument(..., help=_SRC_HELP),
                energy_key: Optional[str] = _EK, forces_key: Optional[str] = _FK, hessian_key: Optional[str] = _HK):
     """Export SRC through ASE: energy, forces and the Hessian flattened (9N² floats) under 'hessian'
     (extxyz/traj: atoms.info; db: row.data)."""
+    check_out_file(dst)
     _export(src, dst, overwrite, _keys(energy_key, forces_key, hessian_key))
+
+
+@data_app.command("verify")
+@friendly
+def verify_cmd(path: Path = typer.Argument(..., help="horm store")):
+    """Check every record's checksum and the store's structure; exit 1 if anything is damaged."""
+    from horm.data.integrity import verify_store
+
+    rep = verify_store(path)
+    for line in rep.damaged:
+        out.print(f"[red]damaged:[/red] {line}", highlight=False, soft_wrap=True)
+    if not rep.protected and rep.n_samples:
+        out.print(f"{path}: unprotected (schema 1 store without checksums): only its structure was checked; "
+                  "`horm data convert` it to a new store to add checksums", highlight=False, soft_wrap=True)
+    out.print(f"{path}: {rep.n_samples} samples in {rep.n_chunks} chunks, {rep.n_keys} index rows, "
+              f"{rep.n_failures} failure rows: " + ("ok" if rep.ok else f"{len(rep.damaged)} damaged"),
+              highlight=False, soft_wrap=True)
+    if not rep.ok:
+        raise typer.Exit(1)
 
 
 @data_app.command("stats")
@@ -100,6 +125,7 @@ def stats_cmd(paths: list[Path] = typer.Argument(..., help="one or more datasets
     """Write the Fig. 1 panels (atoms, referenced energy, imaginary frequencies) as PNG."""
     from horm.data.stats import fig1_report
 
+    check_out_dir(out_dir)
     out.print("\n".join(fig1_report(paths, out_dir)), highlight=False)
 
 
@@ -113,6 +139,7 @@ def split_cmd(src: Path = typer.Argument(..., help="dataset to split"),
     """Deterministic reaction-level train/val split into two horm stores (one streaming pass)."""
     from horm.data.splits import split_dataset
 
+    check_out_dir(out_dir)
     res = split_dataset(src, out_dir, val, seed, overwrite=overwrite)
     out.print("\n".join(f"{name}: {r['samples']} samples from {r['reactions']} reactions -> {r['path']}"
                         for name, r in res.items()))

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from horm.cli import app
-from horm.cli._common import friendly
+from horm.cli._common import check_out_dir, friendly
 
 
 @app.command("demo")
@@ -18,4 +18,5 @@ def demo_cmd(out_dir: Path = typer.Option(Path("demo_out"), "--out", "-o", help=
     """Train E-F and E-F-H models on the bundled xTB data, evaluate them, run TS searches, write report.md."""
     from horm.demo import run_demo
 
+    check_out_dir(out_dir)
     run_demo(str(out_dir), quick=quick, seed=seed)

@@ -8,17 +8,18 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, console, friendly, label_keys
+from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, check_out_dir, console, friendly, label_keys
 from horm.cli._options import device_option, dtype_option, threads_option
 
 
 @app.command("evaluate")
 @friendly
 def evaluate_cmd(
-    models: List[Path] = typer.Argument(..., help="model.pt files, horm train checkpoints or run folders"),
+    models: List[Path] = typer.Argument(..., help="model.pt files, horm train checkpoints, run folders "
+                                                  "or shipped model names (horm model list)"),
     data: Path = typer.Option(..., "--data", help="labelled data (HORM LMDB, horm store, xyz)"),
     out: Path = typer.Option(Path("eval_out"), "--out", "-o", help="folder for tables and plots"),
-    batch_size: int = typer.Option(8, "--batch-size", help="molecules per batch"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="molecules per batch"),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="evaluate the first N samples only"),
     no_hessian: bool = typer.Option(False, "--no-hessian", help="energy and forces only"),
     name: Optional[List[str]] = typer.Option(None, "--name", help="display name per model (repeat)"),
@@ -30,11 +31,15 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate one or more models on the same data, side by side."""
     from horm.data.io import open_dataset
+    from horm.errors import UsageError
     from horm.evaluate.run import evaluate_models, model_names
+    from horm.runtime import resolve_device
 
     if name and len(name) != len(models):
-        raise ValueError(f"{len(name)} --name for {len(models)} models")
+        raise UsageError(f"{len(name)} --name for {len(models)} models")
     named = dict(zip(list(name) if name else model_names(models), models))
+    resolve_device(device)  # options before any work: a CUDA request on a CPU build is a usage error
+    check_out_dir(out)
     ds = open_dataset(data, label_keys(energy_key, forces_key, hessian_key))
     evaluate_models(named, ds, out, batch_size=batch_size, hessian=not no_hessian, max_samples=max_samples,
                     device=device, dtype=dtype, threads=threads, console=console)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import friendly
+from horm.cli._common import check_out_file, friendly, positive
 from horm.cli._options import engine_device_option, engine_settings, threads_option
 
 
@@ -35,7 +35,11 @@ def label_cmd(
                                           help="parallel computations (default: one per core)"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="recompute items in the failures table"),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds per item; longer is a failure"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", callback=positive,
+                                            help="seconds per item (> 0); longer is a failure"),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed",
+                                     help="append to a store of another level of theory/engine/settings "
+                                          "(the store is then marked 'mixed')"),
     option: Optional[list[str]] = typer.Option(None, "--set", help="engine setting KEY=VALUE (repeatable)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     threads: Optional[int] = threads_option(),
@@ -49,6 +53,7 @@ def label_cmd(
     from horm.jobs import output_lock
 
     check_store_path(out)
+    check_out_file(out)
     with output_lock(out):  # before anything slow: a second run on OUT is refused at once
         from horm.label.engine import get_engine
         from horm.label.runner import label
@@ -59,6 +64,6 @@ def label_cmd(
             raise typer.BadParameter(str(exc)) from None
         summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,
                         timeout=timeout, show_progress=progress, charge=charge, multiplicity=multiplicity,
-                        threads=threads)
+                        threads=threads, allow_mixed=allow_mixed)
     if summary.labelled == 0 and summary.failed and not summary.skipped:
         raise typer.Exit(1)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import friendly
+from horm.cli._common import check_out_file, friendly
 from horm.cli._options import engine_device_option, engine_settings, threads_option
 
 
@@ -48,6 +48,7 @@ def sample_cmd(
     given = {"fraction": fraction, "keep_every": keep_every, "k": k, "seed": seed}
     settings = settings_for(method, steps=steps, **{n: v for n, v in given.items() if v is not None})  # type: ignore[arg-type]
     paths = reaction_files(reactions)
+    check_out_file(out)
     jobs = JobOptions(workers=default_workers(len(paths)) if workers is None else workers, ray=ray, timeout=timeout,
                       threads=threads or 1)
     try:

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, console, friendly
+from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, check_out_dir, console, friendly
 
 
 @app.command("train", context_settings={"allow_extra_args": False})
@@ -49,6 +49,7 @@ def train_cmd(
         if value is not None:
             cfg.set(f"data.{name}", value)
     cfg.validate()
+    check_out_dir(Path(cfg.out))
     from horm.train.run import train
 
     model_path = train(cfg)

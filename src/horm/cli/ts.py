@@ -11,13 +11,16 @@ import typer
 from rich.console import Console
 
 from horm.cli import app
-from horm.cli._common import friendly
+from horm.cli._common import check_out_dir, friendly, positive
 from horm.cli._options import device_option, dtype_option, threads_option
+from horm.errors import UsageError
 
 ts_app = typer.Typer(no_args_is_help=True,
                      help="Transition-state search: path → TS optimisation (model Hessian) → IRC → intended?")
 app.add_typer(ts_app, name="ts")
 out = Console()
+
+_POTENTIAL_HELP = "xtb, dft, a shipped model name (horm model list) or a model file / run folder"
 
 
 def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_steps: Optional[int],
@@ -28,9 +31,14 @@ def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_st
     if settings_file is not None:
         import yaml
 
-        d = yaml.safe_load(settings_file.read_text()) or {}
+        if not settings_file.is_file():
+            raise UsageError(f"--settings {settings_file}: no such file")
+        try:
+            d = yaml.safe_load(settings_file.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--settings {settings_file}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(d, dict):
-            raise ValueError(f"{settings_file}: expected a mapping with keys path, tsopt, irc, bond_scales")
+            raise UsageError(f"{settings_file}: expected a mapping with keys path, tsopt, irc, bond_scales")
     d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     if hessian_every is not None:
         d.setdefault("tsopt", {})["hessian_every"] = hessian_every
@@ -53,13 +61,14 @@ _MULT_HELP = "spin multiplicity 2S+1 (overrides the file's multiplicity=; odd el
 @ts_app.command("run")
 @friendly
 def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reactant, then product"),
-            potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
+            potential: str = typer.Option(..., "--potential", "-p", help=_POTENTIAL_HELP),
             out_dir: Path = typer.Option(..., "--out", "-o", help="folder for path.xyz, ts.xyz, irc.xyz, record.json"),
             charge: Optional[int] = typer.Option(None, "--charge", help=_CHARGE_HELP),
             multiplicity: Optional[int] = typer.Option(None, "--multiplicity", help=_MULT_HELP),
             settings_file: Optional[Path] = typer.Option(None, "--settings", help=_SETTINGS_HELP),
-            hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps (0: once)"),
-            ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
+            hessian_every: Optional[int] = typer.Option(None, min=0,
+                                                        help="recompute the Hessian every N TS steps (0: once)"),
+            ts_steps: Optional[int] = typer.Option(None, min=1, help="max TS optimisation steps"),
             interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
             path_method: Optional[str] = typer.Option(None, help="neb or none"),
             reference_ts: Optional[Path] = typer.Option(None, help="xyz of a reference TS for the RMSD"),
@@ -71,6 +80,7 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
     from horm.ts.calculator import load_potential
     from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
 
+    check_out_dir(out_dir)
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
     r, p, notes = prepare_reaction(reaction, charge, multiplicity)
     ref = read_xyz(reference_ts)[0].to_atoms() if reference_ts is not None else None
@@ -101,12 +111,13 @@ def _report(out_dir: Path, reference: Optional[Path], records: Optional[list], p
 @ts_app.command("benchmark")
 @friendly
 def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reaction xyz files"),
-                  potential: str = typer.Option(..., "--potential", "-p", help="xtb, dft, or a model checkpoint"),
+                  potential: str = typer.Option(..., "--potential", "-p", help=_POTENTIAL_HELP),
                   out_dir: Path = typer.Option(..., "--out", "-o", help="run folder (results.jsonl; resumable)"),
                   workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1,
                                                         help="reactions run in parallel (default: one per core)"),
                   ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
-                  timeout: float = typer.Option(600.0, help="seconds per reaction before it is killed"),
+                  timeout: float = typer.Option(600.0, callback=positive,
+                                                help="seconds per reaction before it is killed"),
                   n_reactions: Optional[int] = typer.Option(None, "--n-reactions",
                                                             help="pick N reactions by --seed (default: all)"),
                   n_old: Optional[int] = typer.Option(None, "--n", hidden=True),
@@ -116,8 +127,9 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
                   reference: Optional[Path] = typer.Option(None, help="another run folder to compare with"),
                   retry_failed: bool = typer.Option(False, help="run again reactions recorded as timeout or error"),
                   settings_file: Optional[Path] = typer.Option(None, "--settings", help=_SETTINGS_HELP),
-                  hessian_every: Optional[int] = typer.Option(None, help="recompute the Hessian every N TS steps"),
-                  ts_steps: Optional[int] = typer.Option(None, help="max TS optimisation steps"),
+                  hessian_every: Optional[int] = typer.Option(None, min=0,
+                                                              help="recompute the Hessian every N TS steps"),
+                  ts_steps: Optional[int] = typer.Option(None, min=1, help="max TS optimisation steps"),
                   interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
                   path_method: Optional[str] = typer.Option(None, help="neb or none"),
                   threads: Optional[int] = threads_option(), device: str = device_option(),
@@ -126,6 +138,7 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
     from horm.ts.benchmark import run_benchmark, select_reactions
     from horm.ts.calculator import ENGINE_SPECS, load_potential
 
+    check_out_dir(out_dir)
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
     from horm.runtime import default_workers
 
@@ -157,5 +170,5 @@ def summary_cmd(out_dir: Path = typer.Argument(..., help="a benchmark run folder
                 reference: Optional[Path] = typer.Option(None, help="another run folder to compare with")):
     """Re-print the summary (and chart) of a benchmark folder, optionally against a reference run."""
     if not (out_dir / "results.jsonl").exists():
-        raise ValueError(f"{out_dir}: no results.jsonl (not a benchmark folder)")
+        raise UsageError(f"{out_dir}: no results.jsonl (not a benchmark folder)")
     _report(out_dir, reference, None, None)

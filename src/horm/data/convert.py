@@ -14,13 +14,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from horm.data.formats import LabelKeys, check_store_path, export_samples
 from horm.data.io import level_of_theory, open_dataset
+from horm.data.provenance import check_append, label_provenance, store_provenance
 from horm.data.store import HessianStore
-from horm.errors import DataError
+from horm.errors import UsageError
 
 
 def progress_bar(transient: bool = False, disable: bool = False) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), transient=transient, disable=disable)
+
+
+def source_provenance(ds) -> dict:
+    """Level of theory, engine and engine settings of a dataset (engine: only stores know)."""
+    meta = getattr(ds, "meta", None)
+    return store_provenance(meta) if meta else label_provenance(level_of_theory(ds))
 
 
 def export(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,
@@ -45,18 +52,29 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,
             resume: bool = False, batch: int = 256, show_progress: bool = True,
-            keys: LabelKeys | None = None) -> HessianStore:
+            keys: LabelKeys | None = None, allow_mixed: bool = False) -> HessianStore:
     """Copy every sample of ``src`` into the store ``dst``; returns the (open) store.
-    ``dst`` must not carry an xyz-family or ASE extension (use :func:`export` for those)."""
+    ``dst`` must not carry an xyz-family or ASE extension (use :func:`export` for those).
+
+    With ``resume`` the samples are appended to an existing ``dst``; labels of another
+    level of theory, engine or settings are refused unless ``allow_mixed``.
+    """
     dst = check_store_path(dst)
     ds = open_dataset(src, keys)
+    prov = source_provenance(ds)
     if dst.exists() and resume:
         store = HessianStore.open(dst, readonly=False)
+        try:
+            check_append(store, prov, allow_mixed)
+        except BaseException:
+            store.close()
+            raise
     else:
         if dst.exists() and not overwrite:
-            raise DataError(str(dst), "destination exists (use --overwrite or --resume)")
-        store = HessianStore.create(dst, level_of_theory(ds), overwrite=overwrite,
-                                    source=str(Path(src).resolve()), converted_from=type(ds).__name__)
+            raise UsageError(f"{dst}: destination exists (use --overwrite or --resume)")
+        extra = {k: prov[k] for k in ("engine", "engine_settings") if prov[k] is not None}
+        store = HessianStore.create(dst, prov["level_of_theory"], overwrite=overwrite,
+                                    source=str(Path(src).resolve()), converted_from=type(ds).__name__, **extra)
     have = store.keys() if resume else set()
     n = len(ds)
     pending = []

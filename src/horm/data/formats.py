@@ -35,8 +35,8 @@ from typing import Iterable
 
 import numpy as np
 
-from horm.data.sample import MIN_DISTANCE, Sample
-from horm.errors import DataError
+from horm.data.sample import MIN_DISTANCE, SPIN_KEYS, Sample, strict_int
+from horm.errors import DataError, UsageError
 
 XYZ_SUFFIXES = (".xyz", ".extxyz")
 ASE_SUFFIXES = (".xyz", ".extxyz", ".traj", ".db")
@@ -65,8 +65,8 @@ def check_store_path(path: str | os.PathLike) -> Path:
     """Refuse to write a horm store (an LMDB file) under an xyz-family or ASE extension."""
     p = Path(path)
     if is_ase_path(p):
-        raise DataError(str(p), f"a horm store is an LMDB file and is never written as {p.suffix!r}; "
-                                f"use .hstore (or `horm data export` for {', '.join(ASE_SUFFIXES)})")
+        raise UsageError(f"{p}: a horm store is an LMDB file and is never written as {p.suffix!r}; "
+                         f"use .hstore (or `horm data export` for {', '.join(ASE_SUFFIXES)})")
     return p
 
 
@@ -120,6 +120,10 @@ def _labels(atoms, keys: LabelKeys, src: str, k: int) -> tuple:
 def _sample(atoms, keys: LabelKeys, src: str, k: int, name: str) -> Sample:
     energy, forces, hessian = _labels(atoms, keys, src, k)
     n = len(atoms)
+    for key in ("charge", *SPIN_KEYS):  # integers only: 1.5 or "two" is an error, never truncated
+        if key in atoms.info:
+            name = "multiplicity" if key in SPIN_KEYS else key
+            atoms.info[name] = strict_int(atoms.info[key], key, src, f"frame {k}")
     s = Sample.from_atoms(atoms)
     s.hessian = None
     try:

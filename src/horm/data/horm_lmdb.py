@@ -26,9 +26,10 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from horm.data.lmdb_util import acquire_env, release_env
+from horm.data.lmdb_util import acquire_env, check_value_extent, release_env
 from horm.data.sample import Sample
-from horm.errors import DataError, UnsafePickleError
+from horm.errors import DataError
+from horm.safe_pickle import AllowListUnpickler, StateOnly
 
 # --- inner layer: legacy torch.save stream of one storage -------------------------------
 
@@ -51,22 +52,20 @@ class _StorageType:
         self.dtype = np.dtype(_STORAGE_DTYPES[name]).newbyteorder("<")
 
 
-class _InnerUnpickler(pickle.Unpickler):
-    def __init__(self, f, ctx):
-        super().__init__(f)
-        self._ctx = ctx
+_INNER_GLOBALS = {("torch", n): _StorageType(n) for n in _STORAGE_DTYPES}
+_INNER_GLOBALS[("collections", "OrderedDict")] = OrderedDict
 
-    def find_class(self, module, name):
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        if module == "collections" and name == "OrderedDict":
-            return OrderedDict
-        raise UnsafePickleError(*self._ctx, f"refused global {module}.{name} in tensor storage")
+
+class _InnerUnpickler(AllowListUnpickler):
+    allowed = _INNER_GLOBALS
+
+    def __init__(self, f, ctx):
+        super().__init__(f, source=ctx[0], where=f"{ctx[1]}, tensor storage")
 
     def persistent_load(self, pid):
         # ('storage', storage_type, key, location, numel[, view_metadata])
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise UnsafePickleError(*self._ctx, f"unexpected persistent id {pid!r:.80}")
+            raise self.refuse(f"unexpected persistent id {pid!r:.80}")
         return ("storage", pid[1], str(pid[2]), int(pid[4]))
 
 
@@ -79,29 +78,22 @@ def _load_storage(data: bytes, ctx) -> np.ndarray:
         root = _InnerUnpickler(f, ctx).load()
         keys = _InnerUnpickler(f, ctx).load()
         if not (isinstance(root, tuple) and root[0] == "storage") or len(keys) != 1:
-            raise DataError(*ctx, "unsupported tensor storage layout")
+            raise DataError(ctx[0], where=ctx[1], problem="unsupported tensor storage layout")
         _, stype, _key, numel = root
         (count,) = struct.unpack("<q", f.read(8))
         nbytes = count * stype.dtype.itemsize
         buf = f.read(nbytes)
         if count != numel or len(buf) != nbytes:
-            raise DataError(*ctx, "truncated tensor storage")
+            raise DataError(ctx[0], where=ctx[1], problem="truncated tensor storage")
         return np.frombuffer(buf, dtype=stype.dtype).astype(stype.dtype.newbyteorder("="), copy=False)
     except (pickle.UnpicklingError, EOFError, struct.error, IndexError, TypeError) as exc:
-        raise DataError(*ctx, f"corrupt tensor storage ({exc})") from None
+        raise DataError(ctx[0], where=ctx[1], problem=f"corrupt tensor storage ({exc})") from None
 
 
 # --- outer layer: the PyG Data object ---------------------------------------------------
 
 
-class _Container:
-    """Stand-in for PyG Data / GlobalStorage: keeps the pickled state, runs no code."""
-
-    def __init__(self, *args, **kwargs):
-        self.state = {}
-
-    def __setstate__(self, state):
-        self.state = state if isinstance(state, dict) else {"_state": state}
+_Container = StateOnly  # stand-in for PyG Data / GlobalStorage: keeps the pickled state, runs no code
 
 
 class _Marker:
@@ -109,21 +101,77 @@ class _Marker:
         pass
 
 
+# Tensor geometry comes from the file, so it is checked before numpy sees it: a view
+# past the storage would read this process's memory, a huge stride crashes it, and
+# zero strides would let a few bytes expand to gigabytes.
+MAX_NDIM = 16
+AMPLIFY_CAP = 1  # elements of a tensor <= AMPLIFY_CAP * elements in its storage (min 1)
+
+
+class _TensorSpec:
+    """A tensor rebuild request from the pickle; checked and built once its field is known."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+
+def _ints(v, what: str, ctx) -> tuple[int, ...]:
+    if not isinstance(v, (tuple, list)) or not all(type(x) is int for x in v):
+        raise DataError(ctx[0], where=ctx[1], problem=f"tensor {what} is not a tuple of integers")
+    return tuple(v)
+
+
+def build_tensor(spec: _TensorSpec, ctx) -> np.ndarray:
+    """Return the array ``spec`` describes, or raise DataError if it leaves its storage.
+
+    Checks: offset >= 0; every size and stride >= 0; ndim <= MAX_NDIM; the element count
+    is at most ``AMPLIFY_CAP * max(len(storage), 1)``; and the last element addressed,
+    ``offset + sum((size_i - 1) * stride_i)``, lies inside the storage.
+    """
+    storage = spec.storage
+    if not isinstance(storage, np.ndarray):
+        raise DataError(ctx[0], where=ctx[1], problem="tensor without decoded storage")
+    if type(spec.offset) is not int:
+        raise DataError(ctx[0], where=ctx[1], problem="tensor offset is not an integer")
+    size, stride = _ints(spec.size, "size", ctx), _ints(spec.stride, "stride", ctx)
+    offset, m = spec.offset, storage.size
+    if len(size) != len(stride) or len(size) > MAX_NDIM:
+        raise DataError(ctx[0], where=ctx[1], problem=f"tensor has {len(size)} sizes and {len(stride)} strides (at most {MAX_NDIM})")
+    if offset < 0 or any(x < 0 for x in size) or any(x < 0 for x in stride):
+        raise DataError(ctx[0], where=ctx[1], problem=f"negative tensor offset, size or stride (offset {offset}, size {size}, stride {stride})")
+    n = 1
+    for x in size:
+        n *= x
+    if n > AMPLIFY_CAP * max(m, 1):
+        raise DataError(ctx[0], where=ctx[1], problem=f"tensor of {n} elements from a storage of {m} (size {size}, stride {stride})")
+    if n == 0:
+        if offset > m:
+            raise DataError(ctx[0], where=ctx[1], problem=f"tensor offset {offset} past its storage of {m} elements")
+        return np.zeros(size, dtype=storage.dtype)
+    last = offset + sum((x - 1) * st for x, st in zip(size, stride))
+    if last >= m:
+        raise DataError(ctx[0], where=ctx[1], problem=f"tensor addresses element {last} of a storage of {m} (offset {offset}, "
+                              f"size {size}, stride {stride})")
+    byte_strides = tuple(st * storage.itemsize for st in stride)
+    return np.lib.stride_tricks.as_strided(storage[offset:], size, byte_strides, writeable=False).copy()
+
+
+def _materialise(v, ctx):
+    if isinstance(v, _TensorSpec):
+        return build_tensor(v, ctx)
+    if isinstance(v, (list, tuple)):
+        return type(v)(_materialise(x, ctx) for x in v)
+    if isinstance(v, dict):
+        return {k: _materialise(x, ctx) for k, x in v.items()}
+    return v
+
+
 def _safe_globals(ctx):
     def load_from_bytes(b):
         return _load_storage(b, ctx)
 
     def rebuild_tensor_v2(storage, offset, size, stride, *rest):
-        if not isinstance(storage, np.ndarray):
-            raise DataError(*ctx, "tensor without decoded storage")
-        size = tuple(int(s) for s in size)
-        n = int(np.prod(size)) if size else 1
-        flat = storage[int(offset): int(offset) + max(n, 0)] if size else storage[int(offset): int(offset) + 1]
-        contiguous = tuple(int(np.prod(size[i + 1:])) for i in range(len(size)))
-        if tuple(int(s) for s in stride) != contiguous and n > 0:
-            st = tuple(int(s) * storage.itemsize for s in stride)
-            return np.lib.stride_tricks.as_strided(storage[int(offset):], size, st).copy()
-        return flat.reshape(size) if size else flat.reshape(())
+        return _TensorSpec(storage, offset, size, stride)
 
     return {
         ("torch_geometric.data.data", "Data"): _Container,
@@ -137,20 +185,12 @@ def _safe_globals(ctx):
     }
 
 
-class _OuterUnpickler(pickle.Unpickler):
+class _OuterUnpickler(AllowListUnpickler):
     def __init__(self, f, ctx):
-        super().__init__(f)
-        self._ctx = ctx
-        self._allowed = _safe_globals(ctx)
-
-    def find_class(self, module, name):
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(*self._ctx, f"refused global {module}.{name}") from None
+        super().__init__(f, allowed=_safe_globals(ctx), source=ctx[0], where=ctx[1])
 
     def persistent_load(self, pid):
-        raise UnsafePickleError(*self._ctx, "refused persistent id in sample pickle")
+        raise self.refuse("refused persistent id in sample pickle")
 
 
 def safe_loads(data: bytes, source: str = "<bytes>", key: str = "?"):
@@ -170,7 +210,7 @@ def safe_loads(data: bytes, source: str = "<bytes>", key: str = "?"):
     mapping = store.state.get("_mapping") if isinstance(store, _Container) else obj.state
     if not isinstance(mapping, dict):
         raise DataError(source, "Data object without a field mapping", f"key {key}")
-    return dict(mapping)
+    return {k: _materialise(v, (source, f"key {key}: field {k!s:.40}")) for k, v in mapping.items()}
 
 
 def record_to_sample(rec: dict, source: str, key: str) -> Sample:
@@ -240,13 +280,16 @@ class HormLmdb:
 
     @staticmethod
     def _read_length(env, f: Path) -> int:
+        check_value_extent(f, b"length", "key length")
         try:
             with env.begin() as txn:
                 raw = txn.get(b"length")
                 if raw is not None:
                     n = safe_loads(raw, str(f), "length")
-                    if not isinstance(n, int) or n < 0:
-                        raise DataError(str(f), f"bad length record {n!r}", "key length")
+                    entries = int(env.stat()["entries"])
+                    if type(n) is not int or not 0 <= n < entries:
+                        raise DataError(str(f), f"bad length record {str(n)[:40]!r} (the file holds {entries} "
+                                                "records)", "key length")
                     return n
                 return sum(1 for k, _ in txn.cursor() if k.isdigit())
         except lmdb.Error as exc:
@@ -266,6 +309,7 @@ class HormLmdb:
 
     def raw(self, i: int) -> bytes:
         f, j = self.locate(i)
+        check_value_extent(self.files[f], str(j).encode(), f"key {j}")  # no SIGBUS from a damaged page
         try:
             with self._envs[f].begin() as txn:
                 v = txn.get(str(j).encode())

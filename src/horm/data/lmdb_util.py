@@ -8,6 +8,8 @@ with the last page LMDB's meta page says is in use.
 from __future__ import annotations
 
 import os
+import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import lmdb
@@ -86,3 +88,118 @@ def release_env(path: str | os.PathLike) -> None:
 
 def is_open(path: str | os.PathLike) -> bool:
     return os.path.realpath(path) in _ENVS
+
+
+@contextmanager
+def lmdb_errors(path: str | os.PathLike, where: str | None = None):
+    """Turn LMDB's own errors inside the block into one DataError line naming the file."""
+    try:
+        yield
+    except lmdb.Error as exc:
+        raise DataError(str(path), f"corrupt or truncated LMDB ({type(exc).__name__}: {exc})", where) from None
+
+
+# --- a read-only look at LMDB's own pages, through pread, never through the memory map ---
+# py-lmdb touches every page of a value it returns. A damaged size in a leaf node would
+# make it touch pages past the end of the file (SIGBUS), so before a single-key read we
+# find the key's node ourselves and check that its value lies inside the file.
+_P_BRANCH, _P_LEAF, _F_BIGDATA = 0x01, 0x02, 0x01
+_MAX_DEPTH = 32
+
+
+def _u(fmt: str, b: bytes, off: int) -> int:
+    return struct.unpack_from(fmt, b, off)[0]
+
+
+def _meta(fd: int) -> tuple[int, int, int]:
+    """(page size, main-DB root page or -1, last page) of the newest valid meta page."""
+    best = None
+    head = os.pread(fd, 160, 0)
+    psize = _u("<I", head, 40) if len(head) >= 160 else 0
+    if psize not in (4096, 8192, 16384, 32768, 65536):
+        raise ValueError(f"page size {psize}")
+    for page in (0, 1):
+        b = os.pread(fd, 160, page * psize)
+        if len(b) < 152 or _u("<I", b, 16) != 0xBEEFC0DE:
+            continue
+        root, last, txnid = _u("<Q", b, 128), _u("<Q", b, 136), _u("<Q", b, 144)
+        if best is None or txnid > best[0]:
+            best = (txnid, root, last)
+    if best is None:
+        raise ValueError("no valid meta page")
+    root = -1 if best[1] == 0xFFFFFFFFFFFFFFFF else best[1]
+    return psize, root, best[2]
+
+
+def _nodes(page: bytes, psize: int):
+    lower = _u("<H", page, 12)
+    if not 16 <= lower <= psize or lower % 2:
+        raise ValueError("bad node count")
+    for i in range((lower - 16) // 2):
+        off = _u("<H", page, 16 + 2 * i)
+        if not lower <= off <= psize - 8:
+            raise ValueError("bad node offset")
+        lo, hi, flags, ksize = struct.unpack_from("<HHHH", page, off)
+        if off + 8 + ksize > psize:
+            raise ValueError("key past the page")
+        yield off, lo | (hi << 16), flags, page[off + 8: off + 8 + ksize]
+
+
+def _check_node(page: bytes, pgno: int, off: int, dsize: int, flags: int, klen: int,
+                psize: int, last: int, size: int) -> None:
+    if flags & _F_BIGDATA:
+        ov = _u("<Q", page, off + 8 + klen)
+        if ov > last or ov * psize + 16 + dsize > size:
+            raise ValueError(f"value of {dsize} bytes on page {ov} past the end")
+    elif off + 8 + klen + dsize > psize:
+        raise ValueError(f"value of {dsize} bytes past page {pgno}")
+
+
+def check_value_extents(path: str | os.PathLike, lo: bytes, hi: bytes | None = None,
+                        where: str | None = None) -> None:
+    """Raise DataError unless the value of every key in ``[lo, hi)`` lies inside the file.
+
+    Reads only the branch and leaf pages on the way to those keys (with pread).
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise DataError(str(path), f"cannot read ({exc.strerror})") from None
+    try:
+        size = os.fstat(fd).st_size
+        psize, root, last = _meta(fd)
+        stack, seen = ([(root, 0)] if root >= 0 else []), set()
+        while stack:
+            pgno, depth = stack.pop()
+            if pgno > last or (pgno + 1) * psize > size or depth > _MAX_DEPTH or pgno in seen:
+                raise ValueError(f"page {pgno} past the end, too deep or visited twice")
+            seen.add(pgno)
+            page = os.pread(fd, psize, pgno * psize)
+            flags = _u("<H", page, 10)
+            nodes = list(_nodes(page, psize))
+            if flags & _P_BRANCH:
+                for i, (_, lo_hi, fl, k) in enumerate(nodes):
+                    nxt = nodes[i + 1][3] if i + 1 < len(nodes) else None
+                    if (i == 0 or hi is None or k < hi) and (nxt is None or nxt > lo):
+                        stack.append((lo_hi | (fl << 32), depth + 1))
+            elif flags & _P_LEAF:
+                for off, dsize, fl, k in nodes:
+                    if k >= lo and (hi is None or k < hi):
+                        _check_node(page, pgno, off, dsize, fl, len(k), psize, last, size)
+            else:
+                raise ValueError(f"page {pgno} is neither branch nor leaf")
+    except (ValueError, struct.error) as exc:
+        raise DataError(str(path), f"damaged LMDB page structure ({exc})", where) from None
+    finally:
+        os.close(fd)
+
+
+def check_value_extent(path: str | os.PathLike, key: bytes, where: str | None = None) -> None:
+    """:func:`check_value_extents` for one key."""
+    check_value_extents(path, key, key + b"\x00", where)
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest key above every key that starts with ``prefix`` (prefix's last byte < 0xff)."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])

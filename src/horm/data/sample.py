@@ -16,6 +16,7 @@ from horm.errors import DataError
 
 MIN_DISTANCE = 0.5  # Å; closer atoms are rejected as unphysical
 MAX_Z = 118
+MAX_ATOMS = 10_000  # atoms per sample; larger inputs are refused (a Hessian would be >= 3.6 GB)
 
 
 def symbols_to_numbers(symbols, source: str = "<input>", where: str | None = None) -> np.ndarray:
@@ -37,6 +38,36 @@ def symbols_to_numbers(symbols, source: str = "<input>", where: str | None = Non
             raise DataError(source, f"unknown element with atomic number {z}", where)
         out.append(z)
     return np.asarray(out, dtype=np.int64)
+
+
+SPIN_KEYS = ("multiplicity", "mult", "spin_multiplicity")  # names of 2S+1 in xyz comments / ASE info
+
+
+def strict_int(value, name: str, src: str, where: str) -> int:
+    """An integer charge or multiplicity: ``1``, ``-1``, ``"+2"``; anything else (``1.0``,
+    ``1.5``, ``"two"``, ``True``) is a DataError naming the file and frame."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    text = str(value).strip()
+    if isinstance(value, str) and text.lstrip("+-").isdigit() and text.lstrip("+-").isascii():
+        return int(text)
+    raise DataError(src, f"{name}={str(value)[:20]!r} is not an integer", where)
+
+
+def closest_pair_below(pos: np.ndarray, cutoff: float) -> tuple[int, int, float] | None:
+    """The closest pair of atoms nearer than ``cutoff`` (Å) as (i, j, distance), else None.
+
+    A k-d tree query: memory grows with the number of close pairs, not with N².
+    """
+    from scipy.spatial import cKDTree
+
+    pos = np.asarray(pos, dtype=np.float64)
+    pairs = cKDTree(pos).query_pairs(cutoff, output_type="ndarray")
+    if len(pairs) == 0:
+        return None
+    d = np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=1)
+    k = int(np.argmin(d))
+    return (int(pairs[k, 0]), int(pairs[k, 1]), float(d[k])) if d[k] < cutoff else None
 
 
 @dataclass
@@ -79,6 +110,15 @@ class Sample:
         c = Counter(self.symbols)
         return "".join(f"{el}{c[el] if c[el] > 1 else ''}" for el in sorted(c))
 
+    def geometry_hash(self) -> str:
+        """16 hex digits of SHA-256 over numbers, positions (float64), charge and multiplicity."""
+        import hashlib
+
+        h = hashlib.sha256(np.asarray(self.numbers, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(self.pos, dtype="<f8").tobytes())
+        h.update(f"q={int(self.charge)} m={int(self.multiplicity)}".encode())
+        return h.hexdigest()[:16]
+
     def has(self, name: str) -> bool:
         return getattr(self, name, None) is not None
 
@@ -97,6 +137,8 @@ class Sample:
         if bad.size:
             raise DataError(source, f"unknown element with atomic number {int(bad[0])}", where)
         n = numbers.size
+        if n > MAX_ATOMS:
+            raise DataError(source, f"{n} atoms exceed the limit of {MAX_ATOMS} per sample", where)
         pos = np.asarray(self.pos)
         if pos.shape != (n, 3):
             raise DataError(source, f"pos has shape {pos.shape}, expected ({n}, 3)", where)
@@ -121,11 +163,14 @@ class Sample:
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
                 raise DataError(source, f"extra field {k!r} contains NaN or inf", where)
         if n > 1 and min_distance > 0:
-            d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
-            d[np.diag_indices(n)] = np.inf
-            i, j = np.unravel_index(np.argmin(d), d.shape)
-            if d[i, j] < min_distance:
-                raise DataError(source, f"atoms {i} and {j} are {d[i, j]:.3f} Å apart (< {min_distance} Å)", where)
+            close = closest_pair_below(pos, min_distance)
+            if close is not None:
+                i, j, d = close
+                raise DataError(source, f"atoms {i} and {j} are {d:.3f} Å apart (< {min_distance} Å)", where)
+        for name in ("charge", "multiplicity"):
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise DataError(source, f"{name} must be an integer, got {v!r:.40}", where)
         if int(self.multiplicity) < 1:
             raise DataError(source, f"multiplicity must be >= 1, got {self.multiplicity}", where)
         return self

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from horm.errors import UsageError
+
 
 def _unit_hash(group: str, seed: int) -> float:
     h = hashlib.blake2b(f"{seed}:{group}".encode(), digest_size=8).digest()
@@ -27,7 +29,7 @@ def _unit_hash(group: str, seed: int) -> float:
 def reaction_split(groups: list[str], val_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
     """Boolean mask (len(groups),): True where the sample's reaction goes to val."""
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}")
     cache: dict[str, bool] = {}
     mask = np.zeros(len(groups), dtype=bool)
     for i, g in enumerate(groups):
@@ -51,7 +53,7 @@ def split_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, val_fracti
     from horm.data.store import HessianStore
 
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}")
     ds = open_dataset(src)
     lot = level_of_theory(ds)
     out = Path(out_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from horm.data.formats import LabelKeys, read_ase
-from horm.data.sample import MIN_DISTANCE, Sample, symbols_to_numbers
+from horm.data.sample import MAX_ATOMS, MIN_DISTANCE, SPIN_KEYS, Sample, strict_int, symbols_to_numbers
 from horm.errors import DataError
 
 
@@ -53,6 +53,8 @@ def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float
                 raise ValueError
         except ValueError:
             raise DataError(src, f"expected an atom count, got {lines[i].strip()[:40]!r}", where) from None
+        if n > MAX_ATOMS:
+            raise DataError(src, f"{n} atoms exceed the limit of {MAX_ATOMS} per sample", where)
         comment = lines[i + 1] if i + 1 < len(lines) else ""
         body = lines[i + 2: i + 2 + n]
         if len(body) < n:
@@ -73,7 +75,7 @@ def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float
             raise DataError(src, f"atom count line says {n} atoms but more coordinate lines follow", where)
         numbers = symbols_to_numbers(symbols, src, where)
         s = Sample(numbers=numbers, pos=pos, origin=f"xyz:{path.name}:{frame}")
-        _parse_comment(s, comment)
+        _parse_comment(s, comment, src, f"frame {frame}")
         if validate:
             s.validate(src, f"frame {frame}", min_distance=min_distance)
         frames.append(s)
@@ -83,19 +85,16 @@ def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float
     return frames
 
 
-def _parse_comment(s: Sample, comment: str) -> None:
-    """Pick charge= / multiplicity= (or mult=) from a comment line, if present."""
+def _parse_comment(s: Sample, comment: str, src: str, where: str) -> None:
+    """Pick charge= / multiplicity= (or mult=) from a comment line, if present; strictly."""
     for tok in comment.replace(",", " ").split():
         if "=" in tok:
             k, v = tok.split("=", 1)
             k = k.lower()
-            try:
-                if k == "charge":
-                    s.charge = int(v)
-                elif k in ("multiplicity", "mult", "spin_multiplicity"):
-                    s.multiplicity = int(v)
-            except ValueError:
-                pass
+            if k == "charge":
+                s.charge = strict_int(v, k, src, where)
+            elif k in SPIN_KEYS:
+                s.multiplicity = strict_int(v, k, src, where)
 
 
 def read_reaction(path: str | os.PathLike) -> tuple[Sample, Sample]:

@@ -5,6 +5,11 @@
 for provenance, counts and the regeneration command. Splits: ``train``, ``val``
 (in-distribution, split by reaction), ``ood`` (larger molecules, IRC points) and
 ``test_reactions/`` (reactant/product pairs for TS search, kept out of all three).
+
+``t1x_xtb_large``: the larger xTB set that trains the shipped models (``horm.pretrained``),
+NEB + TS/IRC points of ≥ 300 other reactions, splits ``train``/``val``/``test`` (held out,
+labelled) and ``ts_reactions/`` (TS evaluation only). Only what fits in ~30 MB ships; the rest
+is rebuilt by ``python -m horm.datasets.build_t1x_xtb_large --ship`` (see its README).
 """
 
 from __future__ import annotations
@@ -13,14 +18,19 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Literal, get_args
 
-Bundled = Literal["t1x_xtb"]
-Split = Literal["train", "val", "ood"]
+from horm.errors import UsageError
+
+Bundled = Literal["t1x_xtb", "t1x_xtb_large"]
+Split = Literal["train", "val", "ood", "test"]
+_REBUILD = {"t1x_xtb": "python -m horm.datasets.build_t1x_xtb",
+            "t1x_xtb_large": "python -m horm.datasets.build_t1x_xtb_large --ship"}
+_TS_REACTIONS = {"t1x_xtb": "test_reactions", "t1x_xtb_large": "ts_reactions"}
 
 
 def _check(value, options, what):
     valid = get_args(options)
     if value not in valid:
-        raise ValueError(f"{what} {value!r} is not valid; choose one of {', '.join(valid)}")
+        raise UsageError(f"{what} {value!r} is not valid; choose one of {', '.join(valid)}")
 
 
 def bundled_path(name: Bundled = "t1x_xtb") -> Path:
@@ -32,14 +42,19 @@ def bundled_path(name: Bundled = "t1x_xtb") -> Path:
     if not path.is_dir():
         from horm.errors import DataError
 
-        raise DataError(str(path), "bundled dataset is missing from this installation "
-                                   "(rebuild it: python -m horm.datasets.build_t1x_xtb)")
+        raise DataError(str(path), f"bundled dataset is missing from this installation (rebuild it: {_REBUILD[name]})")
     return path
 
 
 def bundled_split_path(split: Split = "train", name: Bundled = "t1x_xtb") -> Path:
     _check(split, Split, "split")
-    return bundled_path(name) / f"{split}.hstore"
+    path = bundled_path(name) / f"{split}.hstore"
+    if not path.is_file():
+        from horm.errors import DataError
+
+        raise DataError(str(path), f"split {split!r} of {name} is not in this installation "
+                                   f"(rebuild it: {_REBUILD[name]})")
+    return path
 
 
 def load_bundled(split: Split = "train", name: Bundled = "t1x_xtb"):
@@ -51,4 +66,4 @@ def load_bundled(split: Split = "train", name: Bundled = "t1x_xtb"):
 
 def bundled_test_reactions(name: Bundled = "t1x_xtb") -> list[Path]:
     """Reaction files (reactant, product frames) kept out of every split, for TS search."""
-    return sorted((bundled_path(name) / "test_reactions").glob("*.xyz"))
+    return sorted((bundled_path(name) / _TS_REACTIONS[name]).glob("*.xyz"))

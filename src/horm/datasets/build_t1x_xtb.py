@@ -62,17 +62,20 @@ def sample_into(store_path: Path, files: list[Path], method: str, engine, settin
 def write_split(dst: Path, labelled, keep: set[str], tmp_dir: Path, sampling_failures: list[dict],
                 **meta) -> dict:
     """Copy samples and failures (sampling and labelling) of reactions in ``keep`` into a
-    compacted store ``dst``; returns its counts."""
+    compacted store ``dst``; returns its counts. ``labelled``: one store or a list of stores
+    (same level of theory) whose samples are concatenated in order."""
     from collections import Counter
 
     from horm.data.store import HessianStore
 
+    stores = labelled if isinstance(labelled, (list, tuple)) else [labelled]
     tmp = tmp_dir / (dst.name + ".tmp")
-    out = HessianStore.create(tmp, labelled.meta["level_of_theory"], overwrite=True,
-                              **{**labelled.meta.get("provenance", {}), **meta})
-    samples = [s for s in labelled if s.rxn in keep]
+    out = HessianStore.create(tmp, stores[0].meta["level_of_theory"], overwrite=True,
+                              **{**stores[0].meta.get("provenance", {}), **meta})
+    samples = [s for lab in stores for s in lab if s.rxn in keep]
     out.extend(samples)
-    fails = [f for f in sampling_failures + labelled.failures() if f["key"].split(":")[0] in keep]
+    label_fails = [f for lab in stores for f in lab.failures()]
+    fails = [f for f in sampling_failures + label_fails if f["key"].split(":")[0] in keep]
     for f in fails:
         out.record_failure(f["key"], f["reason"], **(f.get("details") or {}))
     dst.unlink(missing_ok=True)

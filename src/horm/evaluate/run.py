@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from horm.errors import UsageError
 from horm.evaluate.metrics import Predictions, evaluate_model, summarise
 
 
@@ -51,7 +52,7 @@ def evaluate_models(models: Mapping[str, str | os.PathLike] | Sequence[str | os.
     from horm.runtime import auto_threads, thread_limit
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     if not isinstance(models, Mapping):
         models = dict(zip(model_names(models), models))
     ds = open_dataset(data) if isinstance(data, (str, os.PathLike)) else data

@@ -31,6 +31,8 @@ from typing import Callable, Literal
 
 import torch
 
+from horm.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 HessianMethod = Literal["batched", "vmap", "loop"]
@@ -186,7 +188,7 @@ def full_hessian(forces: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], 
     ``create_graph=True`` keeps the result differentiable (e.g. a full-Hessian loss).
     """
     if method not in HESSIAN_METHODS:
-        raise ValueError(f"unknown Hessian method {method!r}; valid: {', '.join(HESSIAN_METHODS)}")
+        raise UsageError(f"unknown Hessian method {method!r}; valid: {', '.join(HESSIAN_METHODS)}")
     if callable(forces):
         forces = forces(pos)
     ptr = _ptr_of(ptr).to(pos.device)
@@ -216,7 +218,7 @@ def draw_row_indices(natoms: torch.Tensor, s: int, generator: torch.Generator | 
     the remaining slots hold −1 ("no row"), which every consumer treats as masked.
     """
     if s < 1:
-        raise ValueError(f"number of Hessian rows s must be >= 1, got {s}")
+        raise UsageError(f"number of Hessian rows s must be >= 1, got {s}")
     natoms = natoms.long().cpu()
     n3 = 3 * natoms
     width = max(int(n3.max()), s)

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from horm.errors import UsageError
+
 FAILURE_KINDS = ("timeout", "crash", "load", "error")
 
 
@@ -50,15 +52,15 @@ class JobOptions:
 
     def __post_init__(self):
         if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise UsageError(f"workers must be >= 1, got {self.workers}")
         if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
+            raise UsageError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+            raise UsageError(f"threads must be >= 1, got {self.threads}")
         if self.batch is not None and self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
+            raise UsageError(f"batch must be >= 1, got {self.batch}")
         if self.ray is not None and not str(self.ray).strip():
-            raise ValueError("ray must be 'local' or a cluster address, got an empty string")
+            raise UsageError("ray must be 'local' or a cluster address, got an empty string")
 
     @property
     def backend(self) -> str:

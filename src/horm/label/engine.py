@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol, runtime_checkable, get_args
 import numpy as np
 
 from horm.data.sample import Sample
-from horm.errors import LabelError
+from horm.errors import LabelError, UsageError
 
 Label = Literal["energy", "forces", "hessian"]
 LABELS: tuple[str, ...] = get_args(Label)
@@ -60,7 +60,7 @@ def check_want(want) -> tuple[str, ...]:
     want = tuple(want)
     bad = [w for w in want if w not in LABELS]
     if bad or not want:
-        raise ValueError(f"want={want!r}: expected a non-empty subset of {', '.join(LABELS)}")
+        raise UsageError(f"want={want!r}: expected a non-empty subset of {', '.join(LABELS)}")
     return want
 
 
@@ -98,7 +98,7 @@ def resolve_spin(sample: Sample, charge: int | None = None, multiplicity: int | 
         sample.charge = int(charge)
     if multiplicity is not None:
         if int(multiplicity) < 1:
-            raise ValueError(f"multiplicity must be >= 1, got {multiplicity}")
+            raise UsageError(f"multiplicity must be >= 1, got {multiplicity}")
         sample.multiplicity = int(multiplicity)
         return None
     nel = n_electrons(sample)
@@ -137,10 +137,10 @@ def get_engine(name: EngineName, **settings) -> Engine:
     elif name == "dft":
         from horm.label.pyscf import DftEngine as cls
     else:
-        raise ValueError(f"engine {name!r}: expected one of {', '.join(ENGINE_NAMES)}")
+        raise UsageError(f"engine {name!r}: expected one of {', '.join(ENGINE_NAMES)}")
     valid = [f.name for f in dataclasses.fields(cls)]
     bad = sorted(set(settings) - set(valid))
     if bad:
-        raise ValueError(f"engine {name!r}: unknown setting(s) {', '.join(bad)}; "
+        raise UsageError(f"engine {name!r}: unknown setting(s) {', '.join(bad)}; "
                          f"valid: {', '.join(valid)}")
     return cls(**settings)

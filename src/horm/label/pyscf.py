@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 
 from horm.data.sample import Sample
-from horm.errors import LabelError
+from horm.errors import LabelError, UsageError
 from horm.label.engine import LABELS, check_spin, check_want, labelled
 from horm.units import (
     HARTREE_PER_BOHR2_TO_EV_PER_ANGSTROM2,
@@ -114,15 +114,15 @@ class DftEngine:
 
     def __post_init__(self):
         if not 0 <= int(self.grid_level) <= 9:
-            raise ValueError(f"dft grid_level={self.grid_level!r}: expected an integer 0–9")
+            raise UsageError(f"dft grid_level={self.grid_level!r}: expected an integer 0–9")
         if self.hessian_grid_level is not None and not 0 <= int(self.hessian_grid_level) <= 9:
-            raise ValueError(f"dft hessian_grid_level={self.hessian_grid_level!r}: expected None or 0–9")
+            raise UsageError(f"dft hessian_grid_level={self.hessian_grid_level!r}: expected None or 0–9")
         if int(self.max_cycle) < 1:
-            raise ValueError(f"dft max_cycle={self.max_cycle!r}: must be >= 1")
+            raise UsageError(f"dft max_cycle={self.max_cycle!r}: must be >= 1")
         if self.use_gpu not in (None, True, False):
-            raise ValueError(f"dft use_gpu={self.use_gpu!r}: expected one of None, True, False")
+            raise UsageError(f"dft use_gpu={self.use_gpu!r}: expected one of None, True, False")
         if self.threads is not None and int(self.threads) < 1:
-            raise ValueError(f"dft threads={self.threads!r}: expected None or >= 1")
+            raise UsageError(f"dft threads={self.threads!r}: expected None or >= 1")
 
     # --- Engine protocol -------------------------------------------------------------
     @property

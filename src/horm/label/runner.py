@@ -6,9 +6,9 @@ and Hessian for every geometry of ``input`` with an Engine (:mod:`horm.label.eng
 * **Input**: an xyz/extxyz file (all frames), a horm store, a published HORM LMDB (file
   or directory), or a directory of xyz files. Labels already present in the input are
   dropped before computing (they may come from another level of theory).
-* **Keys**: every item gets a stable key: the sample's own key when it has one (stores,
-  HORM LMDB: ``<file>:<record>``), else ``<file name>:<frame index>``. Keys are what
-  makes a run resumable.
+* **Keys** (:mod:`horm.label.items`): the sample's own key or ``<file name>:<frame index>``,
+  followed by ``#`` and a hash of the geometry. Keys are what makes a run resumable; the
+  hash makes an edited or different input a new item.
 * **Resume**: a restart skips keys already stored and, unless ``retry_failed``, keys in
   the failures table. The store refuses duplicate keys, so nothing is stored twice.
 * **Atomic commits by the parent only**: workers compute and return Samples; the parent
@@ -31,72 +31,18 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from horm.data.formats import ASE_SUFFIXES, check_store_path
+from horm.data.formats import check_store_path
+from horm.data.provenance import check_append, label_provenance
 from horm.data.sample import Sample
 from horm.data.store import HessianStore
-from horm.errors import DataError, LabelError
+from horm.errors import DataError, LabelError, UsageError
 from horm.jobs import Job, JobOptions, Outcome, output_lock, run_jobs
 from horm.jobs.spec import one_line
+from horm.label.items import open_items, strip_labels
 
 WANT_ALL = ("energy", "forces", "hessian")
-
-
-# --- input ---------------------------------------------------------------------------------
-
-def _xyz_files(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.suffix.lower() in ASE_SUFFIXES and p.is_file())
-
-
-def open_items(path: str | os.PathLike, charge: int | None = None, multiplicity: int | None = None,
-               notes: dict[str, int] | None = None) -> tuple[int, Callable[[], Iterator[Sample]]]:
-    """(count, iterator factory) over the geometries of ``path``, each with a stable ``key``.
-
-    Keys: a sample's own key if set, else ``<file name>:<frame>``. For a directory of xyz
-    files, a sample without a reaction id gets the file's stem as ``rxn``. ``charge`` and
-    ``multiplicity`` override each sample's; an odd electron count with no multiplicity
-    given becomes a doublet (:func:`horm.label.engine.resolve_spin`), counted in ``notes``.
-    """
-    from horm.data.io import open_dataset
-    from horm.data.xyz import read_xyz
-    from horm.label.engine import resolve_spin
-
-    def spin(s: Sample) -> None:
-        if resolve_spin(s, charge, multiplicity) and notes is not None:
-            notes[_DOUBLET] = notes.get(_DOUBLET, 0) + 1
-
-    p = Path(path)
-    if not p.exists():
-        raise DataError(str(p), "no such file or directory")
-    if p.is_dir() and _xyz_files(p):
-        frames: list[Sample] = []
-        for f in _xyz_files(p):
-            for i, s in enumerate(read_xyz(f)):
-                s.key = s.key or f"{f.name}:{i}"
-                s.rxn = s.rxn or f.stem
-                spin(s)
-                frames.append(s)
-        return len(frames), lambda: iter(frames)
-    ds = open_dataset(p)
-
-    def it() -> Iterator[Sample]:
-        for i in range(len(ds)):
-            s = ds[i]
-            s.key = s.key or f"{p.name}:{i}"
-            spin(s)
-            yield s
-
-    return len(ds), it
-
-
-_DOUBLET = "had an odd electron count and no multiplicity: computed as doublets"
-
-
-def _strip(s: Sample) -> Sample:
-    """The geometry only (labels and extras of another level of theory dropped)."""
-    return Sample(numbers=s.numbers, pos=s.pos, charge=s.charge, multiplicity=s.multiplicity,
-                  rxn=s.rxn, origin=s.origin, key=s.key)
 
 
 # --- one item (runs in a worker) -------------------------------------------------------------
@@ -223,16 +169,18 @@ class LabelSummary:
                 "backend": self.backend, "workers": self.workers, "notes": dict(self.spin_notes)}
 
 
-def open_or_create_store(out: str | os.PathLike, engine, source: str) -> HessianStore:
-    """Open ``out`` for appending (its level of theory must match) or create it."""
+def open_or_create_store(out: str | os.PathLike, engine, source: str, allow_mixed: bool = False) -> HessianStore:
+    """Open ``out`` for appending (level of theory, engine and its settings must match,
+    unless ``allow_mixed``) or create it."""
     out = Path(out)
     if out.exists():
         store = HessianStore.open(out, readonly=False)
-        have = str(store.meta.get("level_of_theory", ""))
-        if have != engine.level_of_theory:
+        try:
+            check_append(store, label_provenance(engine.level_of_theory, engine.name, dict(engine.settings)),
+                         allow_mixed)
+        except BaseException:
             store.close()
-            raise DataError(str(out), f"store holds {have!r} labels; engine {engine.name!r} computes "
-                                      f"{engine.level_of_theory!r} (use another --out)")
+            raise
         return store
     return HessianStore.create(out, engine.level_of_theory, engine=engine.name,
                                engine_settings=dict(engine.settings), source=str(source))
@@ -242,7 +190,7 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
           ray_address: str | None = None, retry_failed: bool = False, timeout: float | None = None,
           want=WANT_ALL, show_progress: bool = True, print_summary: bool = True,
           jobs: JobOptions | None = None, charge: int | None = None, multiplicity: int | None = None,
-          threads: int | None = None) -> LabelSummary:
+          threads: int | None = None, allow_mixed: bool = False) -> LabelSummary:
     """Label every geometry of ``input`` with ``engine`` into the store ``out_store``.
 
     workers: parallel computations (1: in this process; None: one per core, at most one per
@@ -254,9 +202,14 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
     with no multiplicity given: a doublet, see :func:`open_items`). threads: intra-op
     threads per computation (None: auto, 1 below 50 atoms; :mod:`horm.runtime`); with
     ``jobs``, its ``threads`` too. ``out_store`` must not
-    carry an xyz-family or ASE extension. A second run on the same store is refused
+    carry an xyz-family or ASE extension. allow_mixed: append to a store of other labels
+    (it is then marked "mixed"). A second run on the same store is refused
     (:class:`horm.jobs.OutputLocked`). Returns the run's :class:`LabelSummary`.
     """
+    if workers is not None and workers < 1:
+        raise UsageError(f"workers must be >= 1, got {workers}")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"timeout must be > 0 seconds, got {timeout}")
     check_store_path(out_store)
     with output_lock(out_store):
         summary = LabelSummary()
@@ -268,10 +221,10 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
                               timeout=timeout, threads=threads or 1, progress=show_progress)
         opts = jobs
         summary.total, summary.workers, summary.backend = n, opts.workers, opts.backend
-        store = open_or_create_store(out_store, engine, str(Path(input).resolve()))
+        store = open_or_create_store(out_store, engine, str(Path(input).resolve()), allow_mixed)
         try:
             sink = _StoreSink(store, summary, retry_failed, engine.name)
-            stats = run_jobs(((s.key, (_strip(s), want, threads)) for s in items()), Job(partial(_the, engine), _label_task),
+            stats = run_jobs(((s.key, (strip_labels(s), want, threads)) for s in items()), Job(partial(_the, engine), _label_task),
                              sink, opts, total=n, title=f"label ({engine.name})")
             summary.skipped += stats.skipped.get("stored", 0) + stats.skipped.get("repeated in the input", 0)
             summary.skipped_failed = stats.skipped.get("failed before", 0)

@@ -40,7 +40,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from horm.data.sample import Sample
-from horm.errors import LabelError
+from horm.errors import LabelError, UsageError
 from horm.label.engine import LABELS, check_spin, check_want, labelled
 from horm.units import (
     ANGSTROM_TO_BOHR,
@@ -75,13 +75,13 @@ class XtbEngine:
 
     def __post_init__(self):
         if self.method not in XTB_METHODS:
-            raise ValueError(f"xtb method {self.method!r}: expected one of {', '.join(XTB_METHODS)}")
+            raise UsageError(f"xtb method {self.method!r}: expected one of {', '.join(XTB_METHODS)}")
         for field in ("electronic_temperature", "retry_temperature", "accuracy",
                       "hessian_accuracy", "hessian_step"):
             if not float(getattr(self, field)) > 0:
-                raise ValueError(f"xtb {field}={getattr(self, field)!r}: must be > 0")
+                raise UsageError(f"xtb {field}={getattr(self, field)!r}: must be > 0")
         if int(self.max_iter) < 1:
-            raise ValueError(f"xtb max_iter={self.max_iter!r}: must be >= 1")
+            raise UsageError(f"xtb max_iter={self.max_iter!r}: must be >= 1")
 
     # --- Engine protocol -------------------------------------------------------------
     @property

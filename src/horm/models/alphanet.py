@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from horm.data.batch import Batch
+from horm.errors import UsageError
 from horm.models.base import MAX_Z, Potential, register_model
 from horm.models.envelope import polynomial_cutoff
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_sum
@@ -81,14 +82,14 @@ class AlphaNetConfig:
 
     def __post_init__(self):
         if self.graph not in GRAPH_KINDS:
-            raise ValueError(f"unknown graph kind {self.graph!r}; valid: {', '.join(GRAPH_KINDS)}")
+            raise UsageError(f"unknown graph kind {self.graph!r}; valid: {', '.join(GRAPH_KINDS)}")
         if self.hidden_channels < 4 or self.hidden_channels % 2:
-            raise ValueError(f"hidden_channels must be even and >= 4, got {self.hidden_channels}")
+            raise UsageError(f"hidden_channels must be even and >= 4, got {self.hidden_channels}")
         if self.num_heads < 1 or self.state_channels % self.num_heads:
-            raise ValueError(f"state_channels ({self.state_channels}) must be a multiple of num_heads ({self.num_heads})")
+            raise UsageError(f"state_channels ({self.state_channels}) must be a multiple of num_heads ({self.num_heads})")
         if min(self.num_layers, self.num_radial, self.bond_dim, self.phase_channels, self.node_state_channels) < 1 \
                 or self.cutoff <= 0:
-            raise ValueError(f"invalid AlphaNet size: {self}")
+            raise UsageError(f"invalid AlphaNet size: {self}")
 
 
 PRESETS = {

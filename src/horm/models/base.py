@@ -35,12 +35,13 @@ import torch
 from torch import nn
 
 from horm.data.batch import Batch, flatten_hessians
+from horm.errors import UsageError
 from horm.hessian.autograd import HessianMethod, SavedTensorMeter, auto_chunk, compute_forces, full_hessian
 from horm.models.graph import scatter_sum
 
 ForcesMode = Literal["autograd", "direct"]
 FORCES_MODES = ("autograd", "direct")
-PRESETS = ("tiny", "paper", "horm")
+PRESETS = ("tiny", "small", "paper", "horm")
 MAX_Z = 118
 
 _REGISTRY: dict[str, type["Potential"]] = {}
@@ -61,7 +62,7 @@ class Potential(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         if self.forces_mode not in FORCES_MODES:
-            raise ValueError(f"forces_mode {self.forces_mode!r}; valid: {', '.join(FORCES_MODES)}")
+            raise UsageError(f"forces_mode {self.forces_mode!r}; valid: {', '.join(FORCES_MODES)}")
         self.cfg = cfg
         self.register_buffer("atom_ref", torch.zeros(MAX_Z + 1))  # (119,) eV per element
 
@@ -85,7 +86,7 @@ class Potential(nn.Module):
         else:
             t = torch.as_tensor(ref, dtype=self.atom_ref.dtype).reshape(-1)
             if t.numel() != MAX_Z + 1:
-                raise ValueError(f"atom_ref needs {MAX_Z + 1} entries (index = Z), got {t.numel()}")
+                raise UsageError(f"atom_ref needs {MAX_Z + 1} entries (index = Z), got {t.numel()}")
         self.atom_ref.copy_(t.to(self.atom_ref))
 
     def reference_energy(self, batch: Batch) -> torch.Tensor:
@@ -170,7 +171,7 @@ def list_models() -> list[str]:
 def _model_cls(name: str) -> type[Potential]:
     _load_builtin()
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(sorted(_REGISTRY))}")
+        raise UsageError(f"unknown model {name!r}; valid: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
@@ -178,15 +179,15 @@ def _make_config(cls: type[Potential], values: dict[str, Any]):
     valid = [f.name for f in dataclasses.fields(cls.config_cls)]
     bad = sorted(set(values) - set(valid))
     if bad:
-        raise ValueError(f"unknown option(s) {', '.join(bad)} for model {cls.name!r}; valid: {', '.join(valid)}")
+        raise UsageError(f"unknown option(s) {', '.join(bad)} for model {cls.name!r}; valid: {', '.join(valid)}")
     return cls.config_cls(**values)
 
 
 def build_model(name: str, preset: str = "tiny", **overrides) -> Potential:
-    """Build a registered model from a preset ("tiny" | "paper" | "horm") plus field overrides."""
+    """Build a registered model from a preset ("tiny" | "small" | "paper" | "horm") plus field overrides."""
     cls = _model_cls(name)
     if preset not in cls.presets:
-        raise ValueError(f"unknown preset {preset!r} for model {name!r}; valid: {', '.join(cls.presets)}")
+        raise UsageError(f"unknown preset {preset!r} for model {name!r}; valid: {', '.join(cls.presets)}")
     return cls(_make_config(cls, {**cls.presets[preset], **overrides}))
 
 
@@ -194,6 +195,6 @@ def build_model_from_config(config: dict[str, Any]) -> Potential:
     """Rebuild the architecture saved as ``model.config`` (weights come from the state dict)."""
     config = dict(config)
     if "name" not in config:
-        raise ValueError("model config has no 'name' field; valid names: " + ", ".join(list_models()))
+        raise UsageError("model config has no 'name' field; valid names: " + ", ".join(list_models()))
     cls = _model_cls(config.pop("name"))
     return cls(_make_config(cls, config))

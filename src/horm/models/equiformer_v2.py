@@ -58,6 +58,7 @@ import torch
 from torch import nn
 
 from horm.data.batch import Batch
+from horm.errors import UsageError
 from horm.models.base import MAX_Z, Potential, register_model
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_sum
 from horm.models.envelope import cosine_cutoff
@@ -87,13 +88,13 @@ class EquiformerV2Config:
 
     def __post_init__(self):
         if self.graph not in GRAPH_KINDS:
-            raise ValueError(f"unknown graph kind {self.graph!r}; valid: {', '.join(GRAPH_KINDS)}")
+            raise UsageError(f"unknown graph kind {self.graph!r}; valid: {', '.join(GRAPH_KINDS)}")
         if self.lmax < 1 or not 0 <= self.mmax <= self.lmax:
-            raise ValueError(f"need lmax >= 1 (forces are l = 1) and 0 <= mmax <= lmax, got {self.lmax}, {self.mmax}")
+            raise UsageError(f"need lmax >= 1 (forces are l = 1) and 0 <= mmax <= lmax, got {self.lmax}, {self.mmax}")
         if min(self.num_layers, self.sphere_channels, self.attn_hidden_channels, self.num_heads,
                self.attn_alpha_channels, self.attn_value_channels, self.ffn_hidden_channels,
                self.num_radial, self.edge_channels) < 1 or self.cutoff <= 0 or self.avg_degree <= 0:
-            raise ValueError(f"invalid EquiformerV2 size: {self}")
+            raise UsageError(f"invalid EquiformerV2 size: {self}")
 
 
 PRESETS = {

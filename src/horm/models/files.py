@@ -5,7 +5,8 @@
 - ``model.pt`` written by :func:`save_model` (what ``horm train`` leaves in its run folder),
 - a Lightning ``.ckpt`` from ``horm train`` (with EMA on, its ``state_dict`` holds the
   averaged weights),
-- a run folder: ``model.pt`` if present, else ``checkpoints/best.ckpt``, else ``last.ckpt``.
+- a run folder: ``model.pt`` if present, else ``checkpoints/best.ckpt``, else ``last.ckpt``,
+- a shipped-model name (``t1x-xtb-leftnet-efh`` etc., :mod:`horm.pretrained`).
 
 A ``model.pt`` is a ``torch.save`` of plain types only (read back with ``weights_only=True``):
 ``format`` ("horm-model"), ``version`` (:data:`VERSION`; a file newer than this code is refused
@@ -38,7 +39,7 @@ from typing import Any
 
 import torch
 
-from horm.errors import DataError
+from horm.errors import DataError, UsageError
 
 FORMAT = "horm-model"
 VERSION = 2  # 1: no meta; 2: meta (versions, elements, level of theory, data summary)
@@ -85,8 +86,11 @@ def save_model(model, path: str | os.PathLike, train_config: dict | None = None,
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:
-    """A run folder maps to its model.pt, best.ckpt or last.ckpt (in that order)."""
-    p = Path(path)
+    """A shipped-model name (:mod:`horm.pretrained`) maps to its file; a run folder to its
+    model.pt, best.ckpt or last.ckpt (in that order)."""
+    from horm.pretrained import resolve
+
+    p = Path(resolve(path))
     if p.is_dir():
         for cand in (p / "model.pt", p / "checkpoints" / "best.ckpt", p / "checkpoints" / "last.ckpt"):
             if cand.is_file():
@@ -143,12 +147,18 @@ def load_model(path: str | os.PathLike, device: Any = "cpu", dtype: Any = None) 
     "float64", a torch.dtype, or None to keep the precision the model was trained in.
     """
     from horm.models.base import build_model_from_config
+    from horm.models.published.checkpoint import is_lightning_checkpoint, load_published_checkpoint
     from horm.runtime import resolve_device, resolve_dtype
 
     dev, dtype = resolve_device(device), resolve_dtype(dtype)
     p = resolve_model_path(path)
+    if is_lightning_checkpoint(p):  # a released HORM/HIP checkpoint: the published architectures
+        return load_published_checkpoint(p, device=dev, dtype=dtype)
     config, state, train_config, saved_dtype, meta, version = _unpack(p, _torch_load(p))
-    model = build_model_from_config(config)
+    try:
+        model = build_model_from_config(config)
+    except (UsageError, TypeError) as exc:  # the file's architecture settings, not the user's options
+        raise DataError(str(p), f"model config is not usable ({exc})") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise DataError(str(p), f"weights do not match the architecture (missing {missing[:3]}, "
@@ -167,7 +177,11 @@ def load_model(path: str | os.PathLike, device: Any = "cpu", dtype: Any = None) 
 
 def model_info(path: str | os.PathLike) -> dict[str, Any]:
     """What a model file says about itself, without building the model (for ``horm model info``)."""
+    from horm.models.published.checkpoint import is_lightning_checkpoint
+
     p = resolve_model_path(path)
+    if is_lightning_checkpoint(p):
+        return _published_info(p)
     blob = _torch_load(p)
     config, state, train_config, saved_dtype, meta, version = _unpack(p, blob)
     n_params = sum(int(v.numel()) for k, v in state.items() if hasattr(v, "numel") and k != "atom_ref")
@@ -181,3 +195,18 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
             "elements": elements, "level_of_theory": meta.get("level_of_theory", "unknown"),
             "data": meta.get("data") or {}, "created": meta.get("created", "unknown"),
             "atom_ref": {int(z): float(e) for z, e in refs.items()}, "config": dict(config)}
+
+
+def _published_info(p: Path) -> dict[str, Any]:
+    """:func:`model_info` of a released HORM/HIP Lightning checkpoint (architecture recognised from its keys)."""
+    from horm.models.published import HORM_ATOM_REFS_EV
+    from horm.models.published.checkpoint import LEVEL_OF_THEORY, read_published_checkpoint, recognise_and_build
+
+    hp, state = read_published_checkpoint(p)
+    fmt, config, _model = recognise_and_build(hp, state, str(p))
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values() if v.is_floating_point()})
+    return {"path": str(p), "format_version": 0, "architecture": fmt.model,
+            "parameters": sum(int(v.numel()) for v in _model.parameters()), "dtype": ",".join(dtypes) or "unknown",
+            "horm_version": "not horm (released checkpoint)", "torch_version": "unknown",
+            "elements": sorted(HORM_ATOM_REFS_EV), "level_of_theory": LEVEL_OF_THEORY, "data": {},
+            "created": "unknown", "atom_ref": dict(HORM_ATOM_REFS_EV), "config": dict(config)}

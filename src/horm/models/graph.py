@@ -14,6 +14,8 @@ from typing import Literal
 
 import torch
 
+from horm.errors import UsageError
+
 GraphKind = Literal["radius", "full"]
 GRAPH_KINDS = ("radius", "full")
 
@@ -67,4 +69,4 @@ def build_graph(kind: GraphKind, pos: torch.Tensor, ptr: torch.Tensor, cutoff: f
         return radius_graph(pos, ptr, cutoff)
     if kind == "full":
         return full_graph(ptr)
-    raise ValueError(f"unknown graph kind {kind!r}; valid: {', '.join(GRAPH_KINDS)}")
+    raise UsageError(f"unknown graph kind {kind!r}; valid: {', '.join(GRAPH_KINDS)}")

@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from horm.data.batch import Batch
+from horm.errors import UsageError
 from horm.hessian.autograd import HessianMethod
 from horm.hessian.autograd import compute_forces as forces_from_energy  # forward() has a flag named compute_forces
 from horm.models.base import Potential, build_model, register_model
@@ -66,7 +67,7 @@ HessianMode = Literal["autograd", "direct"]
 @dataclass
 class HessianHeadConfig:
     backbone: str = "leftnet"  # registered backbone (must expose node features, see module docstring)
-    backbone_preset: str = "tiny"  # preset of the backbone: "tiny" | "paper" | "horm"
+    backbone_preset: str = "tiny"  # preset of the backbone: "tiny" | "small" | "paper" | "horm"
     backbone_overrides: dict = field(default_factory=dict)  # backbone fields replacing its preset's
     head_channels: int = 32  # K: vector pairs (u_k, w_k) per block, and width of the head MLPs
     num_radial: int = 16  # Gaussians of the pair distance
@@ -77,13 +78,16 @@ class HessianHeadConfig:
 
     def __post_init__(self):
         if self.backbone == "hessian_head":
-            raise ValueError("hessian_head cannot be its own backbone; give e.g. backbone='leftnet'")
+            raise UsageError("hessian_head cannot be its own backbone; give e.g. backbone='leftnet'")
         if self.head_channels < 1 or self.num_radial < 1 or self.pair_cutoff <= 0 or self.hessian_scale <= 0:
-            raise ValueError(f"invalid hessian_head size: {self}")
+            raise UsageError(f"invalid hessian_head size: {self}")
 
 
 PRESETS = {
     "tiny": dict(backbone="leftnet", backbone_preset="tiny", head_channels=32, num_radial=16),
+    # "small": the leftnet "small" backbone; one full-Hessian E-F-H step 0.30 CPU-s (batch 8, 1 thread;
+    # benchmarks/preset_step.py), cheaper than autograd E-F-H on the same backbone (0.65): no double backward.
+    "small": dict(backbone="leftnet", backbone_preset="small", head_channels=48, num_radial=24),
     "paper": dict(backbone="leftnet", backbone_preset="paper", head_channels=64, num_radial=32),
     "horm": dict(backbone="leftnet", backbone_preset="horm", head_channels=64, num_radial=32),
 }
@@ -201,7 +205,7 @@ class HessianHead(Potential):
         super().__init__(cfg)
         self.backbone = build_model(cfg.backbone, cfg.backbone_preset, **cfg.backbone_overrides)
         if "return_features" not in inspect.signature(self.backbone._predict).parameters:
-            raise ValueError(f"backbone {cfg.backbone!r} does not expose node features "
+            raise UsageError(f"backbone {cfg.backbone!r} does not expose node features "
                              f"(_predict(batch, pos, return_features=True)); valid: leftnet, leftnet-df")
         self.forces_mode = self.backbone.forces_mode  # energy/forces exactly as the backbone's
         f = self._feature_width()
@@ -212,7 +216,7 @@ class HessianHead(Potential):
         for name in ("hidden_channels", "sphere_channels", "hidden"):
             if hasattr(bb, name):
                 return int(getattr(bb, name))
-        raise ValueError(f"cannot tell the feature width of backbone {self.cfg.backbone!r}")
+        raise UsageError(f"cannot tell the feature width of backbone {self.cfg.backbone!r}")
 
     def _predict(self, batch: Batch, pos: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.backbone._predict(batch, pos)

@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from horm.data.batch import Batch
+from horm.errors import UsageError
 from horm.models.base import MAX_Z, Potential, register_model
 from horm.models.envelope import polynomial_cutoff
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_mean, scatter_sum
@@ -73,13 +74,19 @@ class LEFTNetConfig:
 
     def __post_init__(self):
         if self.graph not in GRAPH_KINDS:
-            raise ValueError(f"unknown graph kind {self.graph!r}; valid: {', '.join(GRAPH_KINDS)}")
+            raise UsageError(f"unknown graph kind {self.graph!r}; valid: {', '.join(GRAPH_KINDS)}")
         if self.num_layers < 1 or self.hidden_channels < 4 or self.num_radial < 1 or self.cutoff <= 0:
-            raise ValueError(f"invalid LEFTNet size: {self}")
+            raise UsageError(f"invalid LEFTNet size: {self}")
 
 
 PRESETS = {
     "tiny": dict(num_layers=2, hidden_channels=32, num_radial=16, cutoff=5.0, graph="radius"),
+    # "small" (2.4 M parameters): picked by benchmarks/preset_step.py for ~2 h trainings on 2 CPU
+    # cores. One E-F-H step (batch 8 of the bundled xTB set, 11-12 atoms, 1 thread): tiny 0.10 CPU-s,
+    # L4-H96 0.45, this 0.65, L5-H160 1.23 (wall under load 7 on 2 cores: 0.26 / 1.23 / 1.63 / 3.72 s).
+    # 5000 steps then take ~1 h on an idle core and fit 2 h (4.4 k steps) on a machine as busy as
+    # the one measured; L5-H160 would reach only ~1.9 k there, L4-H96 has half the width for ~30 % less time.
+    "small": dict(num_layers=4, hidden_channels=128, num_radial=32, cutoff=5.0, graph="radius"),
     "paper": dict(num_layers=9, hidden_channels=256, num_radial=96, cutoff=10.0, graph="full"),
     "horm": dict(num_layers=6, hidden_channels=196, num_radial=96, cutoff=10.0, graph="full"),
 }

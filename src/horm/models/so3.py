@@ -35,6 +35,7 @@ import math
 import torch
 from torch import nn
 
+from horm.errors import UsageError
 from horm.models.graph import scatter_sum
 
 
@@ -46,7 +47,7 @@ def edge_frame_layout(lmax: int, mmax: int) -> tuple[torch.Tensor, torch.Tensor,
     for m = 1 … mmax, of the +m and −m blocks (length L − m + 1 each).
     """
     if not 0 <= mmax <= lmax:
-        raise ValueError(f"mmax must be in [0, lmax={lmax}], got {mmax}")
+        raise UsageError(f"mmax must be in [0, lmax={lmax}], got {mmax}")
     index, degree, blocks = [], [], []
     for m in range(mmax + 1):
         for sign in ((1,) if m == 0 else (1, -1)):

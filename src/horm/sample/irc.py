@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from horm.data.sample import Sample
+from horm.errors import UsageError
 from horm.sample.neb import ReactionSamples, error_line, geometry, keep_valid
 
 
@@ -40,7 +41,7 @@ class IrcSampleSettings:
 
     def __post_init__(self):
         if self.k < 1 or self.irc_steps < 1:
-            raise ValueError(f"k and irc_steps must be >= 1, got k={self.k}, irc_steps={self.irc_steps}")
+            raise UsageError(f"k and irc_steps must be >= 1, got k={self.k}, irc_steps={self.irc_steps}")
 
 
 def _spread(n: int, k: int) -> list[int]:

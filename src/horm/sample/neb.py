@@ -27,6 +27,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from horm.data.sample import MIN_DISTANCE, Sample
+from horm.errors import UsageError
 
 NebOptimizer = Literal["fire", "bfgs"]
 
@@ -47,13 +48,13 @@ class NebSampleSettings:
     def __post_init__(self):
         valid = get_args(NebOptimizer)
         if self.optimizer not in valid:
-            raise ValueError(f"NEB optimizer {self.optimizer!r} is not valid; choose one of {', '.join(valid)}")
+            raise UsageError(f"NEB optimizer {self.optimizer!r} is not valid; choose one of {', '.join(valid)}")
         if self.n_images < 3:
-            raise ValueError(f"n_images must be >= 3, got {self.n_images}")
+            raise UsageError(f"n_images must be >= 3, got {self.n_images}")
         if not 0.0 <= self.fraction <= 1.0:
-            raise ValueError(f"fraction must be in [0, 1], got {self.fraction}")
+            raise UsageError(f"fraction must be in [0, 1], got {self.fraction}")
         if self.keep_every < 1:
-            raise ValueError(f"keep_every must be >= 1, got {self.keep_every}")
+            raise UsageError(f"keep_every must be >= 1, got {self.keep_every}")
 
 
 @dataclass

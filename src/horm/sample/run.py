@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Literal, get_args
 
 from horm.data.formats import is_ase_path
-from horm.errors import HormError
+from horm.errors import HormError, UsageError
 from horm.jobs import Job, JobOptions, output_lock, run_jobs
 from horm.sample.irc import IrcSampleSettings, sample_irc
 from horm.sample.neb import NebSampleSettings, ReactionSamples, error_line, sample_neb
@@ -32,7 +32,7 @@ UNLABELLED = "none (geometries only)"
 def check_method(method: str) -> None:
     valid = get_args(Method)
     if method not in valid:
-        raise ValueError(f"sampling method {method!r} is not valid; choose one of {', '.join(valid)}")
+        raise UsageError(f"sampling method {method!r} is not valid; choose one of {', '.join(valid)}")
 
 
 def default_settings(method: Method):
@@ -76,7 +76,7 @@ def settings_for(method: Method, steps: int | None = None, **fields):
     """The default settings of ``method`` with ``fields`` replaced (``dataclasses.replace``).
 
     ``steps``: NEB steps (neb: plain and climbing-image, each; irc: the TS-guess NEB). A
-    field that ``method`` does not have is a ValueError, never silently ignored.
+    field that ``method`` does not have is a UsageError, never silently ignored.
     """
     check_method(method)
     base = default_settings(method)
@@ -85,7 +85,7 @@ def settings_for(method: Method, steps: int | None = None, **fields):
     names = {f.name for f in dataclasses.fields(base)}
     bad = sorted(set(fields) - names)
     if bad:
-        raise ValueError(f"{', '.join(bad)}: not a setting of method {method!r} (its settings: {', '.join(sorted(names))})")
+        raise UsageError(f"{', '.join(bad)}: not a setting of method {method!r} (its settings: {', '.join(sorted(names))})")
     return dataclasses.replace(base, **fields)
 
 

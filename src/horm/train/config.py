@@ -4,7 +4,7 @@ Sections (every field has a comment; see ``TrainConfig``): ``model``, ``data``, 
 ``optim``, ``trainer``, plus top-level ``out``, ``resume`` and ``init_from``. Overrides use dotted keys:
 ``loss.hessian=0 optim.lr=1e-3 model.overrides.hidden_channels=64 resume=true``. Values are
 parsed as YAML scalars and then checked against the field's type; a bad key or value raises
-a one-line ``ValueError`` that lists the valid keys or values.
+a one-line ``UsageError`` that lists the valid keys or values.
 
 The defaults train with the E-F-H loss (Eq. 3) and HORM's weights; set ``loss.hessian=0``
 for the E-F baseline (Eq. 2).
@@ -13,15 +13,18 @@ for the E-F baseline (Eq. 2).
 from __future__ import annotations
 
 import copy
+import re
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
 
+from horm.errors import UsageError
+from horm.settings import coerce as _coerce
+from horm.settings import field_types as _field_types
+from horm.settings import parse_scalar as _parse_scalar
 Precision = Literal["float32", "float64"]
 Schedule = Literal["cosine", "plateau", "constant"]
 Strategy = Literal["auto", "ddp", "ddp_spawn"]
@@ -32,7 +35,7 @@ RowVjp = Literal["auto", "vmap", "loop"]
 @dataclass
 class ModelSection:
     name: str = "leftnet"  # registered model name (horm.models.base.list_models())
-    preset: str = "tiny"  # "tiny" | "paper" | "horm"
+    preset: str = "tiny"  # "tiny" | "small" (~2 h on 2 CPU cores) | "paper" | "horm"
     overrides: dict = field(default_factory=dict)  # architecture fields replacing the preset's
 
 
@@ -61,6 +64,8 @@ class LossSection:
     forces_metric: str = "l1"  # "l1" | "l2" | "mse"
     hessian_metric: str = "per_atom_l2"  # "per_atom_l2" | "l2" | "l1" | "mse"
     full_hessian_metric: str = "l1"  # "l1" | "mse"
+    eigen: float = 1.0  # weight of the eigen-subspace term (HIP: 1); active only when eigen_k > 0
+    eigen_k: int = 0  # k lowest true Hessian modes in |V_kᵀ Ĥ V_k − Λ_k| (HIP: 8); 0: off
     n_hr: int = 1  # N_HR, Hessian rows sampled per molecule and step
     hessian_divisor: float = 10.0  # the row term is divided by this (HORM's code: 10)
     row_vjp: RowVjp = "auto"  # how the N_HR row VJPs run: "auto" (loop on CPU, vmap on GPU) | "vmap" | "loop"
@@ -83,6 +88,7 @@ class OptimSection:
 class TrainerSection:
     max_steps: int = 1000  # optimizer steps (-1: use max_epochs)
     max_epochs: int = -1  # epochs (-1: use max_steps)
+    max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS", summed over resumed sessions; None: none
     batch_size: int = 8  # molecules per batch and device
     precision: Precision = "float32"  # "float32" | "float64"
     devices: int = 1  # processes/devices
@@ -122,13 +128,13 @@ class TrainConfig:
         if path is not None:
             p = Path(path)
             if not p.is_file():
-                raise ValueError(f"{p}: config file not found")
+                raise UsageError(f"{p}: config file not found")
             try:
                 d = yaml.safe_load(p.read_text()) or {}
             except yaml.YAMLError as exc:
-                raise ValueError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+                raise UsageError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
             if not isinstance(d, dict):
-                raise ValueError(f"{p}: top level must be a mapping of sections")
+                raise UsageError(f"{p}: top level must be a mapping of sections")
         cfg = cls.from_dict(d)
         cfg.apply_overrides(overrides)
         return cfg
@@ -138,7 +144,7 @@ class TrainConfig:
         new = copy.deepcopy(self)
         for item in overrides:
             if "=" not in item:
-                raise ValueError(f"override {item!r} is not key=value (e.g. optim.lr=1e-3)")
+                raise UsageError(f"override {item!r} is not key=value (e.g. optim.lr=1e-3)")
             key, raw = item.split("=", 1)
             new.set(key.strip(), _parse_scalar(raw))
         new.validate()
@@ -152,19 +158,21 @@ class TrainConfig:
         for i, name in enumerate(parts):
             if isinstance(obj, dict):  # model.overrides.<field>
                 if i != len(parts) - 1:
-                    raise ValueError(f"config key {key!r}: overrides are one level deep")
+                    raise UsageError(f"config key {key!r}: overrides are one level deep")
                 obj[name] = value
                 return
             valid = [f.name for f in dataclasses.fields(obj)]
             if name not in valid:
                 where = ".".join(parts[:i]) or "top level"
-                raise ValueError(f"unknown config key {key!r} ({where}); valid: {', '.join(valid)}")
+                raise UsageError(f"unknown config key {key!r} ({where}); valid: {', '.join(valid)}")
             if i == len(parts) - 1:
                 ftype = _field_types(type(obj))[name]
+                if dataclasses.is_dataclass(ftype):
+                    raise UsageError(f"config key {key!r} names a section, give a field (e.g. {key}.<field>)")
                 setattr(obj, name, _coerce(ftype, value, key))
                 return
             obj = getattr(obj, name)
-        raise ValueError(f"config key {key!r} names a section, give a field (e.g. {key}.<field>)")
+        raise UsageError(f"config key {key!r} names a section, give a field (e.g. {key}.<field>)")
 
     def validate(self) -> None:
         from horm.train.losses import VALID_METRICS
@@ -172,9 +180,10 @@ class TrainConfig:
         for fname, metric in (("energy", self.loss.energy_metric), ("forces", self.loss.forces_metric),
                               ("hessian_rows", self.loss.hessian_metric), ("hessian", self.loss.full_hessian_metric)):
             if metric not in VALID_METRICS[fname]:
-                raise ValueError(f"loss metric {metric!r} for {fname}; valid: {', '.join(VALID_METRICS[fname])}")
+                raise UsageError(f"loss metric {metric!r} for {fname}; valid: {', '.join(VALID_METRICS[fname])}")
         checks = [
             (self.loss.n_hr >= 1, "loss.n_hr must be >= 1"),
+            (self.loss.eigen_k >= 0, "loss.eigen_k must be >= 0 (0: off)"),
             (self.trainer.batch_size >= 1, "trainer.batch_size must be >= 1"),
             (self.trainer.devices >= 1, "trainer.devices must be >= 1"),
             (self.optim.lr > 0, "optim.lr must be > 0"),
@@ -183,13 +192,15 @@ class TrainConfig:
              "set trainer.max_steps or trainer.max_epochs to a positive value"),
             (self.optim.ema_decay is None or 0.0 < self.optim.ema_decay < 1.0, "optim.ema_decay must be in (0, 1)"),
             (self.trainer.ckpt_every_n_steps >= 1, "trainer.ckpt_every_n_steps must be >= 1"),
+            (self.trainer.max_time is None or re.fullmatch(r"\d+:\d\d:\d\d:\d\d", self.trainer.max_time),
+             f"trainer.max_time={self.trainer.max_time!r} is not DD:HH:MM:SS (e.g. 00:02:00:00 for 2 h)"),
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(msg)
-        for w in ("energy", "forces", "hessian", "full_hessian"):
+                raise UsageError(msg)
+        for w in ("energy", "forces", "hessian", "full_hessian", "eigen"):
             if getattr(self.loss, w) < 0:
-                raise ValueError(f"loss.{w} must be >= 0")
+                raise UsageError(f"loss.{w} must be >= 0")
 
     # --- output ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -224,8 +235,9 @@ class TrainConfig:
         lo = self.loss
         terms = [LossTerm("energy", lo.energy_metric, lo.energy), LossTerm("forces", lo.forces_metric, lo.forces),
                  LossTerm("hessian_rows", lo.hessian_metric, lo.hessian),
-                 LossTerm("hessian", lo.full_hessian_metric, lo.full_hessian)]
-        return LossSpec(tuple(terms), n_hr=lo.n_hr, hessian_divisor=lo.hessian_divisor, row_vjp=lo.row_vjp)
+                 LossTerm("hessian", lo.full_hessian_metric, lo.full_hessian), LossTerm("eigen", "l1", lo.eigen)]
+        return LossSpec(tuple(terms), n_hr=lo.n_hr, hessian_divisor=lo.hessian_divisor, row_vjp=lo.row_vjp,
+                        eigen_k=lo.eigen_k)
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -238,54 +250,3 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def _parse_scalar(raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw) if raw.strip() != "" else None
-    except yaml.YAMLError:
-        return raw
-
-
-def _field_types(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key)
-    if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{key}={value!r} is not valid; valid: {', '.join(map(str, args))}")
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"{key}={value!r} is not valid; valid: true, false")
-    if tp is int:
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ValueError(f"{key}={value!r} is not valid; expected an integer")
-        return int(value)
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads "3e-3" as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key}={value!r} is not valid; expected a number")
-        return float(value)
-    if tp is str:
-        if value is None or isinstance(value, (dict, list)):
-            raise ValueError(f"{key}={value!r} is not valid; expected a string")
-        return str(value)
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}={value!r} is not valid; expected a mapping")
-        return dict(value)
-    return value

@@ -18,7 +18,7 @@ from horm.data.formats import LabelKeys
 from horm.data.io import open_dataset
 from horm.data.refs import fit_atom_references
 from horm.data.splits import reaction_split, sample_group
-from horm.errors import DataError
+from horm.errors import DataError, UsageError
 
 
 @dataclass
@@ -40,7 +40,7 @@ def load_train_data(data_cfg, atom_ref: dict[int, float] | None = None) -> Train
     label fields of xyz/ASE input (:mod:`horm.data.formats`).
     """
     if not data_cfg.train:
-        raise ValueError("no training data: pass --data PATH (or data.train=PATH)")
+        raise UsageError("no training data: pass --data PATH (or data.train=PATH)")
     keys = LabelKeys(data_cfg.energy_key, data_cfg.forces_key, data_cfg.hessian_key)
     src = open_dataset(data_cfg.train, keys)
     if len(src) == 0:

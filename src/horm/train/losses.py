@@ -24,6 +24,12 @@ Metrics ``d`` (per molecule):
   weight of the per-atom-L2 sum is 0.4, exactly HORM's).
 - full Hessian (eV/Å², for direct Hessian heads that output ``hessian`` flat blocks):
   ``l1`` mean |ΔH| over the (3n)² entries; ``mse`` mean ΔH².
+- eigen-subspace (eV/Å², HIP's term; ``eigen_k`` = k > 0 switches it on): with H = V Λ Vᵀ the
+  true Hessian and V_k, Λ_k its k lowest eigenpairs (Cartesian, not projected, as in HIP),
+  ``l1`` mean |V_kᵀ Ĥ V_k − Λ_k| over the k² entries (k capped at 3n). It asks the predicted
+  Hessian to act like the true one on the soft modes a saddle search follows; the target
+  eigendecomposition carries no gradient, so nothing backpropagates through ``eigh``. It
+  needs the full Ĥ: one head evaluation for direct heads, 3n VJPs for autograd models.
 
 Models with a direct Hessian head (``model.hessian_mode == "direct"``, e.g. ``hessian_head``)
 return ``hessian`` from ``compute_hessian=True`` without autograd, so the full-Hessian term
@@ -55,19 +61,21 @@ from typing import Literal
 import torch
 
 from horm.data.batch import Batch, gather_hessian_rows
+from horm.errors import UsageError
 from horm.hessian.autograd import draw_row_indices, sample_hessian_rows
 from horm.models.graph import scatter_mean, scatter_sum
 
-LossField = Literal["energy", "forces", "hessian_rows", "hessian"]
+LossField = Literal["energy", "forces", "hessian_rows", "hessian", "eigen"]
 LossMetric = Literal["l1", "l2", "mse", "per_atom_l2"]
-LOSS_FIELDS = ("energy", "forces", "hessian_rows", "hessian")
+LOSS_FIELDS = ("energy", "forces", "hessian_rows", "hessian", "eigen")
 VALID_METRICS: dict[str, tuple[str, ...]] = {
     "energy": ("l1", "mse"),
     "forces": ("l1", "l2", "mse"),
     "hessian_rows": ("per_atom_l2", "l2", "l1", "mse"),
     "hessian": ("l1", "mse"),
+    "eigen": ("l1",),
 }
-UNITS = {"energy": "eV", "forces": "eV/Å", "hessian_rows": "eV/Å²", "hessian": "eV/Å²"}
+UNITS = {"energy": "eV", "forces": "eV/Å", "hessian_rows": "eV/Å²", "hessian": "eV/Å²", "eigen": "eV/Å²"}
 ROW_VJP = ("auto", "vmap", "loop")
 HORM_HESSIAN_DIVISOR = 10.0  # HORM's get_force_jac_loss: loss / num_molecules / 10
 
@@ -76,18 +84,18 @@ HORM_HESSIAN_DIVISOR = 10.0  # HORM's get_force_jac_loss: loss / num_molecules /
 class LossTerm:
     """One weighted term: ``field`` compared with ``metric``, times ``weight``."""
 
-    field: str  # "energy" | "forces" | "hessian_rows" | "hessian"
+    field: str  # "energy" | "forces" | "hessian_rows" | "hessian" | "eigen"
     metric: str  # see VALID_METRICS[field]
     weight: float  # ≥ 0; a zero weight switches the term (and its cost) off
 
     def __post_init__(self):
         if self.field not in LOSS_FIELDS:
-            raise ValueError(f"unknown loss field {self.field!r}; valid: {', '.join(LOSS_FIELDS)}")
+            raise UsageError(f"unknown loss field {self.field!r}; valid: {', '.join(LOSS_FIELDS)}")
         if self.metric not in VALID_METRICS[self.field]:
-            raise ValueError(f"unknown metric {self.metric!r} for {self.field}; "
+            raise UsageError(f"unknown metric {self.metric!r} for {self.field}; "
                              f"valid: {', '.join(VALID_METRICS[self.field])}")
         if not float(self.weight) >= 0.0:
-            raise ValueError(f"loss weight for {self.field} must be >= 0, got {self.weight}")
+            raise UsageError(f"loss weight for {self.field} must be >= 0, got {self.weight}")
 
 
 @dataclass
@@ -99,28 +107,31 @@ class LossSpec:
     hessian_divisor: float = HORM_HESSIAN_DIVISOR  # divides the hessian_rows term (HORM: 10)
     max_hessian_label: float | None = None  # HORM's filter: rows with |H| above this get weight 1e-8
     row_vjp: str = "auto"  # "auto" (loop on CPU, vmap on GPU) | "vmap" | "loop": how the s row VJPs run
+    eigen_k: int = 0  # k lowest true eigenpairs of the "eigen" term (HIP: 8); 0 switches the term off
 
     def __post_init__(self):
         self.terms = tuple(self.terms)
         if self.n_hr < 1:
-            raise ValueError(f"n_hr (Hessian rows per molecule) must be >= 1, got {self.n_hr}")
+            raise UsageError(f"n_hr (Hessian rows per molecule) must be >= 1, got {self.n_hr}")
         if self.hessian_divisor <= 0:
-            raise ValueError(f"hessian_divisor must be > 0, got {self.hessian_divisor}")
+            raise UsageError(f"hessian_divisor must be > 0, got {self.hessian_divisor}")
         if self.row_vjp not in ROW_VJP:
-            raise ValueError(f"unknown row_vjp {self.row_vjp!r}; valid: {', '.join(ROW_VJP)}")
+            raise UsageError(f"unknown row_vjp {self.row_vjp!r}; valid: {', '.join(ROW_VJP)}")
+        if self.eigen_k < 0:
+            raise UsageError(f"eigen_k must be >= 0, got {self.eigen_k}")
         names = [t.field for t in self.terms]
         if len(set(names)) != len(names):
-            raise ValueError(f"each field may appear once in a loss, got {names}")
+            raise UsageError(f"each field may appear once in a loss, got {names}")
 
     def active(self, name: str) -> LossTerm | None:
         for t in self.terms:
-            if t.field == name and t.weight > 0:
+            if t.field == name and t.weight > 0 and (name != "eigen" or self.eigen_k > 0):
                 return t
         return None
 
     @property
     def needs_hessian_labels(self) -> bool:
-        return self.active("hessian_rows") is not None or self.active("hessian") is not None
+        return any(self.active(f) is not None for f in ("hessian_rows", "hessian", "eigen"))
 
 
 def ef_loss(energy: float = 4.0, forces: float = 100.0, energy_metric: str = "l1",
@@ -200,6 +211,23 @@ def full_hessian_error(pred: torch.Tensor, target: torch.Tensor, natoms: torch.T
     return scatter_sum(e, owner, natoms.numel()) / sizes.to(e.dtype)
 
 
+def eigen_subspace_error(pred: torch.Tensor, target: torch.Tensor, natoms: torch.Tensor, k: int) -> torch.Tensor:
+    """(B,) per-molecule mean |V_kᵀ Ĥ V_k − Λ_k| (eV/Å²) over the k lowest eigenpairs of each
+    true block; ``pred``, ``target``: flat concatenated (3n)² blocks. The eigendecomposition of
+    the (symmetrised) target runs in float64 without gradient."""
+    out, off = [], 0
+    for n in natoms.tolist():
+        m = 3 * int(n)
+        hp = pred[off:off + m * m].reshape(m, m)
+        h = target[off:off + m * m].detach().reshape(m, m).double()
+        lam, vec = torch.linalg.eigh(0.5 * (h + h.T))
+        kk = min(k, m)
+        vk = vec[:, :kk].to(hp.dtype)
+        out.append((vk.T @ hp @ vk - torch.diag(lam[:kk].to(hp.dtype))).abs().mean())
+        off += m * m
+    return torch.stack(out)
+
+
 # --- the loss ----------------------------------------------------------------------------------
 def compute_loss(model, batch: Batch, spec: LossSpec, training: bool,
                  generator: torch.Generator | None = None) -> LossOutput:
@@ -210,17 +238,17 @@ def compute_loss(model, batch: Batch, spec: LossSpec, training: bool,
     and rows (call under ``torch.enable_grad()``) but builds no graph through the row VJPs,
     and every returned tensor is detached.
     """
-    rows_term, full_term = spec.active("hessian_rows"), spec.active("hessian")
-    for t in (rows_term, full_term):
+    rows_term, full_term, eigen_term = spec.active("hessian_rows"), spec.active("hessian"), spec.active("eigen")
+    for t in (rows_term, full_term, eigen_term):
         if t is not None and batch.hessian is None:
-            raise ValueError(f"loss term {t.field!r} needs Hessian labels, but the batch has none")
+            raise UsageError(f"loss term {t.field!r} needs Hessian labels, but the batch has none")
     for name in ("energy", "forces"):
         t = spec.active(name)
         if t is not None and getattr(batch, name) is None:
-            raise ValueError(f"loss term {name!r} needs {name} labels, but the batch has none")
+            raise UsageError(f"loss term {name!r} needs {name} labels, but the batch has none")
     direct = getattr(model, "hessian_mode", "autograd") == "direct"  # a head predicts H, no VJPs needed
     graph = training or (rows_term is not None and not direct)
-    want_h = full_term is not None or (direct and rows_term is not None)
+    want_h = full_term is not None or eigen_term is not None or (direct and rows_term is not None)
     out = model(batch, compute_forces=True, compute_hessian=want_h, create_graph=graph)
 
     per_mol = batch.pos.new_zeros(batch.num_graphs)
@@ -255,6 +283,9 @@ def compute_loss(model, batch: Batch, spec: LossSpec, training: bool,
     if full_term is not None:
         add("hessian", full_hessian_error(out["hessian"], batch.hessian, batch.natoms, full_term.metric),
             full_term.weight)
+    if eigen_term is not None:
+        add("eigen", eigen_subspace_error(out["hessian"], batch.hessian.to(out["hessian"].dtype), batch.natoms,
+                                          spec.eigen_k), eigen_term.weight)
     total = per_mol.mean()
     if not training:
         total, per_mol = total.detach(), per_mol.detach()

@@ -25,6 +25,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from horm.errors import TrainingError
 from horm.models.base import build_model, build_model_from_config
 from horm.train.config import TrainConfig
 from horm.train.losses import compute_loss
@@ -55,11 +56,24 @@ class HormModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         out = compute_loss(self.model, batch, self.spec, training=True)
+        if not torch.isfinite(out.total.detach()):
+            parts = ", ".join(f"{k} {float(v.detach()):.3g}" for k, v in out.parts.items())
+            raise TrainingError(f"non-finite loss {float(out.total.detach()):.3g} at step {self.global_step} "
+                                f"({parts}); lower optim.lr or the loss weights; no model was saved")
         b = batch.num_graphs
         self.log("train/loss", out.total, batch_size=b, prog_bar=True)
         for k, v in out.parts.items():
             self.log(f"train/{k}", v, batch_size=b)
         return out.total
+
+    def on_after_backward(self):
+        """Stop at the first non-finite gradient (checked before clipping could hide it)."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+            bad = next(n for n, p in self.model.named_parameters() if p.grad is not None
+                       and not bool(torch.isfinite(p.grad).all()))
+            raise TrainingError(f"non-finite gradient of {bad} at step {self.global_step}; lower optim.lr or "
+                                "the loss weights; no model was saved")
 
     def validation_step(self, batch, batch_idx):
         g = torch.Generator().manual_seed(1_000_003 * self.cfg.trainer.seed + batch_idx)

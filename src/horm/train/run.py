@@ -9,6 +9,9 @@ Fine-tuning (``init_from=MODEL``, ``horm train --init-from MODEL``) builds the m
 MODEL's architecture, loads its weights and per-element references (not refitted), validates
 once before training (``init_val_loss`` in ``run.json``) and then trains with the new config.
 
+``trainer.max_time`` caps the wall time; Lightning's timer state is in every checkpoint, so
+the budget is summed over resumed sessions (a resumed run whose budget is spent stops at once).
+
 Resume (``resume=true``) continues from ``last.ckpt``; if that file is unreadable (a kill
 during its write), from the newest readable step checkpoint. A run folder that already holds
 checkpoints is refused without ``resume=true``, so a run is never overwritten by accident.
@@ -31,6 +34,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
+from horm.errors import TrainingError, UsageError
 from horm.train.config import TrainConfig
 from horm.train.data import load_train_data, make_loader
 from horm.models.files import save_model
@@ -94,8 +98,9 @@ def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
     elif t.limit_val_batches is not None:
         val_kw["limit_val_batches"] = t.limit_val_batches
     return L.Trainer(
-        max_steps=t.max_steps, max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
-        strategy=t.strategy, precision=_PRECISION[t.precision], gradient_clip_val=cfg.optim.grad_clip,
+        max_steps=t.max_steps, max_epochs=t.max_epochs, max_time=t.max_time, accelerator=t.accelerator,
+        devices=t.devices, strategy=t.strategy, precision=_PRECISION[t.precision],
+        gradient_clip_val=cfg.optim.grad_clip,
         callbacks=callbacks, logger=loggers, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar, inference_mode=False, num_sanity_val_steps=0,
         default_root_dir=str(out), enable_model_summary=False, **val_kw)
@@ -156,9 +161,9 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
     if cfg.resume:
         ckpt = find_resume_checkpoint(out)
         if ckpt is None:
-            raise ValueError(f"resume=true but {out / 'checkpoints'} holds no readable checkpoint")
+            raise UsageError(f"resume=true but {out / 'checkpoints'} holds no readable checkpoint")
     elif (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.ckpt")):
-        raise ValueError(f"{out} already holds checkpoints; pass resume=true or choose another --out")
+        raise UsageError(f"{out} already holds checkpoints; pass resume=true or choose another --out")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     init = _load_init(cfg) if cfg.init_from and ckpt is None else None
     data = load_train_data(cfg.data, atom_ref=init[1]["atom_ref"] if init else None)
@@ -184,6 +189,9 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
                 ckpt_path=str(ckpt) if ckpt else None)
     wall = time.perf_counter() - t0
     model_path = out / "model.pt"
+    bad = [n for n, p in module.model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise TrainingError(f"{len(bad)} weight tensors are not finite (e.g. {bad[0]}); no model was saved")
     if trainer.is_global_zero:
         save_model(module.model, model_path, cfg.to_dict(), meta=_model_meta(cfg, data))
         info = {"n_train": len(data.train), "n_val": len(data.val) if data.val is not None else 0,

@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from horm.errors import HormError
+from horm.errors import HormError, UsageError
 from horm.jobs import Job, JobOptions, output_lock, run_jobs
 from horm.ts.workflow import RunSettings, write_json_atomic
 
@@ -53,7 +53,7 @@ def select_reactions(reactions_dir, n: int | None = None, seed: int = 0) -> list
     if n is None or n >= len(files):
         return files
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise UsageError(f"n must be >= 1, got {n}")
     idx = np.random.default_rng(seed).choice(len(files), size=n, replace=False)
     return [files[i] for i in sorted(idx)]
 

@@ -32,7 +32,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from horm.data.sample import Sample
-from horm.errors import HormError
+from horm.errors import HormError, UsageError
 from horm.models.domain import charge_and_multiplicity, check_structure
 
 ENGINE_SPECS = ("xtb", "dft")
@@ -230,8 +230,9 @@ class HormCalculator(HessianCalculator):
 
 def load_potential(spec: str, device: Any = "cpu", dtype: Any = "float64", threads: int | None = None,
                    check_domain: bool = True) -> HormCalculator:
-    """One line from a spec to a calculator: ``"xtb"``, ``"dft"``, or a trained model
-    (``model.pt``, a ``horm train`` checkpoint, or its run folder; see :meth:`HormCalculator.from_file`).
+    """One line from a spec to a calculator: ``"xtb"``, ``"dft"``, a shipped model's name
+    (:mod:`horm.pretrained`) or a trained model (``model.pt``, a ``horm train`` checkpoint, or
+    its run folder; see :meth:`HormCalculator.from_file`).
 
     Raises ValueError for a spec that is neither a known engine nor an existing path, and
     HormError (DataError) when the file cannot be loaded.
@@ -247,7 +248,9 @@ def load_potential(spec: str, device: Any = "cpu", dtype: Any = "float64", threa
         if threads is not None and hasattr(engine, "threads"):  # dft: the engine sets its own threads
             engine = get_engine(spec, threads=threads)
         return HormCalculator(engine, name=spec, threads=threads, check_domain=check_domain)
-    if not Path(spec).exists():
-        raise ValueError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)} "
-                         f"or the path of a trained model (no such file or folder)")
+    from horm.pretrained import NAMES, is_name
+
+    if not Path(spec).exists() and not is_name(spec):
+        raise UsageError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)}, a shipped model "
+                         f"({', '.join(NAMES)}) or the path of a trained model (no such file or folder)")
     return HormCalculator.from_file(spec, device=device, dtype=dtype, threads=threads, check_domain=check_domain)

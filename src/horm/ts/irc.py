@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from horm.errors import UsageError
+
 
 @dataclass
 class IRCSettings:
@@ -27,7 +29,7 @@ class IRCSettings:
 
     def __post_init__(self):
         if self.dx <= 0 or self.max_steps < 1:
-            raise ValueError(f"IRC needs dx > 0 and max_steps >= 1, got dx={self.dx}, max_steps={self.max_steps}")
+            raise UsageError(f"IRC needs dx > 0 and max_steps >= 1, got dx={self.dx}, max_steps={self.max_steps}")
 
 
 @dataclass

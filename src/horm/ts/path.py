@@ -25,6 +25,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from horm.errors import UsageError
+
 Interpolation = Literal["geodesic", "idpp", "linear"]
 PathMethod = Literal["neb", "none"]
 NebOptimizer = Literal["fire", "ode", "bfgs", "mdmin"]
@@ -33,7 +35,7 @@ NebOptimizer = Literal["fire", "ode", "bfgs", "mdmin"]
 def _check(value, options, name):
     valid = get_args(options)
     if value not in valid:
-        raise ValueError(f"{name} {value!r} is not valid; choose one of {', '.join(valid)}")
+        raise UsageError(f"{name} {value!r} is not valid; choose one of {', '.join(valid)}")
 
 
 @dataclass
@@ -53,7 +55,7 @@ class PathSettings:
         _check(self.method, PathMethod, "path method")
         _check(self.optimizer, NebOptimizer, "NEB optimizer")
         if self.n_images < 3:
-            raise ValueError(f"n_images must be >= 3 (R, one image, P), got {self.n_images}")
+            raise UsageError(f"n_images must be >= 3 (R, one image, P), got {self.n_images}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from horm.errors import UsageError
 from horm.ts.benchmark import read_results
 from horm.ts.verify import OUTCOMES, aligned_rmsd
 
@@ -155,7 +156,7 @@ def summarise_runs(runs: Mapping[str, str | Path], reference: str | None = None,
     {label: summary}, "compare": {label: compare_runs(...)}, "chart": Path | None}``.
     """
     if reference is not None and reference not in runs:
-        raise ValueError(f"reference {reference!r} is not one of the runs ({', '.join(runs)})")
+        raise UsageError(f"reference {reference!r} is not one of the runs ({', '.join(runs)})")
     records = records or {}
     summaries = {label: summarise(records[label] if label in records else read_results(d)) for label, d in runs.items()}
     compare = {label: compare_runs(d, runs[reference]) for label, d in runs.items()
@@ -199,7 +200,7 @@ def benchmark_report(out_dir: str | Path, reference_dir: str | Path | None = Non
     if reference_dir is not None:
         reference_dir = Path(reference_dir)
         if not (reference_dir / "results.jsonl").exists():
-            raise ValueError(f"{reference_dir}: no results.jsonl (not a benchmark folder)")
+            raise UsageError(f"{reference_dir}: no results.jsonl (not a benchmark folder)")
         ref_label = f"{run_potential(reference_dir, 'reference')} (reference)"
         runs[ref_label] = reference_dir
     res = summarise_runs(runs, ref_label, out_dir / "ts_benchmark.png", {name: records} if records is not None else None)

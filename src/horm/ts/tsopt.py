@@ -24,6 +24,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from horm.errors import UsageError
 from horm.hessian.analysis import IMAGINARY_THRESHOLD, frequencies, mass_weight, masses_of, n_imaginary
 from horm.units import SQRT_EV_PER_ANG2_AMU_TO_CM1
 
@@ -43,9 +44,11 @@ class TSOptSettings:
     def __post_init__(self):
         valid = get_args(Coordinates)
         if self.coordinates not in valid:
-            raise ValueError(f"coordinates {self.coordinates!r} is not valid; choose one of {', '.join(valid)}")
+            raise UsageError(f"coordinates {self.coordinates!r} is not valid; choose one of {', '.join(valid)}")
         if self.hessian_every < 0:
-            raise ValueError(f"hessian_every must be >= 0, got {self.hessian_every}")
+            raise UsageError(f"hessian_every must be >= 0, got {self.hessian_every}")
+        if self.max_steps < 1 or not self.fmax > 0:
+            raise UsageError(f"TS optimisation needs max_steps >= 1 and fmax > 0, got {self.max_steps}, {self.fmax}")
 
 
 @dataclass

@@ -35,6 +35,9 @@ from typing import Callable
 import numpy as np
 
 from horm.data.sample import Sample
+from horm.errors import UsageError
+from horm.settings import coerce
+from horm.settings import from_dict as settings_from_dict
 from horm.ts.irc import IRCSettings, run_irc
 from horm.ts.path import PathSettings, find_path
 from horm.ts.tsopt import TSOptSettings, optimize_ts
@@ -57,11 +60,16 @@ class RunSettings:
         kw = {}
         for name, sub in (("path", PathSettings), ("tsopt", TSOptSettings), ("irc", IRCSettings)):
             if name in d:
-                kw[name] = sub(**d.pop(name))
+                kw[name] = settings_from_dict(sub, d.pop(name), name)
         if "bond_scales" in d:
-            kw["bond_scales"] = tuple(float(x) for x in d.pop("bond_scales"))
+            scales = d.pop("bond_scales")
+            if not isinstance(scales, (list, tuple)) or not scales:
+                raise UsageError(f"bond_scales={scales!r}: expected a list of positive numbers")
+            kw["bond_scales"] = tuple(coerce(float, x, "bond_scales") for x in scales)
+            if min(kw["bond_scales"]) <= 0:
+                raise UsageError(f"bond_scales={scales!r}: expected a list of positive numbers")
         if d:
-            raise ValueError(f"unknown TS settings {sorted(d)}; valid: path, tsopt, irc, bond_scales")
+            raise UsageError(f"unknown TS settings {sorted(d)}; valid: path, tsopt, irc, bond_scales")
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -177,7 +185,7 @@ def run_reaction(reactant, product, calc, settings: RunSettings | None = None, o
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None
     if len(reactant) != len(product) or not np.array_equal(reactant.numbers, product.numbers):
-        raise ValueError(f"{name or 'reaction'}: reactant and product must hold the same atoms in the same order")
+        raise UsageError(f"{name or 'reaction'}: reactant and product must hold the same atoms in the same order")
     rec = new_record(reactant, calc, s, name, notes)
     rc = _Recorder(rec, out, on_stage)
     total_calls = _Calls(calc)

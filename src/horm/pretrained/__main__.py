@@ -1,0 +1,3 @@
+from horm.pretrained import main
+
+main()

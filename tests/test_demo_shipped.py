@@ -1,0 +1,60 @@
+"""`horm demo`'s shipped-models stage: skipped with a line when none is installed; otherwise the
+shipped models run the TS search on the demo's test reactions next to the other potentials."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import torch
+from rich.console import Console
+
+import horm.pretrained as pre
+from horm.demo import Demo, DemoSettings, _slug
+
+
+def _demo(tmp_path, **kw):
+    from horm.datasets import bundled_test_reactions
+
+    buf = io.StringIO()
+    d = Demo(DemoSettings(out=str(tmp_path / "demo"), workers=1, n_ts=1, **kw), Console(file=buf, width=200))
+    d.out.mkdir(parents=True)
+    d.test_reactions = bundled_test_reactions()[:1]
+    d.ts_summary, d.ts_compare = {}, {}
+    return d, buf
+
+
+def test_skipped_with_a_line_when_none_is_shipped(tmp_path, monkeypatch):
+    d = tmp_path / "pretrained"
+    d.mkdir()
+    shutil.copy(pre.HERE / "manifest.json", d / "manifest.json")
+    monkeypatch.setenv(pre.ENV, str(d))
+    demo, buf = _demo(tmp_path)
+    demo.shipped()
+    assert "shipped models: none in this installation" in buf.getvalue()
+    assert demo.ts_summary == {} and not (demo.out / "ts").exists()
+
+
+def test_shipped_model_runs_next_to_the_reference(tmp_path, monkeypatch):
+    from horm.models.base import build_model
+    from horm.models.files import save_model
+
+    d = tmp_path / "pretrained"
+    d.mkdir()
+    shutil.copy(pre.HERE / "manifest.json", d / "manifest.json")
+    monkeypatch.setenv(pre.ENV, str(d))
+    torch.manual_seed(0)
+    m = build_model("leftnet", "tiny", hidden_channels=8, num_layers=1)
+    m.set_atom_ref({1: -10.0, 6: -40.0, 7: -55.0, 8: -70.0})
+    save_model(m, tmp_path / "run" / "model.pt")
+    pre.install("t1x-xtb-leftnet-efh", tmp_path / "run")
+    demo, buf = _demo(tmp_path, shipped_timeout=15.0)
+    demo._ts_search("xtb (reference)", "xtb", 60.0)
+    demo.shipped()
+    label = "t1x-xtb-leftnet-efh (shipped)"
+    assert demo.shipped_models == ["t1x-xtb-leftnet-efh"]
+    assert demo.ts_summary[label]["n"] == 1 and label in demo.ts_compare
+    meta = json.loads((demo.out / "ts" / _slug(label) / "benchmark.json").read_text())
+    assert meta["potential"] == "t1x-xtb-leftnet-efh"  # the workers resolved the name
+    assert (demo.out / demo.fig2).is_file()
