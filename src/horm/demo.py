@@ -105,6 +105,7 @@ class Demo:
         self.console = console or Console()
         self.timings: dict[str, float] = {}
         self.results: dict = {}
+        self.ts_dirs: dict[str, Path] = {}  # TS benchmark folder per run label
 
     # -- helpers ---------------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -194,7 +195,7 @@ class Demo:
                 self.say(f"wrote tables and plots to {self.out / f'eval_{split}'}")
 
     def ts(self) -> None:
-        self.ts_dirs: dict[str, Path] = {}
+        self.ts_dirs = {}
         base = self.out / "ts"
         if base.exists():
             shutil.rmtree(base)
