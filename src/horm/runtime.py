@@ -94,20 +94,27 @@ def _controller():
 
 @contextlib.contextmanager
 def thread_limit(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` intra-op threads in torch, BLAS and OpenMP; None: change nothing."""
+    """Run the block with ``threads`` intra-op threads in torch, BLAS and OpenMP; None: change nothing.
+
+    torch is limited only when it is already loaded: importing it here (~0.7 s) would cost an
+    engine-only worker (xTB) that never uses it more than its first few items.
+    """
     if threads is None:
         yield
         return
     threads = check_threads(threads)
-    import torch
+    import sys
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch = sys.modules.get("torch")
+    old = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(threads)
     try:
         with _controller().limit(limits=threads):
             yield
     finally:
-        torch.set_num_threads(old)
+        if torch is not None:
+            torch.set_num_threads(old)
 
 
 def set_process_threads(threads: int | None) -> None:
