@@ -192,6 +192,25 @@ def test_label_parent_killed_mid_task_takes_its_workers_and_a_rerun_completes(tm
         assert len(keys) == len(set(keys)) == 24 and st.failures() == []
 
 
+@pytest.mark.slow
+def test_label_on_local_ray_parent_killed_takes_every_ray_process(tmp_path):
+    """Ray's raylet, GCS, agents and actors all end within 5 s of a SIGKILLed driver."""
+    pytest.importorskip("ray")
+    from horm.data.xyz import write_xyz
+
+    src = write_xyz(tmp_path / "g.xyz", _molecules(300))
+    out = tmp_path / "r.hstore"
+    cmd = [sys.executable, "-m", "horm.cli", "label", str(src), "--engine", "xtb", "--out", str(out),
+           "--workers", "2", "--ray", "local", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while _count(out) < 4 and proc.poll() is None and time.time() - t0 < 120:
+        time.sleep(0.05)
+    names = {p.name() for p in _descendants(proc.pid)}
+    assert {"raylet", "gcs_server"} <= names, names
+    _kill_parent_and_check_workers(proc, 4)
+
+
 def _lines(out: Path) -> list[dict]:
     p = out / "results.jsonl"
     return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []

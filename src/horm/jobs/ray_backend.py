@@ -14,7 +14,7 @@ gets its actor killed and replaced, and its keys are sent again one per call, so
 the key that hangs fails. An actor that dies (``crash``) is handled the same way.
 
 ``ray="local"`` starts a private local Ray with ``num_cpus=workers`` (shut down at the
-end); any other value is a cluster address (``ray.init(address=...)``), where horm must
+end; :mod:`horm.jobs.reaper` ends its processes if this one is killed); any other value is a cluster address (``ray.init(address=...)``), where horm must
 be installed on every node.
 """
 
@@ -59,12 +59,16 @@ class Ray:
 
         self.ray = ray
         self.started = False
+        self.reaper = None
         if not ray.is_initialized():
             env = {v: str(options.threads) for v in THREAD_VARS}
             if options.ray == "local":
                 env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in sys.path if p))
                 ray.init(num_cpus=options.workers, include_dashboard=False, log_to_driver=False,
                          logging_level="ERROR", runtime_env={"env_vars": env})
+                from horm.jobs.reaper import Reaper
+
+                self.reaper = Reaper()  # Ray's agents die with this process too
             else:
                 ray.init(address=options.ray, log_to_driver=False, logging_level="ERROR",
                          runtime_env={"env_vars": env})
@@ -108,6 +112,8 @@ class Ray:
         self.actors, self.running = [], {}
         if self.started:
             self.ray.shutdown()
+        if self.reaper is not None:
+            self.reaper.release()
 
     # --- internals ---
 
