@@ -14,12 +14,17 @@ pickling, LMDB commits, idle workers); then Ray's own cost per task: its 1-worke
 per sample minus the in-process one (Ray sends batches of keys per call, see
 ``horm.jobs.ray_backend``). Goals: ≥ 1.8× with 2 local worker processes over the
 in-process run, ≥ 1.7× from 1 to 2 Ray workers.
+
+Last, the runner's own ceiling: the same number of tasks that each sleep for the
+in-process engine time (no CPU used, so busy cores elsewhere do not matter), 1 and 2
+workers, worker processes and Ray.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +64,41 @@ def geometries(n: int, reactions: Path, seed: int = 0):
     return out
 
 
+def _no_object():
+    return None
+
+
+def _sleep(_, seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+class _Discard:
+    def skip_reason(self, key):
+        return None
+
+    def put(self, outcomes):
+        pass
+
+
+def runner_ceiling(n: int, seconds: float, ray: bool) -> None:
+    """Tasks that sleep ``seconds``: 1 → 2 workers with nothing but the runner in the way."""
+    import label_scaling as me  # by module name, so that worker processes can import the task
+
+    from horm.jobs import Job, JobOptions, run_jobs
+
+    print(f"runner ceiling: {n} tasks sleeping {seconds:.3f} s each (no CPU)")
+    for backend in ("process", "ray") if ray else ("process",):
+        rates = []
+        for w in (1, 2):
+            opts = JobOptions(workers=w, ray="local" if backend == "ray" else None, isolate=True, progress=False)
+            st = run_jobs(((f"s{i}", seconds) for i in range(n)), Job(me._no_object, me._sleep), _Discard(), opts,
+                          total=n)
+            rates.append(n / st.seconds)
+        print(f"  {backend:<8} 1 worker {rates[0]:.2f} tasks/s, 2 workers {rates[1]:.2f} tasks/s: "
+              f"{rates[1] / rates[0]:.2f}x (ideal 2.00x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40)
@@ -90,7 +130,7 @@ def main() -> None:
 
         t = time.perf_counter()  # one local Ray for both Ray modes (the runner reuses it)
         _ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}})
         ray_start = time.perf_counter() - t
         modes += [("ray", 1, "local"), ("ray", 2, "local")]
     best: dict = {}
@@ -123,6 +163,7 @@ def main() -> None:
     print(f"goals: >= 1.80x for the 2-process pool, >= 1.70x for 2 Ray workers (column 'x same'); the machine "
           f"is shared, so the ratio is bounded by the cores actually free (load average now "
           f"{os.getloadavg()[0]:.1f}).")
+    runner_ceiling(a.n, rows[0][4], not a.no_ray)
 
 
 if __name__ == "__main__":
