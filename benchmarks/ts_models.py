@@ -128,10 +128,10 @@ def _table1(path: Path) -> dict[str, dict[str, float]]:
 
 def _ts_row(d: Path) -> dict:
     from horm.ts.benchmark import read_results
-    from horm.ts.report import summarize
+    from horm.ts.report import summarise
 
     recs = read_results(d) if (d / "results.jsonl").is_file() else []
-    s = summarize(recs)
+    s = summarise(recs)
     calls = sorted(sum((r.get("model_calls") or {}).values()) for r in recs if isinstance(r.get("model_calls"), dict))
     ref = json.loads((d / "summary.json").read_text()).get("reference", {}) if (d / "summary.json").is_file() else {}
     return {"n": s["n"], "path": s["path"]["count"], "ts": s["TS"]["count"], "irc": s["IRC"]["count"],
