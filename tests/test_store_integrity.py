@@ -130,3 +130,19 @@ def test_thirty_random_bit_flips_no_silent_change(tmp_path, horm_sample_path):
     unchanged, detected, verify_only, silent, missed, crash = map(int, row[-6:])
     assert silent == missed == crash == 0, r.stdout
     assert detected >= 20 and unchanged + detected + verify_only == 30
+
+
+def test_reader_open_during_an_append_keeps_its_snapshot_not_a_damage_error(tmp_path):
+    """`horm data info` on a store that `horm label` is still writing: the partial last chunk grows
+    under the reader, which must read the samples it opened with, not call the store damaged."""
+    path = _store(tmp_path / "s.hstore", n=5)  # chunk_size 4: chunk 1 holds 1 sample
+    reader = HessianStore.open(path)
+    code = ("import sys; sys.path.insert(0, %r); from test_store_integrity import _water; "
+            "from horm.data.store import HessianStore; st = HessianStore.open(%r, readonly=False); "
+            "st.extend([_water('w5', 0.05), _water('w6', 0.06)]); st.close()") % (str(Path(__file__).parent), str(path))
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert len(reader) == 5
+    assert [s.key for s in reader] == [f"w{i}" for i in range(5)]
+    assert reader[4].key == "w4"
+    reader.close()
+    assert len(HessianStore.open(path)) == 7

@@ -160,3 +160,13 @@ def _check_failures(store, rep: VerifyReport) -> list[str]:
     if rep.n_failures != int(store.meta.get("n_failures", rep.n_failures)):
         out.append(f"{store.path}: __meta__: n_failures {store.meta.get('n_failures')} but {rep.n_failures} rows")
     return out
+
+
+def grew_since_open(raw_meta: bytes | None, path, first: int, chunk_size: int, held: int) -> bool:
+    """True when the store's current ``__meta__`` (``raw_meta``, read in the same transaction as the
+    chunk) accounts for the ``held`` samples of the chunk starting at sample ``first``: the last chunk
+    grew by an append after this reader opened the store; it is not damaged."""
+    if raw_meta is None:
+        return False
+    now, _ = decode_meta(raw_meta, str(path))
+    return min(first + chunk_size, int(now["count"])) - first == held

@@ -34,7 +34,7 @@ import numpy as np
 
 from horm import __version__
 from horm.data.formats import check_store_path
-from horm.data.integrity import decode_meta, encode_meta, seal, unseal
+from horm.data.integrity import decode_meta, encode_meta, grew_since_open, seal, unseal
 from horm.data.lmdb_util import (MAP_SIZE, acquire_env, check_value_extent, check_value_extents, is_open,
                                   lmdb_errors, prefix_end, release_env)
 from horm.data.sample import Sample
@@ -200,6 +200,8 @@ class HessianStore:
             if buf is None:
                 raise DataError(str(self.path), "missing chunk (store truncated?)", where)
             blobs = unpack_chunk(buf, str(self.path), where)
+            if len(blobs) > b - a and b == len(self) and grew_since_open(txn.get(META_KEY), self.path, a, self.chunk_size, len(blobs)):
+                blobs = blobs[: b - a]  # a writer appended after this reader opened: keep our snapshot
             if len(blobs) != b - a:
                 raise DataError(str(self.path), f"chunk holds {len(blobs)} samples, the metadata says {b - a}", where)
         except DataError as exc:
