@@ -30,7 +30,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_print_versi
 
 # Sub-modules that add commands to `app`. Missing ones are skipped so that partial
 # installs still work; a broken one raises at import so that bugs are not hidden.
-_COMMAND_MODULES = ("data", "label", "sample", "train", "evaluate", "ts", "model", "demo")
+_COMMAND_MODULES = ("data", "label", "sample", "train", "evaluate", "ts", "model", "learn", "demo")
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"horm.cli.{_name}")

@@ -77,7 +77,8 @@ class IRCResult:
         return out + ([self.end_forward] if self.end_forward is not None else [])
 
 
-def _snapshot(atoms, calc):
+def snapshot(atoms, calc):
+    """A calculator-free copy of ``atoms`` with the energy the calculator last gave (``info['energy']``, eV)."""
     a = atoms.copy()
     a.calc = None
     if "energy" in calc.results:
@@ -94,7 +95,7 @@ def relax(atoms, calc, fmax: float, max_steps: int) -> tuple[object, bool, int]:
     opt = LBFGS(a, logfile=None)
     ok = bool(opt.run(fmax=fmax, steps=max_steps))
     a.get_potential_energy()
-    return _snapshot(a, calc), ok, int(opt.nsteps)
+    return snapshot(a, calc), ok, int(opt.nsteps)
 
 
 def _follow(ts, atoms, calc, s: IRCSettings, branches, converged, steps, ends, opt_ok, opt_steps) -> None:
@@ -104,7 +105,7 @@ def _follow(ts, atoms, calc, s: IRCSettings, branches, converged, steps, ends, o
     irc = IRC(atoms, dx=s.dx, eta=1e-4, gamma=0, hessian_function=calc.get_hessian, keep_going=True,
               logfile=None)
     current = {"dir": "forward"}
-    irc.attach(lambda: branches[current["dir"]].append(_snapshot(atoms, calc)))
+    irc.attach(lambda: branches[current["dir"]].append(snapshot(atoms, calc)))
     for direction in ("forward", "reverse"):
         current["dir"] = direction
         n0 = irc.nsteps

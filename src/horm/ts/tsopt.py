@@ -26,6 +26,7 @@ import numpy as np
 
 from horm.errors import UsageError
 from horm.hessian.analysis import IMAGINARY_THRESHOLD, frequencies, mass_weight, masses_of, n_imaginary
+from horm.ts.irc import snapshot
 from horm.units import SQRT_EV_PER_ANG2_AMU_TO_CM1
 
 Coordinates = Literal["internal", "cartesian"]
@@ -66,6 +67,7 @@ class TSResult:
     coordinates: str
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    iterates: list = field(default_factory=list)  # Atoms at every Sella step, start included (energy in info)
 
     def record(self) -> dict:
         """JSON-able summary of the stage."""
@@ -120,6 +122,7 @@ def optimize_ts(guess, calc, settings: TSOptSettings | None = None) -> TSResult:
     internal = s.molecule and s.coordinates == "internal" and len(atoms) > 2
     coords = "internal" if internal else "cartesian"
     converged, steps, error = False, 0, None
+    iterates: list = []
     try:
         try:
             opt = _sella(atoms, calc, s, internal)
@@ -130,6 +133,7 @@ def optimize_ts(guess, calc, settings: TSOptSettings | None = None) -> TSResult:
             internal, coords = False, "cartesian"
             atoms.positions = guess.positions
             opt = _sella(atoms, calc, s, internal)
+        opt.attach(lambda: iterates.append(snapshot(atoms, calc)))
         converged = bool(opt.run(fmax=s.fmax, steps=s.max_steps))
         steps = int(opt.nsteps)
     except Exception as exc:
@@ -144,9 +148,9 @@ def optimize_ts(guess, calc, settings: TSOptSettings | None = None) -> TSResult:
     final.calc = None
     if info is None:
         return TSResult(final, None, None, None, None, None, converged, False, steps,
-                        time.perf_counter() - t0, coords, error, notes)
+                        time.perf_counter() - t0, coords, error, notes, iterates)
     final.info["energy"] = info["energy"]
     # force threshold: Sella's own test (forces projected off rigid-body motion) or the raw forces
     ok = (converged or info["fmax"] <= s.fmax) and info["n_imaginary"] == 1
     return TSResult(final, info["energy"], info["fmax"], info["freqs"], info["hessian"], info["n_imaginary"],
-                    converged, bool(ok), steps, time.perf_counter() - t0, coords, error, notes)
+                    converged, bool(ok), steps, time.perf_counter() - t0, coords, error, notes, iterates)

@@ -9,7 +9,8 @@ reference TS is given, the aligned RMSD to it (Å). A stage that fails is record
 and the later ones are skipped; nothing is raised for a failure of the potential.
 
 With ``out_dir`` it writes (extxyz, energies in eV) each stage's file as the stage
-finishes: ``path.xyz`` (the relaxed band), ``ts.xyz``, ``irc.xyz`` (reverse end … TS …
+finishes: ``path.xyz`` (the relaxed band), ``ts.xyz``, ``ts_iterates.xyz`` (every Sella
+step of the TS optimisation, its start included), ``irc.xyz`` (reverse end … TS …
 forward end), and after every stage ``record.json`` (atomically), whose ``status`` is
 ``"running"`` until the run ends and ``"done"`` after: a killed run leaves a valid partial
 record. Every record carries the settings, the horm version, charge and multiplicity and
@@ -212,6 +213,8 @@ def _ts_and_after(guess, reactant, product, calc, s: RunSettings, rc: _Recorder,
     rec["e_ts"] = ts.energy
     if reference_ts is not None and ts.error is None:
         rec["ts_rmsd"] = aligned_rmsd(reference_ts.positions, ts.atoms.positions)
+    if rc.out is not None and ts.iterates:
+        write_frames(rc.out / "ts_iterates.xyz", ts.iterates)
     rc.stage("tsopt", {**ts.record(), "calls": calls.delta()}, ("ts.xyz", [ts.atoms]))
     if not ts.success:
         return

@@ -1,0 +1,103 @@
+"""``OUT/report.md`` and ``OUT/learning_curve.png``: intended TSs against labels spent.
+
+The curve has one point per finished round (round 0: the starting committee) at
+(labels added so far, intended TSs on the held-out reactions); with ``compare`` (another
+learn run folder, e.g. the ``--strategy random`` baseline) both runs are drawn on the same
+axes and tabulated side by side. A second panel draws the committee's mean Hessian MAE on
+the held-out labelled split, when it was given.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CURVE = "learning_curve.png"
+
+
+def read_records(run_dir) -> list[dict]:
+    """The finished rounds' records of a learn run folder, by round."""
+    recs = []
+    for p in sorted(Path(run_dir).glob("round_*/record.json")):
+        try:
+            recs.append(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return sorted(recs, key=lambda r: r.get("round", 0))
+
+
+def _intended(rec: dict):
+    return (rec.get("metrics", {}).get("ts") or {}).get("intended")
+
+
+def _hmae(rec: dict):
+    return ((rec.get("metrics", {}).get("labelled") or {}).get("mean") or {}).get("hessian_mae")
+
+
+def _label(run_dir: Path, recs: list[dict]) -> str:
+    strategy = recs[0].get("strategy", "?") if recs else "?"
+    return f"{strategy} ({run_dir.name})"
+
+
+def plot_curves(runs: dict[str, list[dict]], path: Path) -> Path:
+    """Intended TSs (and Hessian MAE, when known) against labels, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for name, recs in runs.items():
+        pts = [(r["labels"], _intended(r)) for r in recs if _intended(r) is not None]
+        if pts:
+            axes[0].plot(*zip(*pts), marker="o", label=name)
+        pts = [(r["labels"], _hmae(r)) for r in recs if _hmae(r) is not None]
+        if pts:
+            axes[1].plot(*zip(*pts), marker="o", label=name)
+    axes[0].set(xlabel="labels added", ylabel="intended TSs (held-out reactions)")
+    axes[1].set(xlabel="labels added", ylabel="Hessian MAE (eV/Å²), held-out split")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _fmt(v, f: str) -> str:
+    return "-" if v is None else format(v, f)
+
+
+def _table(name: str, recs: list[dict]) -> list[str]:
+    lines = [f"### {name}", "", "| round | labels | intended | engine intended | both | TS found | "
+             "Hessian MAE (eV/Å²) | pool | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in recs:
+        ts = r.get("metrics", {}).get("ts") or {}
+        lines.append(f"| {r['round']} | {r['labels']} | {_fmt(ts.get('intended'), 'd')} | "
+                     f"{_fmt(ts.get('intended_reference'), 'd')} | {_fmt(ts.get('intended_both'), 'd')} | "
+                     f"{_fmt(ts.get('ts_found'), 'd')} | {_fmt(_hmae(r), '.4f')} | {r.get('pool_size', 0)} | "
+                     f"{r.get('seconds', 0):.0f} |")
+    return lines + [""]
+
+
+def write_report(out, compare=None) -> Path:
+    """Write ``report.md`` and the curve PNG in ``out``; returns the report's path."""
+    out = Path(out)
+    runs = {_label(out, recs := read_records(out)): recs}
+    if compare is not None:
+        other = read_records(compare)
+        runs[_label(Path(compare), other)] = other
+    png = plot_curves(runs, out / CURVE)
+    lines = ["# horm learn", "", f"![intended TSs against labels]({png.name})", ""]
+    for name, recs in runs.items():
+        lines += _table(name, recs)
+    lines += ["Rounds: labels = geometries added to the learner's store so far; intended = held-out reactions whose "
+              "TS search (first committee model) ended in the intended reactant and product; engine intended = the "
+              "same for the labelling engine's own TS search; both = solved by both.", ""]
+    path = out / "report.md"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,117 @@
+"""Committee scores and the choice of geometries to label (pure functions on arrays)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from horm.errors import UsageError
+from horm.learn.scoring import committee_score, eigen_spread, force_spread, hessian_spread, lowest_modes
+from horm.learn.selection import GeometryIndex, kabsch_rmsd_many, select, store_index
+from horm.ts.verify import aligned_rmsd
+
+
+def _water_like(rng):
+    pos = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0], [0.3, 0.4, 0.9]])
+    a = rng.normal(size=(12, 12))
+    h = a @ a.T / 12 + 0.5 * np.eye(12)  # positive definite: a minimum
+    return pos, h
+
+
+def test_an_identical_committee_scores_zero_and_disagreement_scores_more():
+    rng = np.random.default_rng(0)
+    pos, h = _water_like(rng)
+    f = rng.normal(size=(4, 3))
+    assert force_spread([f, f, f]) == pytest.approx(0.0, abs=1e-12)
+    assert hessian_spread([h, h]) == pytest.approx(0.0, abs=1e-12)
+    assert eigen_spread([h, h, h], pos)["score"] == pytest.approx(0.0, abs=1e-12)
+    g = f.copy()
+    g[2] += [0.3, 0.0, 0.4]  # one atom's force differs by 0.5 eV/Å in one member of two
+    assert force_spread([f, g]) == pytest.approx(0.25)  # RMS deviation from the mean: 0.5 / 2
+    assert hessian_spread([h, h + 0.2]) == pytest.approx(0.1)
+
+
+def test_softening_the_lowest_mode_raises_the_eigen_score_more_than_a_stiff_mode():
+    rng = np.random.default_rng(1)
+    pos, h = _water_like(rng)
+    lam, v = lowest_modes(h, pos, k=6)
+    low, high = v[:, 0], v[:, -1]
+    soft = h - 0.6 * np.outer(low, low)  # the lowest mode 0.6 eV/Å² softer (a TS search would feel it)
+    stiff = h + 0.6 * np.outer(high, high)  # the same change along a stiff mode
+    s_soft = eigen_spread([h, soft], pos)
+    s_stiff = eigen_spread([h, stiff], pos)
+    assert s_soft["eigval_spread"] == pytest.approx(0.3, rel=1e-6)  # std of {λ, λ - 0.6}
+    assert s_stiff["score"] == pytest.approx(0.0, abs=1e-9)  # the lowest pair is untouched
+    assert s_soft["score"] > 0.29
+    # the same Frobenius change seen by the plain Hessian spread does not tell them apart
+    assert hessian_spread([h, soft]) == pytest.approx(hessian_spread([h, stiff]))
+
+
+def test_a_rotated_lowest_eigenvector_counts_as_disagreement():
+    rng = np.random.default_rng(2)
+    pos, h = _water_like(rng)
+    lam, v = lowest_modes(h, pos, k=2)
+    # swap the two lowest modes' eigenvalues: same spectrum bottom, the lowest vector turns by 90°
+    swapped = h + (lam[1] - lam[0]) * (np.outer(v[:, 0], v[:, 0]) - np.outer(v[:, 1], v[:, 1]))
+    s = eigen_spread([h, swapped], pos)
+    assert s["eigval_spread"] == pytest.approx(0.0, abs=1e-9)
+    assert s["eigvec_disagreement"] == pytest.approx(1.0, abs=1e-6)
+    assert committee_score("eigen", None, [h, swapped], pos, vec_weight=2.0) == pytest.approx(2.0, abs=1e-6)
+    with pytest.raises(UsageError):
+        committee_score("spread", None, [h, h], pos)
+    with pytest.raises(UsageError):
+        force_spread([np.zeros((2, 3))])  # one member is not a committee
+
+
+def test_kabsch_rmsd_ignores_rotation_and_translation():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 3))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    moved = a @ q.T + [1.0, -2.0, 0.5]
+    noisy = a + 0.1 * rng.normal(size=a.shape)
+    r = kabsch_rmsd_many(a, np.stack([moved, noisy, a[::-1]]))
+    assert r[0] == pytest.approx(0.0, abs=1e-9)
+    assert 0.05 < r[1] < 0.2 and r[2] > 0.5
+    assert r[1] == pytest.approx(aligned_rmsd(a, noisy))  # the TS verifier's RMSD, one pair at a time
+
+
+def _pool(rng, n_groups=4, copies=3, jitter=0.01):
+    numbers, pos = [], []
+    base = [rng.normal(size=(5, 3)) * 1.5 for _ in range(n_groups)]
+    for g in range(n_groups):
+        for _ in range(copies):
+            numbers.append(np.array([6, 1, 1, 8, 1]))
+            pos.append(base[g] + jitter * rng.normal(size=(5, 3)))
+    return numbers, pos
+
+
+@pytest.mark.parametrize("strategy", ["committee", "random"])
+def test_picks_are_diverse_within_budget_and_never_already_stored(strategy):
+    rng = np.random.default_rng(4)
+    numbers, pos = _pool(rng)  # 4 distinct geometries, each visited 3 times (near-duplicates)
+    scores = rng.random(len(pos))
+    stored = store_index([type("S", (), {"numbers": numbers[0], "pos": pos[0] + 0.001})()])  # group 0 is stored
+    picks = select(strategy, scores, numbers, pos, budget=10, min_rmsd=0.1, exclude=stored, seed=1)
+    assert len(picks) == 3  # one per unstored group: budget not reached, no near-duplicates taken
+    assert {i // 3 for i in picks} == {1, 2, 3}
+    for a in picks:
+        assert stored.nearest(numbers[a], pos[a]) >= 0.1
+        for b in picks:
+            if a != b:
+                assert kabsch_rmsd_many(pos[a], pos[b][None])[0] >= 0.1
+    assert len(select(strategy, scores, numbers, pos, budget=2, min_rmsd=0.1, exclude=stored, seed=1)) == 2
+
+
+def test_committee_takes_the_highest_scores_and_random_follows_its_seed():
+    rng = np.random.default_rng(5)
+    numbers, pos = _pool(rng, n_groups=6, copies=1)
+    scores = np.array([0.1, 0.9, 0.3, 0.8, 0.2, 0.5])
+    assert select("committee", scores, numbers, pos, budget=3, min_rmsd=0.1) == [1, 3, 5]
+    r1 = select("random", None, numbers, pos, budget=3, min_rmsd=0.1, seed=7)
+    assert r1 == select("random", None, numbers, pos, budget=3, min_rmsd=0.1, seed=7)
+    assert any(select("random", None, numbers, pos, budget=3, min_rmsd=0.1, seed=s) != r1 for s in range(8, 12))
+    other = [np.array([6, 1, 1, 1, 8])] + numbers[1:]  # another atom order is never a duplicate
+    idx = GeometryIndex()
+    idx.add(numbers[0], pos[0])
+    assert idx.near(numbers[0], pos[0], 0.1) and not idx.near(other[0], pos[0], 0.1)
