@@ -125,3 +125,45 @@ def test_one_round_labels_the_budget_never_a_stored_geometry_and_resumes_after_s
     assert all(Path(m).is_file() for m in rec["models"]) and "finetune" in rec["models"][0]
     report = (out / "report.md").read_text()
     assert "| 1 | 8 |" in report and (out / "learning_curve.png").stat().st_size > 1000
+
+
+HCN_HNC = """3
+charge=0 multiplicity=1
+H 0.000 0.000 -1.066
+C 0.000 0.000 0.000
+N 0.000 0.000 1.156
+3
+charge=0 multiplicity=1
+H 0.000 0.000 2.150
+C 0.000 0.000 0.000
+N 0.000 0.000 1.170
+"""
+
+
+@pytest.mark.dft
+def test_a_dft_round_labels_one_tiny_geometry(setup, tmp_path):
+    pytest.importorskip("pyscf", reason="the dft engine needs PySCF")
+    from horm.data.store import HessianStore
+    from horm.learn import LearnSettings, run_learning
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "hcn.xyz").write_text(HCN_HNC)
+    out = tmp_path / "out"
+    dft = {"basis": "sto-3g", "density_fit": False, "grid_level": 1, "hessian_grid_level": 1, "use_gpu": False}
+    import yaml
+
+    s = LearnSettings(reactions=str(pool), models=(str(setup / "m0"), str(setup / "m1")), out=str(out),
+                      engine="dft", rounds=1, budget=1, finetune_steps=0, engine_settings=dft,
+                      ts_settings=yaml.safe_load(FAST), timeout=120)
+    state = run_learning(s)
+    rec = state["rounds"][-1]
+    assert rec["round"] == 1 and rec["labels"] == 1 and rec["pool_size"] >= 1
+    with HessianStore.open(out / "store.hstore") as st:
+        assert len(st) == 1 and st.failures() == []
+        x = st[0]
+        assert st.meta["provenance"]["engine"] == "dft" and "sto-3g" in st.meta["level_of_theory"].lower()
+    assert x.key.startswith("r01:hcn:") and x.hessian.shape == (9, 9)
+    h = x.hessian.astype(float)
+    assert np.allclose(h, h.T, atol=1e-3)  # a DFT Hessian of the picked geometry, not a model's
+    assert x.energy < -2400  # ~ -92 Hartree for HCN at this level, in eV

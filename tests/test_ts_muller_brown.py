@@ -66,6 +66,18 @@ def test_sella_from_a_displaced_start_finds_the_other_saddle():
     np.testing.assert_allclose(ts.atoms.positions[0, :2], SADDLES["S2"], atol=2e-3)
 
 
+def test_the_ts_optimisation_keeps_every_iterate_with_its_own_energy():
+    calc = MullerBrownCalculator()
+    start = muller_brown_atoms(0.15, 0.35)
+    ts = optimize_ts(start, calc, TOY)
+    assert len(ts.iterates) == ts.steps + 1  # the start and one geometry per Sella step
+    np.testing.assert_allclose(ts.iterates[0].positions, start.positions)
+    np.testing.assert_allclose(ts.iterates[-1].positions, ts.atoms.positions)
+    assert len({a.positions[0, :2].round(6).tobytes() for a in ts.iterates}) == len(ts.iterates)  # it moved every step
+    for a in ts.iterates:  # the recorded energy is that of the recorded geometry
+        assert a.info["energy"] == pytest.approx(calc.get_potential_energy(a.copy()), abs=1e-9)
+
+
 def test_a_minimum_is_not_a_ts():
     calc = MullerBrownCalculator()
     res = optimize_ts(muller_brown_atoms(*MINIMA["B"]), calc, TSOptSettings(molecule=False, max_steps=3))

@@ -1,0 +1,75 @@
+"""`horm learn` settings: bad values are one line and exit status 2, before any work; a run
+folder refuses to resume with other settings; report.md draws both strategies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from horm.cli import app
+from horm.errors import UsageError
+from horm.learn import LearnSettings
+
+
+@pytest.fixture()
+def dirs(tmp_path):
+    (tmp_path / "rx").mkdir()
+    for m in ("a.pt", "b.pt"):
+        (tmp_path / m).write_bytes(b"")
+    return tmp_path
+
+
+def _s(d, **kw):
+    base = dict(reactions=str(d / "rx"), models=(str(d / "a.pt"), str(d / "b.pt")), out=str(d / "out"))
+    return LearnSettings(**{**base, **kw})
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"strategy": "greedy"}, "strategy 'greedy' is not valid; choose one of committee, random"),
+    ({"score": "entropy"}, "score 'entropy' is not valid"),
+    ({"budget": 0}, "budget must be an integer >= 1"),
+    ({"min_rmsd": float("nan")}, "min_rmsd must be a finite number"),
+    ({"models": ("a.pt",)}, "at least 2 --models"),
+    ({"committee": "head", "score": "forces"}, "score 'forces' needs committee 'models'"),
+    ({"search_models": 3}, "search_models=3 but only 2 models"),
+    ({"ts_settings": {"tsopt": {"max_stepz": 3}}}, "unknown setting(s) max_stepz"),
+    ({"seed_store": "/nonexistent.hstore"}, "seed_store /nonexistent.hstore: no such file"),
+])
+def test_bad_settings_are_refused_with_one_line(dirs, kw, words):
+    if "models" in kw:
+        kw["models"] = tuple(str(dirs / m) for m in kw["models"])
+    with pytest.raises(UsageError) as e:
+        _s(dirs, **kw)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_cli_says_one_line_and_exits_2(dirs):
+    res = CliRunner().invoke(app, ["learn", str(dirs / "rx"), "--models", str(dirs / "a.pt"), str(dirs / "b.pt"),
+                                   "--out", str(dirs / "out"), "--strategy", "greedy"])
+    assert res.exit_code == 2 and "strategy 'greedy' is not valid" in res.output
+    assert not (dirs / "out" / "state.json").exists()
+
+
+def test_a_run_folder_refuses_other_settings_but_takes_more_rounds(dirs):
+    saved = _s(dirs, budget=10).to_dict()
+    _s(dirs, budget=10, rounds=4).check_resume(saved)
+    with pytest.raises(UsageError, match="other settings \\(budget\\)"):
+        _s(dirs, budget=20).check_resume(saved)
+
+
+def test_report_draws_both_strategies(tmp_path):
+    from horm.learn.report import write_report
+
+    for name, strategy, intended in (("cm", "committee", [1, 4, 6]), ("rnd", "random", [1, 2, 3])):
+        for r, n in enumerate(intended):
+            d = tmp_path / name / f"round_{r:02d}"
+            d.mkdir(parents=True)
+            rec = {"round": r, "strategy": strategy, "labels": 10 * r, "seconds": 5.0,
+                   "metrics": {"ts": {"intended": n, "intended_reference": 7}}}
+            (d / "record.json").write_text(json.dumps(rec))
+    text = write_report(tmp_path / "cm", tmp_path / "rnd").read_text()
+    assert "### committee (cm)" in text and "### random (rnd)" in text
+    assert "| 2 | 20 | 6 | 7 |" in text and "| 2 | 20 | 3 | 7 |" in text
+    assert (tmp_path / "cm" / "learning_curve.png").stat().st_size > 1000
