@@ -129,7 +129,7 @@ def stage_ts(a) -> None:
 def stage_evaluate(a) -> None:
     args = [str(a.out / "runs" / n) for n in MODELS] + [x for n in MODELS for x in ("--name", n)]
     n = 4 if a.smoke else a.eval_max
-    extra = ["--max-samples", str(n)] if n else []
+    extra = ["--max-samples", str(n), "--spread"] if n else []
     run(horm("evaluate", *args, "--data", str(split_path(a, "test")), "--out", str(a.out / "eval_test"), *extra),
         a.workers)
 
@@ -212,7 +212,7 @@ def main(argv=None) -> None:
                          "with --workers threads)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per reaction in the TS benchmark")
     ap.add_argument("--eval-max", type=int, default=None,
-                    help="evaluate the first N test molecules only (full Hessians of an autograd 'small' "
+                    help="evaluate N test molecules evenly spread over the split (full Hessians of an autograd 'small' "
                          "model cost ~1.5 CPU-s per 13-16-atom molecule)")
     ap.add_argument("--stages", nargs="*", default=[s for s in STAGES if s != "install"], choices=STAGES)
     ap.add_argument("--install", action="store_true", help="also copy the trained models into the package")
