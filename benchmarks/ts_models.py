@@ -8,8 +8,10 @@ and run the same command again):
 1. **data**: ``python -m horm.datasets.build_t1x_xtb_large --workers W --out DATA`` (skipped once
    ``DATA/manifest.json`` exists; the builder itself resumes a killed build).
 2. **train**: ``horm train configs/t1x_xtb_<model>.yaml`` for the four shipped models, one after
-   the other with ``W`` torch threads; a run folder with checkpoints but no ``model.pt`` is
-   resumed (``resume=true``); the configs cap each run at 2 h of wall time summed over sessions.
+   the other with ``W`` torch threads, or with ``--lanes 2`` two at a time with one thread each,
+   each training followed by its TS benchmark (so training and TS search overlap on 2 cores); a
+   run folder with checkpoints but no ``model.pt`` is resumed (``resume=true``); the configs run
+   3,000 steps and cap each run at 2 h of wall time summed over sessions.
 3. **ts**: ``horm ts benchmark DATA/ts_reactions`` with xTB, then with each model and
    ``--reference`` the xTB run (Fig. 2 counts, TS RMSD, barrier MAE; resumes per reaction).
 4. **evaluate**: ``horm evaluate`` of the four models on the held-out ``DATA/test.hstore``
@@ -76,34 +78,58 @@ def stage_data(a) -> None:
          "--work", str(work), *ship, *extra], 1)
 
 
+def _train(a, name: str, threads: int) -> None:
+    out = a.out / "runs" / name
+    if (out / "model.pt").is_file():
+        print(f"train: {out / 'model.pt'} exists, skipped")
+        return
+    resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.ckpt"))
+    extra = ["trainer.max_steps=3", "trainer.val_every_n_steps=3", "trainer.ckpt_every_n_steps=3",
+             "model.overrides.hidden_channels=8" if "hessian" not in name else "model.overrides.head_channels=4",
+             "model.preset=tiny"] if a.smoke else []
+    run(horm("train", str(REPO / MODELS[name]), "--data", str(split_path(a, "train")), "--val",
+             str(split_path(a, "val")), "--out", str(out), "trainer.progress_bar=false",
+             f"resume={'true' if resume else 'false'}", *extra), threads)
+
+
+def _ts(a, potential: str, out: Path, workers: int, reference: Path | None) -> None:
+    ref = ["--reference", str(reference)] if reference else []
+    run(horm("ts", "benchmark", str(a.data / "ts_reactions"), "--potential", potential, "--out", str(out),
+             "--workers", str(workers), "--timeout", str(a.timeout), *ref), 1)
+
+
 def stage_train(a) -> None:
-    for name, config in MODELS.items():
-        out = a.out / "runs" / name
-        if (out / "model.pt").is_file():
-            print(f"train: {out / 'model.pt'} exists, skipped")
-            continue
-        resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.ckpt"))
-        extra = ["trainer.max_steps=3", "trainer.val_every_n_steps=3", "trainer.ckpt_every_n_steps=3",
-                 "model.overrides.hidden_channels=8" if "hessian" not in name else "model.overrides.head_channels=4",
-                 "model.preset=tiny"] if a.smoke else []
-        run(horm("train", str(REPO / config), "--data", str(split_path(a, "train")), "--val",
-                 str(split_path(a, "val")), "--out", str(out), "trainer.progress_bar=false",
-                 f"resume={'true' if resume else 'false'}", *extra), a.workers)
+    """The four trainings one after the other with ``--workers`` threads (``--lanes 1``), or
+    ``--lanes L`` chains at once with one thread each, where a chain is a training followed by
+    its TS benchmark against xTB (run first), so that training and TS search overlap."""
+    if a.lanes <= 1:
+        for name in MODELS:
+            _train(a, name, a.workers)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    _ts(a, "xtb", a.out / "ts" / "xtb", a.workers, None)
+
+    def chain(name: str) -> None:
+        _train(a, name, 1)
+        _ts(a, str(a.out / "runs" / name), a.out / "ts" / name, 1, a.out / "ts" / "xtb")
+
+    with ThreadPoolExecutor(a.lanes) as pool:
+        for f in [pool.submit(chain, n) for n in MODELS]:
+            f.result()
 
 
 def stage_ts(a) -> None:
-    rx, ts = a.data / "ts_reactions", a.out / "ts"
-    common = ["--workers", str(a.workers), "--timeout", str(a.timeout)]
-    run(horm("ts", "benchmark", str(rx), "--potential", "xtb", "--out", str(ts / "xtb"), *common), 1)
+    ts = a.out / "ts"
+    _ts(a, "xtb", ts / "xtb", a.workers, None)
     for name in MODELS:
-        run(horm("ts", "benchmark", str(rx), "--potential", str(a.out / "runs" / name), "--out", str(ts / name),
-                 "--reference", str(ts / "xtb"), *common), 1)
+        _ts(a, str(a.out / "runs" / name), ts / name, a.workers, ts / "xtb")
 
 
 def stage_evaluate(a) -> None:
     args = [str(a.out / "runs" / n) for n in MODELS] + [x for n in MODELS for x in ("--name", n)]
     n = 4 if a.smoke else a.eval_max
-    extra = ["--max-samples", str(n)] if n else []
+    extra = ["--max-samples", str(n), "--spread"] if n else []
     run(horm("evaluate", *args, "--data", str(split_path(a, "test")), "--out", str(a.out / "eval_test"), *extra),
         a.workers)
 
@@ -181,9 +207,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "ts_models")
     ap.add_argument("--data", type=Path, default=DEFAULT_OUT, help="the larger xTB set (built here if absent)")
     ap.add_argument("--reactions", type=Path, default=DEFAULT_REACTIONS)
+    ap.add_argument("--lanes", type=int, default=1,
+                    help="training+TS chains run at once, one thread each (1: trainings one after the other "
+                         "with --workers threads)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per reaction in the TS benchmark")
     ap.add_argument("--eval-max", type=int, default=None,
-                    help="evaluate the first N test molecules only (full Hessians of an autograd 'small' "
+                    help="evaluate N test molecules evenly spread over the split (full Hessians of an autograd 'small' "
                          "model cost ~1.5 CPU-s per 13-16-atom molecule)")
     ap.add_argument("--stages", nargs="*", default=[s for s in STAGES if s != "install"], choices=STAGES)
     ap.add_argument("--install", action="store_true", help="also copy the trained models into the package")

@@ -110,3 +110,24 @@ def _energies(model, samples):
     with torch.enable_grad():
         out = model(collate(samples), compute_forces=False, create_graph=False)
     return out["energy"].double().numpy()
+
+
+def test_spread_subset_covers_the_file_and_evaluates_those_samples(horm_sample_path):
+    """--spread takes N samples evenly over a file ordered by reaction (first and last included),
+    and the evaluation's rows are those samples."""
+    from horm.data.horm_lmdb import HormLmdb
+    from horm.evaluate.metrics import sample_indices
+
+    assert sample_indices(10, 3) == [0, 1, 2]
+    assert sample_indices(10, 3, spread=True) == [0, 4, 9]
+    assert sample_indices(10, None, spread=True) == list(range(10))
+    assert sample_indices(4, 9, spread=True) == [0, 1, 2, 3]
+    torch.manual_seed(0)
+    m = build_model("leftnet", "tiny", hidden_channels=16, num_layers=1)
+    with HormLmdb(horm_sample_path) as ds:
+        metrics, pr = evaluate_model(m, ds, batch_size=2, max_samples=4, spread=True, hessian=False)
+        idx = sample_indices(len(ds), 4, spread=True)
+        assert idx[0] == 0 and idx[-1] == len(ds) - 1 and len(idx) == 4
+        want = [ds[i] for i in idx]
+    assert len(metrics["energy_mae"]) == 4
+    np.testing.assert_allclose(pr.energy_ref, [s.energy for s in want])

@@ -55,3 +55,26 @@ def test_xtb_ts_search_writes_its_files(record):
     e = np.array([s.energy for s in irc])
     k = int(np.argmax(e))
     assert 0 < k < len(e) - 1  # the TS is the highest point inside the IRC
+
+
+def test_molecular_irc_converges_at_its_minima_and_stops_there(tmp_path):
+    """An 8-atom T1x reaction (shipped set): both IRC branches reach a minimum (forces below
+    the IRC's fmax, below the TS) well inside max_steps and are called converged. Sella's own
+    test needs a positive lowest Hessian eigenvalue, which the zero modes of a molecule deny,
+    so before the force test every branch walked on to max_steps and none "converged"."""
+    from horm.data.xyz import read_reaction
+    from horm.datasets import bundled_path
+    from horm.ts.calculator import load_potential
+    from horm.ts.irc import DESCENT_EV
+    from horm.ts.workflow import run_reaction
+
+    rxn = bundled_path("t1x_xtb_large") / "ts_reactions" / "rxn296.xyz"
+    r, p = read_reaction(rxn)
+    rec = run_reaction(r.to_atoms(), p.to_atoms(), load_potential("xtb"), out_dir=tmp_path, name="rxn296")
+    irc = rec["stages"]["irc"]
+    assert rec["ts_success"] and irc["converged"] == {"forward": True, "reverse": True}, irc
+    assert rec["irc_converged"] and rec["outcome"] == "intended"
+    max_steps = rec["settings"]["irc"]["max_steps"]
+    assert all(0 < irc["steps"][d] < max_steps for d in ("forward", "reverse")), irc["steps"]
+    for d in ("forward", "reverse"):
+        assert irc[f"energy_{d}_end"] < rec["e_ts"] - DESCENT_EV

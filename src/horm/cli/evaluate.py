@@ -21,6 +21,7 @@ def evaluate_cmd(
     out: Path = typer.Option(Path("eval_out"), "--out", "-o", help="folder for tables and plots"),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="molecules per batch"),
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="evaluate the first N samples only"),
+    spread: bool = typer.Option(False, "--spread", help="with --max-samples: N samples evenly spaced over the file"),
     no_hessian: bool = typer.Option(False, "--no-hessian", help="energy and forces only"),
     name: Optional[List[str]] = typer.Option(None, "--name", help="display name per model (repeat)"),
     threads: Optional[int] = threads_option(),
@@ -42,6 +43,6 @@ def evaluate_cmd(
     check_out_dir(out)
     ds = open_dataset(data, label_keys(energy_key, forces_key, hessian_key))
     evaluate_models(named, ds, out, batch_size=batch_size, hessian=not no_hessian, max_samples=max_samples,
-                    device=device, dtype=dtype, threads=threads, console=console)
+                    spread=spread, device=device, dtype=dtype, threads=threads, console=console)
     console.print((Path(out) / "table1.md").read_text(), highlight=False, markup=False)
     console.print(f"tables and plots written to {out}")

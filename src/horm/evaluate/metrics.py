@@ -88,22 +88,34 @@ class Predictions:
     keys: list = field(default_factory=list)  # sample key per molecule (``#index`` when the data has none)
 
 
+def sample_indices(n_total: int, max_samples: int | None = None, spread: bool = False) -> list[int]:
+    """Which samples an evaluation takes: all, the first ``max_samples``, or (``spread``)
+    ``max_samples`` evenly spaced over the file, so that a file ordered by reaction is covered
+    end to end."""
+    n = n_total if max_samples is None else max(0, min(n_total, max_samples))
+    if not spread or n >= n_total:
+        return list(range(n))
+    return sorted({int(i) for i in np.linspace(0, n_total - 1, n).round()})
+
+
 def evaluate_model(model, dataset, batch_size: int = 8, hessian: bool = True, max_samples: int | None = None,
-                   progress=None) -> tuple[dict[str, np.ndarray], Predictions]:
+                   progress=None, spread: bool = False) -> tuple[dict[str, np.ndarray], Predictions]:
     """Run ``model`` over ``dataset`` (indexable of Samples); per-molecule metrics and predictions.
 
     Returns ``(metrics, preds)``: ``metrics[name]`` is an array over molecules (NaN where a
     metric does not apply, e.g. no Hessian label). ``progress(n_done, n_total)`` is called per batch.
+    ``max_samples``/``spread``: see :func:`sample_indices`.
     """
     model.eval()
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
-    n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
+    idx = sample_indices(len(dataset), max_samples, spread)
+    n = len(idx)
     collate = Collater(dtype)
     rows: list[dict[str, float]] = []
     pr = Predictions(*([] for _ in range(9)))
     for lo in range(0, n, batch_size):
-        samples = [dataset[i] for i in range(lo, min(n, lo + batch_size))]
+        samples = [dataset[i] for i in idx[lo:lo + batch_size]]
         batch = collate(samples).to(device)
         want_h = hessian and batch.hessian is not None
         with torch.enable_grad():
@@ -118,7 +130,7 @@ def evaluate_model(model, dataset, batch_size: int = 8, hessian: bool = True, ma
         for b, s in enumerate(samples):
             r: dict[str, float] = {}
             fb = f[ptr[b]:ptr[b + 1]]
-            pr.keys.append(s.key or f"#{lo + b}")
+            pr.keys.append(s.key or f"#{idx[lo + b]}")
             pr.energy.append(float(e[b]))
             pr.ref_offset.append(float(ref_e[b]))
             pr.forces.append(fb)

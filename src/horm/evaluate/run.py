@@ -33,7 +33,8 @@ def model_names(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 def evaluate_models(models: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike], data,
                     out: str | os.PathLike | None = None, *, batch_size: int = 8, hessian: bool = True,
-                    max_samples: int | None = None, device: str = "cpu", dtype: str | None = None,
+                    max_samples: int | None = None, spread: bool = False, device: str = "cpu",
+                    dtype: str | None = None,
                     threads: int | None = None, console=None, title: str = "evaluating"
                     ) -> dict[str, tuple[dict, dict, Predictions]]:
     """Evaluate every model on ``data``; returns ``{name: (metrics, summary, predictions)}``.
@@ -67,7 +68,8 @@ def evaluate_models(models: Mapping[str, str | os.PathLike] | Sequence[str | os.
             if warning and console is not None:
                 console.print(f"[yellow]warning:[/yellow] {name}: {warning}", highlight=False, soft_wrap=True)
             task = prog.add_task(f"{title} {name}", total=None)
-            metrics, preds = evaluate_model(model, ds, batch_size=batch_size, hessian=hessian, max_samples=max_samples,
+            metrics, preds = evaluate_model(model, ds, batch_size=batch_size, hessian=hessian,
+                                            max_samples=max_samples, spread=spread,
                                             progress=lambda d, t, task=task: prog.update(task, completed=d, total=t))
             results[name] = (metrics, summarise(metrics), preds)
     if out is not None:

@@ -3,8 +3,12 @@
 Sella's IRC (Hermes et al., J. Chem. Theory Comput. 18, 6974 (2022)) follows the
 mass-weighted steepest-descent path from the saddle with steps of ``dx`` (Å·amu^½); it
 starts along the imaginary mode of the calculator's Hessian (``hessian_function``). A
-direction is "converged" when Sella's IRC reaches ``fmax`` at positive curvature
-within ``max_steps``. Each end is then relaxed with ASE's LBFGS to ``opt_fmax``; the
+direction is "converged" when, within ``max_steps``, Sella's IRC reaches ``fmax`` at positive
+curvature, or its last point has forces below ``fmax`` at least ``DESCENT_EV`` below the TS
+(:func:`reached_minimum`). Sella's own test wants the lowest eigenvalue of its Hessian to be
+positive, which the translation and rotation zero modes of a Cartesian molecular Hessian
+prevent, so without the force test no molecular IRC "converges" (and each branch walks on around
+its minimum to ``max_steps``). Each end is then relaxed with ASE's LBFGS to ``opt_fmax``; the
 relaxed ends are what :mod:`horm.ts.verify` compares with the reactant and product.
 """
 
@@ -17,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from horm.errors import UsageError
+
+DESCENT_EV = 0.01  # an IRC end must lie this far below the TS to count as a minimum reached
 
 
 @dataclass
@@ -98,18 +104,32 @@ def relax(atoms, calc, fmax: float, max_steps: int) -> tuple[object, bool, int]:
     return snapshot(a, calc), ok, int(opt.nsteps)
 
 
+def reached_minimum(atoms, ts_energy: float, fmax: float) -> bool:
+    """The IRC's last point (``atoms`` with its calculator) has all atomic forces below ``fmax``
+    and lies ``DESCENT_EV`` below the TS: it has descended to a minimum, not stalled at the TS."""
+    forces = np.asarray(atoms.get_forces(), dtype=float).reshape(-1, 3)
+    return (bool(np.linalg.norm(forces, axis=1).max() < fmax)
+            and float(atoms.get_potential_energy()) < ts_energy - DESCENT_EV)
+
+
 def _follow(ts, atoms, calc, s: IRCSettings, branches, converged, steps, ends, opt_ok, opt_steps) -> None:
     """Both IRC branches and their relaxed ends, filling the dicts passed in."""
     from sella import IRC
 
     irc = IRC(atoms, dx=s.dx, eta=1e-4, gamma=0, hessian_function=calc.get_hessian, keep_going=True,
               logfile=None)
+    e_ts = float(atoms.get_potential_energy())
     current = {"dir": "forward"}
     irc.attach(lambda: branches[current["dir"]].append(snapshot(atoms, calc)))
     for direction in ("forward", "reverse"):
         current["dir"] = direction
         n0 = irc.nsteps
-        converged[direction] = bool(irc.run(fmax=s.fmax, steps=s.max_steps, direction=direction))
+        done = False
+        for done in irc.irun(fmax=s.fmax, steps=s.max_steps, direction=direction):
+            if done or (irc.nsteps > n0 and reached_minimum(atoms, e_ts, s.fmax)):
+                done = True  # stop here: keep_going would step on around the minimum to max_steps
+                break
+        converged[direction] = bool(done)
         steps[direction] = int(irc.nsteps - n0)
         # drop the observer's call at the TS itself (step 0 of each run)
         if branches[direction] and np.allclose(branches[direction][0].positions, ts.positions):
