@@ -51,13 +51,19 @@ def plot_curves(runs: dict[str, list[dict]], path: Path) -> Path:
         pts = [(r["labels"], _intended(r)) for r in recs if _intended(r) is not None]
         if pts:
             axes[0].plot(*zip(*pts), marker="o", label=name)
+        ref = [(r.get("metrics", {}).get("ts") or {}).get("intended_reference") for r in recs]
+        if any(x is not None for x in ref):
+            axes[0].axhline(max(x for x in ref if x is not None), color="grey", ls="--", lw=1)
         pts = [(r["labels"], _hmae(r)) for r in recs if _hmae(r) is not None]
         if pts:
             axes[1].plot(*zip(*pts), marker="o", label=name)
-    axes[0].set(xlabel="labels added", ylabel="intended TSs (held-out reactions)")
+    axes[0].set(xlabel="labels added", ylabel="intended TSs (held-out reactions)",
+                title="dashed: the engine's own TS search")
     axes[1].set(xlabel="labels added", ylabel="Hessian MAE (eV/Å²), held-out split")
     for ax in axes:
         ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.title.set_fontsize(9)
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
