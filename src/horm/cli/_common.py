@@ -85,3 +85,20 @@ def label_keys(energy_key, forces_key, hessian_key):
     from horm.data.formats import LabelKeys
 
     return LabelKeys(energy_key, forces_key, hessian_key)
+
+
+def ts_settings_file(path: Path | None) -> dict:
+    """The mapping in a ``--settings`` YAML of TS settings (sections path, tsopt, irc, bond_scales); {} for None."""
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.is_file():
+        raise UsageError(f"--settings {path}: no such file")
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--settings {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(d, dict):
+        raise UsageError(f"{path}: expected a mapping with keys path, tsopt, irc, bond_scales")
+    return d

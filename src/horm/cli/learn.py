@@ -8,24 +8,7 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import check_out_dir, friendly, positive
-from horm.errors import UsageError
-
-
-def _yaml_mapping(path: Optional[Path], what: str) -> dict:
-    if path is None:
-        return {}
-    import yaml
-
-    if not path.is_file():
-        raise UsageError(f"{what} {path}: no such file")
-    try:
-        d = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{what} {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(d, dict):
-        raise UsageError(f"{what} {path}: expected a mapping")
-    return d
+from horm.cli._common import check_out_dir, friendly, positive, ts_settings_file
 
 
 @app.command("learn")
@@ -77,7 +60,7 @@ def learn_cmd(
         heldout_reactions=heldout_reactions and str(heldout_reactions),
         heldout_store=heldout_store and str(heldout_store), eval_max_samples=eval_max_samples,
         pool_reactions=pool_reactions, search_models=search_models, finetune_steps=finetune_steps,
-        train_overrides=tuple(train_set or ()), ts_settings=_yaml_mapping(settings_file, "--settings"),
+        train_overrides=tuple(train_set or ()), ts_settings=ts_settings_file(settings_file),
         engine_settings=parse_options(engine_set), workers=workers, ray=ray, timeout=timeout,
         label_timeout=label_timeout, charge=charge, multiplicity=multiplicity, seed=seed,
         compare=compare and str(compare))

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from horm.cli import app
-from horm.cli._common import check_out_dir, friendly, positive
+from horm.cli._common import check_out_dir, friendly, positive, ts_settings_file
 from horm.cli._options import device_option, dtype_option, threads_option
 from horm.errors import UsageError
 
@@ -27,18 +27,7 @@ def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_st
               interpolation: Optional[str], path_method: Optional[str]):
     from horm.ts.workflow import RunSettings
 
-    d: dict = {}
-    if settings_file is not None:
-        import yaml
-
-        if not settings_file.is_file():
-            raise UsageError(f"--settings {settings_file}: no such file")
-        try:
-            d = yaml.safe_load(settings_file.read_text()) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--settings {settings_file}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(d, dict):
-            raise UsageError(f"{settings_file}: expected a mapping with keys path, tsopt, irc, bond_scales")
+    d = ts_settings_file(settings_file)
     d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     if hessian_every is not None:
         d.setdefault("tsopt", {})["hessian_every"] = hessian_every
