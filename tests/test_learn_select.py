@@ -115,3 +115,16 @@ def test_committee_takes_the_highest_scores_and_random_follows_its_seed():
     idx = GeometryIndex()
     idx.add(numbers[0], pos[0])
     assert idx.near(numbers[0], pos[0], 0.1) and not idx.near(other[0], pos[0], 0.1)
+
+
+def test_the_pool_cap_is_a_seeded_subset_in_pool_order():
+    from horm.data.sample import Sample
+    from horm.learn.pool import subsample
+
+    pool = [Sample(numbers=np.array([1, 1]), pos=np.array([[0.0, 0, 0], [0, 0, 0.7 + 0.01 * i]]), key=str(i))
+            for i in range(50)]
+    a, b = subsample(pool, 10, seed=3), subsample(pool, 10, seed=3)
+    keys = [int(s.key) for s in a]
+    assert keys == [int(s.key) for s in b] and len(keys) == 10 and keys == sorted(keys)
+    assert keys != [int(s.key) for s in subsample(pool, 10, seed=4)]
+    assert subsample(pool, None, 0) == pool and subsample(pool, 60, 0) == pool

@@ -41,6 +41,7 @@ class LearnSettings:
     eval_max_samples: Optional[int] = 200  # samples of heldout_store evaluated per round
     pool_reactions: Optional[int] = None  # training reactions searched per round (seeded pick; None: all)
     search_models: int = 1  # committee models that run TS searches for the pool
+    pool_max: Optional[int] = 1000  # visited geometries scored per round (a seeded subset; None: all)
     finetune_steps: int = 200  # optimizer steps per model and round (warm start from the last round)
     train_overrides: tuple[str, ...] = ()  # extra `horm train` key=value settings for fine-tuning
     ts_settings: dict = field(default_factory=dict)  # TS workflow settings (path/tsopt/irc sections)
@@ -80,7 +81,8 @@ class LearnSettings:
         for name, value, lo in ints:
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise UsageError(f"{name} must be an integer >= {lo}, got {value!r}")
-        for name, value in (("pool_reactions", self.pool_reactions), ("eval_max_samples", self.eval_max_samples)):
+        for name, value in (("pool_reactions", self.pool_reactions), ("eval_max_samples", self.eval_max_samples),
+                            ("pool_max", self.pool_max)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
         if self.search_models > len(self.models):

@@ -4,10 +4,10 @@ Round 0 evaluates the starting committee. Each round r ≥ 1 then runs, in
 ``OUT/round_rr/``, with a marker in ``OUT/state.json`` (:mod:`horm.learn.state`) after each:
 
 1. ``search``: TS searches over the round's training reactions (:mod:`horm.learn.pool`);
-2. ``select``: the visited pool scored by the committee (:mod:`horm.learn.committee`;
-   skipped for ``strategy="random"``) and ``budget`` picks (:mod:`horm.learn.selection`),
-   none within ``min_rmsd`` of another pick or of a stored geometry; written to
-   ``picks.xyz`` (keys ``rRR:<rxn>:<origin>``) and ``scores.json``;
+2. ``select``: the visited pool (a seeded subset of at most ``pool_max`` geometries) scored
+   by the committee (:mod:`horm.learn.committee`; skipped for ``strategy="random"``) and
+   ``budget`` picks (:mod:`horm.learn.selection`), none within ``min_rmsd`` of another pick
+   or of a stored geometry; written to ``picks.xyz`` (keys ``rRR:<rxn>:<origin>``) and ``scores.json``;
 3. ``label``: the picks labelled into ``OUT/store.hstore`` by :func:`horm.label.runner.label`
    (resumable: a rerun skips stored keys; failures go to the store's failures table);
 4. ``finetune``: every model warm-started on the store (:mod:`horm.learn.finetune`);
@@ -83,13 +83,14 @@ def _stage_select(s: LearnSettings, out: Path, state: dict) -> None:
     from horm.data.store import HessianStore
     from horm.data.xyz import write_extxyz
     from horm.learn.committee import load_committee, score_pool
-    from horm.learn.pool import collect_visited
+    from horm.learn.pool import collect_visited, subsample
     from horm.learn.selection import GeometryIndex, select, store_index
     from horm.ts.workflow import write_json_atomic
 
     r, rd = state["round"], round_dir(out, state["round"])
     t0 = time.perf_counter()
-    pool = collect_visited([rd / "search" / f"m{i}" for i in range(s.search_models)], f"r{r:02d}")
+    visited = collect_visited([rd / "search" / f"m{i}" for i in range(s.search_models)], f"r{r:02d}")
+    pool = subsample(visited, s.pool_max, s.seed + r)
     scores = None
     if s.strategy == "committee" and pool:
         scores = score_pool(load_committee(state["models"]), pool, s.score, s.committee, s.eigen_k, s.eigvec_weight)
@@ -105,7 +106,8 @@ def _stage_select(s: LearnSettings, out: Path, state: dict) -> None:
         os.replace(tmp, rd / "picks.xyz")
     write_json_atomic(rd / "scores.json", {"keys": [p.key for p in pool], "scores": None if scores is None else
                                            scores.tolist(), "picked": picks})
-    advance(out, state, "label", time.perf_counter() - t0, pool_size=len(pool), n_picks=len(picks))
+    advance(out, state, "label", time.perf_counter() - t0, visited=len(visited), pool_size=len(pool),
+            n_picks=len(picks))
 
 
 def _stage_label(s: LearnSettings, out: Path, state: dict) -> None:
@@ -155,7 +157,7 @@ def _stage_done(s: LearnSettings, out: Path, state: dict) -> None:
     write_json_atomic(round_dir(out, r) / "record.json", rec)
     state["rounds"] = [x for x in state["rounds"] if x["round"] != r] + [rec]
     state.update(round=r + 1, stage="search", models=models, timings={})
-    for k in ("next_models", "pool_reactions", "pool_size", "n_picks", "label_summary", "metrics"):
+    for k in ("next_models", "pool_reactions", "visited", "pool_size", "n_picks", "label_summary", "metrics"):
         state.pop(k, None)
     save_state(out, state)
     write_report(out, s.compare)
@@ -166,7 +168,8 @@ def _record(s: LearnSettings, out: Path, state: dict, models: list, metrics: dic
     rec = {"round": r, "strategy": s.strategy, "labels": _store_len(out / STORE) - state["seed_count"],
            "seed_count": state["seed_count"], "models": models, "metrics": metrics,
            "timings": dict(state.get("timings", {})), "pool_reactions": state.get("pool_reactions", []),
-           "pool_size": state.get("pool_size", 0), "label_summary": state.get("label_summary")}
+           "visited": state.get("visited", 0), "pool_size": state.get("pool_size", 0),
+           "label_summary": state.get("label_summary")}
     rec["seconds"] = round(sum(rec["timings"].values()), 3)
     if (rd / "scores.json").exists():
         sc = json.loads((rd / "scores.json").read_text())

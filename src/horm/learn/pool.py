@@ -8,7 +8,7 @@ reactions with the first ``search_models`` committee models, each into its own f
 Sella step) and ``irc.xyz`` (both branches and their relaxed ends). Their frames are the
 pool; each gets ``rxn``, ``origin`` (``m<i>:<file stem>:<frame>``) and a key
 ``<round tag>:<rxn>:<origin>``. Reactant and product frames (the path's two ends) are left
-out: they are the inputs, not places the search went.
+out: they are the inputs, not places the search went. :func:`subsample` caps the pool.
 """
 
 from __future__ import annotations
@@ -81,3 +81,12 @@ def collect_visited(search_dirs: Sequence[Path], tag: str) -> list[Sample]:
                     out.append(Sample(numbers=np.asarray(s.numbers, dtype=np.int64), pos=np.array(s.pos),
                                       rxn=rdir.name, origin=origin, key=f"{tag}:{rdir.name}:{origin}"))
     return out
+
+
+def subsample(pool: list[Sample], n: int | None, seed: int) -> list[Sample]:
+    """At most ``n`` of ``pool`` (a seeded subset, in pool order): what both strategies choose from
+    (an IRC of 200 points costs 200 committee Hessians to score, most of them near-duplicates)."""
+    if n is None or len(pool) <= n:
+        return pool
+    idx = np.random.default_rng(seed).choice(len(pool), size=n, replace=False)
+    return [pool[i] for i in sorted(idx)]
