@@ -128,3 +128,28 @@ def test_the_pool_cap_is_a_seeded_subset_in_pool_order():
     assert keys == [int(s.key) for s in b] and len(keys) == 10 and keys == sorted(keys)
     assert keys != [int(s.key) for s in subsample(pool, 10, seed=4)]
     assert subsample(pool, None, 0) == pool and subsample(pool, 60, 0) == pool
+
+
+def test_the_visited_pool_is_every_searched_frame_but_the_reaction_ends(tmp_path):
+    import json
+
+    from horm.data.sample import Sample
+    from horm.data.xyz import write_extxyz
+    from horm.learn.pool import collect_visited
+
+    def frames(n, shift):
+        return [Sample(numbers=np.array([8, 1]), pos=np.array([[0.0, 0, 0], [0, 0, 0.9 + shift + 0.05 * i]]))
+                for i in range(n)]
+
+    rdir = tmp_path / "m0" / "rxn7"
+    rdir.mkdir(parents=True)
+    write_extxyz(rdir / "path.xyz", frames(5, 0.0))  # reactant, 3 images, product
+    write_extxyz(rdir / "ts_iterates.xyz", frames(3, 0.3))
+    write_extxyz(rdir / "irc.xyz", frames(4, 0.6))
+    (rdir / "record.json").write_text(json.dumps({"charge": -1, "multiplicity": 2}))
+    pool = collect_visited([tmp_path / "m0"], "r03")
+    assert [p.origin for p in pool] == ["m0:path:1", "m0:path:2", "m0:path:3", "m0:ts_iterates:0",
+                                        "m0:ts_iterates:1", "m0:ts_iterates:2"] + [f"m0:irc:{i}" for i in range(4)]
+    assert pool[0].key == "r03:rxn7:m0:path:1" and all(p.rxn == "rxn7" for p in pool)
+    assert all((p.charge, p.multiplicity) == (-1, 2) for p in pool)  # as the search ran: labelled the same way
+    assert pool[0].pos[1, 2] == pytest.approx(0.95)

@@ -62,11 +62,24 @@ def _frames(path: Path) -> list[Sample]:
         return []
 
 
+def _spin(rdir: Path) -> tuple[int, int]:
+    """(charge, multiplicity) the reaction's TS search ran with (its ``record.json``; else 0, 1)."""
+    import json
+
+    try:
+        rec = json.loads((rdir / "record.json").read_text())
+        return int(rec.get("charge", 0)), int(rec.get("multiplicity", 1))
+    except (OSError, ValueError, TypeError):
+        return 0, 1
+
+
 def collect_visited(search_dirs: Sequence[Path], tag: str) -> list[Sample]:
-    """Every frame of the trajectory files under ``search_dirs`` (see the module docstring)."""
+    """Every frame of the trajectory files under ``search_dirs`` (see the module docstring), with
+    the charge and multiplicity its reaction's search ran with."""
     out: list[Sample] = []
     for i, d in enumerate(search_dirs):
         for rdir in sorted(p for p in Path(d).iterdir() if p.is_dir()):
+            charge, mult = _spin(rdir)
             for name in TRAJECTORIES:
                 f = rdir / name
                 if not f.is_file():
@@ -79,7 +92,8 @@ def collect_visited(search_dirs: Sequence[Path], tag: str) -> list[Sample]:
                 for j, s in frames:
                     origin = f"m{i}:{f.stem}:{j}"
                     out.append(Sample(numbers=np.asarray(s.numbers, dtype=np.int64), pos=np.array(s.pos),
-                                      rxn=rdir.name, origin=origin, key=f"{tag}:{rdir.name}:{origin}"))
+                                      charge=charge, multiplicity=mult, rxn=rdir.name, origin=origin,
+                                      key=f"{tag}:{rdir.name}:{origin}"))
     return out
 
 

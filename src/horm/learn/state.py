@@ -4,7 +4,8 @@
 ``round`` is the round in progress (0: evaluating the starting committee), ``stage`` the
 next stage to run in it (one of :data:`STAGES`; ``done`` once the round is recorded),
 ``models`` the committee the round starts from, ``timings`` the seconds each finished
-stage of the round took (summed over resumed sessions), ``rounds`` the finished rounds'
+stage of the round took in the session that finished it (a killed session's share is not
+counted), ``rounds`` the finished rounds'
 records (also in ``OUT/round_NN/record.json``). A kill at any point leaves the last
 stage marker; a rerun redoes at most the stage it was in, and every stage is itself
 resumable (TS searches, labels) or deterministic (selection).
