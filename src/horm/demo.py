@@ -205,13 +205,13 @@ class Demo:
                 self._ts_search(label, pot, self.s.ts_timeout)
             self._ts_summarise()
 
-    def _ts_search(self, label: str, potential: str, timeout: float) -> None:
+    def _ts_search(self, label: str, potential: str, timeout: float, dtype: str = "float64") -> None:
         from horm.ts.benchmark import run_benchmark
 
         d = self.ts_dirs[label] = self.out / "ts" / _slug(label)
         self.say(f"TS search with {label} on {len(self.test_reactions)} reactions → {d}")
         t = time.perf_counter()
-        run_benchmark(self.test_reactions, potential, d, workers=self.s.workers, timeout=timeout,
+        run_benchmark(self.test_reactions, potential, d, workers=self.s.workers, timeout=timeout, dtype=dtype,
                       on_result=lambda r: self.say(f"  {r.get('rxn')}: {r.get('outcome') or r.get('status')} "
                                                    f"({r.get('seconds', 0):.0f} s)"))
         self.timings[f"ts {label}"] = time.perf_counter() - t
@@ -243,7 +243,8 @@ class Demo:
                              f"{', '.join(self.shipped_models[i:])}")
                     self.shipped_models = self.shipped_models[:i]
                     break
-                self._ts_search(f"{name} (shipped)", name, self.s.shipped_timeout)
+                # float32, as in their benchmark (benchmarks/ts_models.py): 2.5x faster Hessians
+                self._ts_search(f"{name} (shipped)", name, self.s.shipped_timeout, dtype="float32")
             self._ts_summarise()
 
     # -- report ----------------------------------------------------------------------------

@@ -55,10 +55,23 @@ class HessianCalculator(Calculator):
         super().__init__(**kwargs)
         self.counts = {"energy_forces": 0, "hessian": 0}
         self._hessian_cache: tuple[tuple, dict[str, Any]] | None = None
+        self._prefetched: list[tuple[tuple, dict[str, Any]]] = []
 
     # -- to implement --------------------------------------------------------------
     def evaluate(self, atoms, hessian: bool) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
+
+    def evaluate_many(self, atoms_list) -> list[dict[str, Any]] | None:
+        """Energies and forces of several geometries at once, or None when this calculator
+        cannot batch (the default; then :meth:`prefetch` does nothing)."""
+        return None
+
+    def prefetch(self, atoms_list) -> None:
+        """Compute energy and forces of ``atoms_list`` in one batched call (a NEB band's
+        images) and keep them, so that the per-image ``get_forces`` that follow, at exactly
+        these geometries, cost nothing. Each geometry counts as one ``energy_forces`` call."""
+        outs = self.evaluate_many(list(atoms_list)) if len(atoms_list) > 1 else None
+        self._prefetched = [] if outs is None else [(_state_key(a), o) for a, o in zip(atoms_list, outs)]
 
     # -- ASE contract --------------------------------------------------------------
     def check_state(self, atoms, tol=1e-15):
@@ -73,10 +86,19 @@ class HessianCalculator(Calculator):
         if "hessian" in properties:
             self.get_hessian(self.atoms)
             return
-        out = self.evaluate(self.atoms, hessian=False)
+        out = self._take_prefetched(self.atoms)
+        if out is None:
+            out = self.evaluate(self.atoms, hessian=False)
         self.counts["energy_forces"] += 1
         self.results = {"energy": float(out["energy"]),
                         "forces": np.asarray(out["forces"], dtype=float).reshape(-1, 3)}
+
+    def _take_prefetched(self, atoms) -> dict[str, Any] | None:
+        key = _state_key(atoms)
+        for i, (k, out) in enumerate(self._prefetched):
+            if _same_state(k, key):
+                return self._prefetched.pop(i)[1]
+        return None
 
     def get_hessian(self, atoms=None) -> np.ndarray:
         """Hessian d²E/dr² at ``atoms``, (3N, 3N) eV/Å², symmetrised as (H + Hᵀ)/2.
@@ -200,6 +222,27 @@ class HormCalculator(HessianCalculator):
             if self.is_engine:
                 return self._evaluate_engine(atoms, hessian)
             return self._evaluate_potential(atoms, hessian)
+
+    def evaluate_many(self, atoms_list) -> list[dict[str, Any]] | None:
+        """One batched forward (and force backward) of a torch model over ``atoms_list``; None
+        for engines (xTB, DFT), which have no batch."""
+        if self.is_engine or not atoms_list:
+            return None
+        import torch
+
+        from horm.data.batch import collate
+        from horm.runtime import thread_limit, threads_for
+
+        if self.check_domain:
+            for a in atoms_list:
+                check_structure(a, self.elements, self.potential_name, electronic_state=True)
+        batch = collate([_sample_of(a) for a in atoms_list], dtype=self.dtype).to(self.device)
+        with thread_limit(threads_for(self.potential, self.threads, len(atoms_list[0]))), torch.enable_grad():
+            res = self.potential(batch, compute_forces=True, compute_hessian=False)
+        e = res["energy"].reshape(-1).detach().cpu().double().numpy()
+        f = res["forces"].detach().cpu().double().numpy().reshape(-1, 3)
+        ptr = batch.ptr.tolist()
+        return [{"energy": float(e[i]), "forces": f[ptr[i]:ptr[i + 1]].copy()} for i in range(len(atoms_list))]
 
     def _evaluate_engine(self, atoms, hessian: bool) -> dict[str, Any]:
         want = ("energy", "forces", "hessian") if hessian else ("energy", "forces")
