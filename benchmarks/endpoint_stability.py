@@ -53,7 +53,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)
     files = sorted(a.reactions.glob("*.xyz"))
-    print(f"{"potential":34s} {'reactions':>9s} {'R kept':>7s} {'P kept':>7s} {'both':>5s} {'s':>7s}  lost")
+    print(f"{'potential':34s} {'reactions':>9s} {'R kept':>7s} {'P kept':>7s} {'both':>5s} {'s':>7s}  lost")
     for pot in a.potential:
         res = stability(files, pot, a.fmax, a.max_steps, a.dtype)
         print(f"{pot:34s} {res['n']:9d} {res['reactant']:7d} {res['product']:7d} {res['both']:5d} "
