@@ -58,3 +58,26 @@ def test_shipped_model_runs_next_to_the_reference(tmp_path, monkeypatch):
     meta = json.loads((demo.out / "ts" / _slug(label) / "benchmark.json").read_text())
     assert meta["potential"] == "t1x-xtb-leftnet-efh"  # the workers resolved the name
     assert (demo.out / demo.fig2).is_file()
+
+
+def test_the_deadline_leaves_out_shipped_models_that_would_overrun(tmp_path, monkeypatch):
+    """With less time left than one round of minimum timeouts, no shipped model starts and the
+    ones left out are named."""
+    import time
+
+    d = tmp_path / "pretrained"
+    d.mkdir()
+    shutil.copy(pre.HERE / "manifest.json", d / "manifest.json")
+    monkeypatch.setenv(pre.ENV, str(d))
+    from horm.models.base import build_model
+    from horm.models.files import save_model
+
+    m = build_model("leftnet", "tiny", hidden_channels=8, num_layers=1)
+    save_model(m, tmp_path / "run" / "model.pt")
+    pre.install("t1x-xtb-leftnet-efh", tmp_path / "run")
+    demo, buf = _demo(tmp_path, deadline_s=100.0, report_reserve_s=10.0, shipped_min_timeout=20.0)
+    demo.t_start = time.perf_counter() - 75.0  # 15 s left: under one 20 s round
+    demo.shipped()
+    assert demo.shipped_models == [] and demo.shipped_left_out == ["t1x-xtb-leftnet-efh"]
+    assert "not run: t1x-xtb-leftnet-efh" in buf.getvalue()
+    assert not (demo.out / "ts").exists()

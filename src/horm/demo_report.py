@@ -126,6 +126,8 @@ def render_report(demo) -> str:
         "",
         f"![Fig. 2]({demo.fig2})",
         "",
+        *([f"Shipped models not run (the demo's {demo.s.deadline_s:.0f} s deadline): "
+           f"{', '.join(demo.shipped_left_out)}.", ""] if getattr(demo, "shipped_left_out", None) else []),
         "Per-reaction records (JSON lines), paths, TSs and IRCs as xyz: `ts/<potential>/`.",
         "",
         "## Wall times (vary between runs)",
