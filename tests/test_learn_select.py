@@ -7,8 +7,8 @@ import pytest
 
 from horm.errors import UsageError
 from horm.learn.scoring import committee_score, eigen_spread, force_spread, hessian_spread, lowest_modes
-from horm.learn.selection import GeometryIndex, kabsch_rmsd_many, select, store_index
-from horm.ts.verify import aligned_rmsd
+from horm.learn.selection import GeometryIndex, select, store_index
+from horm.ts.verify import aligned_rmsd, aligned_rmsd_many
 
 
 def _water_like(rng):
@@ -63,17 +63,24 @@ def test_a_rotated_lowest_eigenvector_counts_as_disagreement():
         force_spread([np.zeros((2, 3))])  # one member is not a committee
 
 
-def test_kabsch_rmsd_ignores_rotation_and_translation():
+def test_aligned_rmsd_ignores_rotation_and_translation():
     rng = np.random.default_rng(3)
     a = rng.normal(size=(6, 3))
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     q *= np.sign(np.linalg.det(q))
     moved = a @ q.T + [1.0, -2.0, 0.5]
     noisy = a + 0.1 * rng.normal(size=a.shape)
-    r = kabsch_rmsd_many(a, np.stack([moved, noisy, a[::-1]]))
+    r = aligned_rmsd_many(a, np.stack([moved, noisy, a[::-1]]))
     assert r[0] == pytest.approx(0.0, abs=1e-9)
     assert 0.05 < r[1] < 0.2 and r[2] > 0.5
-    assert r[1] == pytest.approx(aligned_rmsd(a, noisy))  # the TS verifier's RMSD, one pair at a time
+    # an independent superposition: ASE's quaternion method
+    from ase import Atoms
+    from ase.build import minimize_rotation_and_translation
+
+    ref, mob = Atoms("H6", positions=a), Atoms("H6", positions=noisy)
+    minimize_rotation_and_translation(ref, mob)
+    assert r[1] == pytest.approx(np.sqrt(np.mean(np.sum((mob.positions - a) ** 2, axis=1))), rel=1e-8)
+    assert aligned_rmsd(a, noisy) == pytest.approx(r[1])  # the TS verifier's one-pair form
 
 
 def _pool(rng, n_groups=4, copies=3, jitter=0.01):
@@ -99,7 +106,7 @@ def test_picks_are_diverse_within_budget_and_never_already_stored(strategy):
         assert stored.nearest(numbers[a], pos[a]) >= 0.1
         for b in picks:
             if a != b:
-                assert kabsch_rmsd_many(pos[a], pos[b][None])[0] >= 0.1
+                assert aligned_rmsd_many(pos[a], pos[b][None])[0] >= 0.1
     assert len(select(strategy, scores, numbers, pos, budget=2, min_rmsd=0.1, exclude=stored, seed=1)) == 2
 
 

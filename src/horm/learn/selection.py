@@ -20,27 +20,10 @@ from typing import Literal, Sequence, get_args
 import numpy as np
 
 from horm.errors import UsageError
+from horm.ts.verify import aligned_rmsd_many
 
 Strategy = Literal["committee", "random"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
-
-
-def kabsch_rmsd_many(ref, others) -> np.ndarray:
-    """Aligned RMSD (Å) of ``ref`` (N, 3) to each of ``others`` (M, N, 3): optimal rotation
-    and translation (Kabsch, reflections excluded), equal weights. Shape (M,)."""
-    a = np.asarray(ref, dtype=np.float64)
-    b = np.asarray(others, dtype=np.float64).reshape(-1, *a.shape)
-    if b.shape[0] == 0:
-        return np.zeros(0)
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=1, keepdims=True)
-    cov = np.einsum("mni,nj->mij", b, a)  # (M, 3, 3): Bᵀ A
-    u, _, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt))
-    u[:, :, 2] *= d[:, None]  # no reflections
-    rot = u @ vt  # B @ rot is B rotated onto A
-    diff = np.einsum("mni,mij->mnj", b, rot) - a
-    return np.sqrt((diff ** 2).sum(axis=(1, 2)) / len(a))
 
 
 class GeometryIndex:
@@ -64,7 +47,7 @@ class GeometryIndex:
         group = self._groups.get(self._key(numbers))
         if not group:
             return float("inf")
-        return float(kabsch_rmsd_many(pos, np.stack(group)).min())
+        return float(aligned_rmsd_many(pos, np.stack(group)).min())
 
     def near(self, numbers, pos, min_rmsd: float) -> bool:
         return self.nearest(numbers, pos) < min_rmsd

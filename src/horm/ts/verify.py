@@ -86,17 +86,29 @@ def aligned_rmsd(pos_a, pos_b) -> float:
 
     pos_a, pos_b: (N, 3) Å in the same atom order.
     """
-    from ase import Atoms
-    from ase.build import minimize_rotation_and_translation
-
     a = np.asarray(pos_a, dtype=float)
     b = np.asarray(pos_b, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"cannot compare geometries of shapes {a.shape} and {b.shape}")
-    target = Atoms(f"H{len(a)}", positions=a)
-    moved = Atoms(f"H{len(b)}", positions=b)
-    minimize_rotation_and_translation(target, moved)
-    return float(np.sqrt(np.mean(np.sum((moved.positions - a) ** 2, axis=1))))
+    return float(aligned_rmsd_many(a, b[None])[0])
+
+
+def aligned_rmsd_many(ref, others) -> np.ndarray:
+    """Aligned RMSD (Å) of ``ref`` (N, 3) to each of ``others`` (M, N, 3): optimal rotation
+    and translation (Kabsch, reflections excluded), equal weights. Shape (M,)."""
+    a = np.asarray(ref, dtype=np.float64)
+    b = np.asarray(others, dtype=np.float64).reshape(-1, *a.shape)
+    if b.shape[0] == 0:
+        return np.zeros(0)
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=1, keepdims=True)
+    cov = np.einsum("mni,nj->mij", b, a)  # (M, 3, 3): Bᵀ A
+    u, _, vt = np.linalg.svd(cov)
+    d = np.sign(np.linalg.det(u @ vt))
+    u[:, :, 2] *= d[:, None]  # no reflections
+    rot = u @ vt  # B @ rot is B rotated onto A
+    diff = np.einsum("mni,mij->mnj", b, rot) - a
+    return np.sqrt((diff ** 2).sum(axis=(1, 2)) / len(a))
 
 
 def barrier_kcal_mol(e_ts: float, e_reactant: float) -> float:
