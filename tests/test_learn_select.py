@@ -160,3 +160,37 @@ def test_the_visited_pool_is_every_searched_frame_but_the_reaction_ends(tmp_path
     assert pool[0].key == "r03:rxn7:m0:path:1" and all(p.rxn == "rxn7" for p in pool)
     assert all((p.charge, p.multiplicity) == (-1, 2) for p in pool)  # as the search ran: labelled the same way
     assert pool[0].pos[1, 2] == pytest.approx(0.95)
+
+
+def test_a_pick_of_an_earlier_round_is_never_picked_again_even_when_its_label_failed(tmp_path):
+    """Round 1 picked geometry A and its label failed (A is not in the store); A is visited
+    again in round 2: the baseline's random walk must spend its budget elsewhere."""
+    from horm.data.sample import Sample
+    from horm.data.xyz import read_xyz, write_extxyz
+    from horm.learn import LearnSettings
+    from horm.learn.loop import _stage_select
+    from horm.learn.state import round_dir
+
+    def mol(z):
+        return Sample(numbers=np.array([8, 1, 1]), pos=np.array([[0.0, 0, 0], [0.96 + z, 0, 0], [-0.2, 0.9, 0]]))
+
+    out = tmp_path / "out"
+    (tmp_path / "rx").mkdir()
+    for m in ("a.pt", "b.pt"):
+        (tmp_path / m).write_bytes(b"")
+    s = LearnSettings(reactions=str(tmp_path / "rx"), models=(str(tmp_path / "a.pt"), str(tmp_path / "b.pt")),
+                      out=str(out), strategy="random", budget=3, min_rmsd=0.05)
+    failed = mol(0.0)
+    round_dir(out, 1).mkdir(parents=True)
+    write_extxyz(round_dir(out, 1) / "picks.xyz", [failed])
+    rdir = round_dir(out, 2) / "search" / "m0" / "rxn1"
+    rdir.mkdir(parents=True)
+    visited = [mol(0.3 * k) for k in range(4)]  # frame 0 is the failed pick; aligned RMSDs ≥ 0.13 Å apart
+    write_extxyz(rdir / "ts_iterates.xyz", visited)
+    for seed in range(5):
+        state = {"round": 2, "stage": "select", "timings": {}}
+        s.seed = seed
+        _stage_select(s, out, state)
+        picked = read_xyz(round_dir(out, 2) / "picks.xyz")
+        assert state["n_picks"] == 3 == len(picked)
+        assert min(aligned_rmsd(p.pos, failed.pos) for p in picked) > 0.1

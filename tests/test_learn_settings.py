@@ -52,6 +52,18 @@ def test_the_cli_says_one_line_and_exits_2(dirs):
     assert not (dirs / "out" / "state.json").exists()
 
 
+def test_shipped_model_names_are_committee_members(dirs):
+    from horm.pretrained import available, model_path
+
+    names = available()[:2]
+    if len(names) < 2:
+        pytest.skip("fewer than 2 shipped models are installed")
+    s = _s(dirs, models=tuple(names))
+    assert s.models == tuple(str(model_path(n).resolve()) for n in names)
+    with pytest.raises(UsageError, match="--models t1x-xtb-nope: no such file or folder"):
+        _s(dirs, models=("t1x-xtb-nope", names[0]))
+
+
 def test_a_run_folder_refuses_other_settings_but_takes_more_rounds(dirs):
     saved = _s(dirs, budget=10).to_dict()
     _s(dirs, budget=10, rounds=4).check_resume(saved)

@@ -24,7 +24,7 @@ RESUMABLE_CHANGES = ("rounds", "workers", "ray", "compare")  # fields a resumed 
 @dataclass
 class LearnSettings:
     reactions: str  # folder of training reaction *.xyz (reactant, product): the pool's searches
-    models: tuple[str, ...]  # committee: model files or run folders (>= 2 for committee "models")
+    models: tuple[str, ...]  # committee: model files, run folders or shipped names (>= 2 for committee "models")
     out: str  # run folder: state.json, store.hstore, round_NN/, report.md
     engine: Engine = "xtb"  # labelling engine (and the reference TS search on held-out reactions)
     rounds: int = 1  # active-learning rounds
@@ -95,8 +95,10 @@ class LearnSettings:
                 raise UsageError(f"{name} must be > 0 seconds, got {value!r}")
 
     def _check_paths(self) -> None:
+        from horm.pretrained import resolve
         from horm.ts.workflow import RunSettings
 
+        self.models = tuple(str(resolve(m)) for m in self.models)  # a shipped name → its file
         if not Path(self.reactions).is_dir():
             raise UsageError(f"{self.reactions}: not a folder of reaction files")
         for m in self.models:

@@ -6,8 +6,9 @@ Round 0 evaluates the starting committee. Each round r ≥ 1 then runs, in
 1. ``search``: TS searches over the round's training reactions (:mod:`horm.learn.pool`);
 2. ``select``: the visited pool (a seeded subset of at most ``pool_max`` geometries) scored
    by the committee (:mod:`horm.learn.committee`; skipped for ``strategy="random"``) and
-   ``budget`` picks (:mod:`horm.learn.selection`), none within ``min_rmsd`` of another pick
-   or of a stored geometry; written to ``picks.xyz`` (keys ``rRR:<rxn>:<origin>``) and ``scores.json``;
+   ``budget`` picks (:mod:`horm.learn.selection`), none within ``min_rmsd`` of another pick,
+   of a stored geometry or of an earlier round's pick (so a geometry whose label failed is
+   not paid for twice); written to ``picks.xyz`` (keys ``rRR:<rxn>:<origin>``) and ``scores.json``;
 3. ``label``: the picks labelled into ``OUT/store.hstore`` by :func:`horm.label.runner.label`
    (resumable: a rerun skips stored keys; failures go to the store's failures table);
 4. ``finetune``: every model warm-started on the store (:mod:`horm.learn.finetune`);
@@ -98,6 +99,8 @@ def _stage_select(s: LearnSettings, out: Path, state: dict) -> None:
     if (out / STORE).exists():
         with HessianStore.open(out / STORE) as st:
             exclude = store_index(st)
+    for p in _earlier_picks(out, r):  # labelled (already in the store) or failed: never picked again
+        exclude.add(p.numbers, p.pos)
     picks = select(s.strategy, scores, [p.numbers for p in pool], [p.pos for p in pool], s.budget, s.min_rmsd,
                    exclude, seed=s.seed + r)
     if picks:
@@ -108,6 +111,14 @@ def _stage_select(s: LearnSettings, out: Path, state: dict) -> None:
                                            scores.tolist(), "picked": picks})
     advance(out, state, "label", time.perf_counter() - t0, visited=len(visited), pool_size=len(pool),
             n_picks=len(picks))
+
+
+def _earlier_picks(out: Path, r: int) -> list:
+    """Every geometry picked in rounds 1 … r − 1, whether its label was stored or failed."""
+    from horm.data.xyz import read_xyz
+
+    return [p for k in range(1, r) if (round_dir(out, k) / "picks.xyz").is_file()
+            for p in read_xyz(round_dir(out, k) / "picks.xyz")]
 
 
 def _stage_label(s: LearnSettings, out: Path, state: dict) -> None:
