@@ -5,10 +5,9 @@ Model i of round r trains in ``round_rr/finetune/m<i>/`` with ``horm train``'s
 kept), on the learner's whole store, for ``steps`` optimizer steps, seeded with
 ``seed + 1000·r + i`` so committee members keep differing. No validation split is held
 out (the store is what was paid for); the held-out labelled split is evaluated after the
-round. A folder with ``model.pt`` is done; one without (a kill during training) is
-cleared and trained again from the warm start: a fine-tuning budget is short, and a
-resumed ``init_from`` run would rebuild the architecture from the config's model section
-rather than from the model it started from.
+round. A folder with ``model.pt`` is done; one without it but with a readable checkpoint (a
+kill during training) resumes from that checkpoint; any other folder is cleared and trained
+again from the warm start.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ def finetune_models(models: Sequence[str], store: str, round_dir: Path, round_no
     ``steps`` is 0)."""
     from rich.console import Console
 
-    from horm.train.run import train
+    from horm.train.run import find_resume_checkpoint, train
 
     if steps <= 0:
         return [str(m) for m in models]
@@ -43,8 +42,11 @@ def finetune_models(models: Sequence[str], store: str, round_dir: Path, round_no
     for i, m in enumerate(models):
         d = Path(round_dir) / "finetune" / f"m{i}"
         if not (d / "model.pt").is_file():
-            shutil.rmtree(d, ignore_errors=True)
-            cfg = finetune_config(str(m), str(store), d, steps, seed + 1000 * round_no + i, overrides)
+            resume = find_resume_checkpoint(d) is not None
+            if not resume:
+                shutil.rmtree(d, ignore_errors=True)
+            cfg = finetune_config(str(m), str(store), d, steps, seed + 1000 * round_no + i,
+                                  list(overrides) + [f"resume={str(resume).lower()}"])
             train(cfg, console=Console(quiet=True))  # its config.yaml and run.json say what ran
         out.append(str((d / "model.pt").resolve()))
     return out

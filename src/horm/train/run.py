@@ -13,7 +13,8 @@ once before training (``init_val_loss`` in ``run.json``) and then trains with th
 the budget is summed over resumed sessions (a resumed run whose budget is spent stops at once).
 
 Resume (``resume=true``) continues from ``last.ckpt``; if that file is unreadable (a kill
-during its write), from the newest readable step checkpoint. A run folder that already holds
+during its write), from the newest readable step checkpoint. A resumed fine-tuning run is
+rebuilt with its ``init_from`` model's architecture and references, and the checkpoint's weights. A run folder that already holds
 checkpoints is refused without ``resume=true``, so a run is never overwritten by accident.
 """
 
@@ -165,9 +166,11 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
     elif (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.ckpt")):
         raise UsageError(f"{out} already holds checkpoints; pass resume=true or choose another --out")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    init = _load_init(cfg) if cfg.init_from and ckpt is None else None
+    # fine-tune: the loaded architecture, weights and references (resumed: its architecture and
+    # references, and the checkpoint's weights)
+    init = _load_init(cfg) if cfg.init_from else None
     data = load_train_data(cfg.data, atom_ref=init[1]["atom_ref"] if init else None)
-    if init is not None:  # fine-tune: the loaded architecture, weights and references
+    if init is not None:
         module = HormModule(cfg.to_dict(), model_config=init[1]["config"], atom_ref=init[1]["atom_ref"])
         module.model.load_state_dict(init[0].state_dict())
     else:
@@ -181,7 +184,7 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
     _announce(cfg, data, ckpt, console)
     trainer = build_trainer(cfg, val_loader is not None)
     init_val = None
-    if init is not None and val_loader is not None:  # where fine-tuning starts from
+    if init is not None and ckpt is None and val_loader is not None:  # where fine-tuning starts from
         init_val = float(trainer.validate(module, dataloaders=val_loader, verbose=False)[0]["val/loss"])
         _say(console, f"{cfg.init_from}: val/loss {init_val:.6g} before fine-tuning")
     t0 = time.perf_counter()
