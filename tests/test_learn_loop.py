@@ -121,6 +121,7 @@ def test_one_round_labels_the_budget_never_a_stored_geometry_and_resumes_after_s
     scores = [p["score"] for p in rec["picks"]]
     assert scores == sorted(scores, reverse=True) and scores[-1] >= rec["scores"]["median"]
     assert {"search", "select", "label", "finetune", "evaluate"} <= set(rec["timings"])
+    assert 0 < rec["killed_s"] <= rec["timings"]["label"]  # the killed session's labelling is counted
     assert rec["metrics"]["ts"]["n_reactions"] == 1 and "hessian_mae" in rec["metrics"]["labelled"]["mean"]
     assert all(Path(m).is_file() for m in rec["models"]) and "finetune" in rec["models"][0]
     report = (out / "report.md").read_text()

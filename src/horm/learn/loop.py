@@ -30,7 +30,8 @@ import numpy as np
 
 from horm.jobs import JobOptions, output_lock
 from horm.learn.config import LearnSettings
-from horm.learn.state import advance, load_state, new_state, round_dir, save_state
+from horm.learn.state import advance, count_killed_session, load_state, new_state, round_dir, save_state, \
+    start_stage
 
 STORE = "store.hstore"
 
@@ -51,6 +52,7 @@ def _init(s: LearnSettings, out: Path) -> dict:
     if state is not None:
         s.check_resume(state["settings"])
         state["settings"] = s.to_dict()
+        count_killed_session(out, state)
         return state
     store = out / STORE
     if s.seed_store is not None:
@@ -168,7 +170,7 @@ def _stage_done(s: LearnSettings, out: Path, state: dict) -> None:
     write_json_atomic(round_dir(out, r) / "record.json", rec)
     state["rounds"] = [x for x in state["rounds"] if x["round"] != r] + [rec]
     state.update(round=r + 1, stage="search", models=models, timings={})
-    for k in ("next_models", "pool_reactions", "visited", "pool_size", "n_picks", "label_summary", "metrics"):
+    for k in ("stage_started", "killed_s", "next_models", "pool_reactions", "visited", "pool_size", "n_picks", "label_summary", "metrics"):
         state.pop(k, None)
     save_state(out, state)
     write_report(out, s.compare)
@@ -182,6 +184,7 @@ def _record(s: LearnSettings, out: Path, state: dict, models: list, metrics: dic
            "visited": state.get("visited", 0), "pool_size": state.get("pool_size", 0),
            "label_summary": state.get("label_summary")}
     rec["seconds"] = round(sum(rec["timings"].values()), 3)
+    rec["killed_s"] = state.get("killed_s", 0.0)  # of those seconds, counted from killed sessions
     if (rd / "scores.json").exists():
         sc = json.loads((rd / "scores.json").read_text())
         keys, scores = sc["keys"], sc["scores"]
@@ -209,5 +212,6 @@ def run_learning(settings: LearnSettings) -> dict:
                  "evaluate": lambda: _stage_evaluate(settings, out, state, ts),
                  "done": lambda: _stage_done(settings, out, state)}
         while state["round"] <= settings.rounds:
+            start_stage(out, state)
             steps[state["stage"]]()
     return state

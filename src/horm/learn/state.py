@@ -3,10 +3,12 @@
 ``{"version", "settings", "seed_count", "round", "stage", "models", "timings", "rounds"}``:
 ``round`` is the round in progress (0: evaluating the starting committee), ``stage`` the
 next stage to run in it (one of :data:`STAGES`; ``done`` once the round is recorded),
-``models`` the committee the round starts from, ``timings`` the seconds each finished
-stage of the round took in the session that finished it (a killed session's share is not
-counted), ``rounds`` the finished rounds'
-records (also in ``OUT/round_NN/record.json``). A kill at any point leaves the last
+``models`` the committee the round starts from, ``timings`` the seconds each stage of the
+round took, ``rounds`` the finished rounds' records (also in ``OUT/round_NN/record.json``).
+A stage's start time is saved as it starts (``stage_started``); when a killed session is
+resumed, the time from that start to the newest file the killed session wrote under ``OUT``
+is added to the stage's timing and to ``killed_s`` (a lower bound: what ran after the last
+write is not seen). A kill at any point leaves the last
 stage marker; a rerun redoes at most the stage it was in, and every stage is itself
 resumable (TS searches, labels) or deterministic (selection).
 """
@@ -14,6 +16,8 @@ resumable (TS searches, labels) or deterministic (selection).
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 from horm.errors import DataError
@@ -53,12 +57,48 @@ def new_state(settings: dict, seed_count: int) -> dict:
             "stage": "evaluate", "models": list(settings["models"]), "timings": {}, "rounds": []}
 
 
+def start_stage(out, state: dict) -> None:
+    """Save the wall-clock start of the stage about to run (see :func:`count_killed_session`)."""
+    state["stage_started"] = time.time()
+    save_state(out, state)
+
+
+def _newest_write(out: Path, since: float) -> float | None:
+    newest = None
+    for root, _, files in os.walk(out):
+        for f in files:
+            if f == STATE:
+                continue
+            try:
+                t = os.stat(os.path.join(root, f)).st_mtime
+            except OSError:
+                continue
+            if t >= since and (newest is None or t > newest):
+                newest = t
+    return newest
+
+
+def count_killed_session(out, state: dict) -> float:
+    """On resume: add the killed session's share of the current stage to its timing; returns it (s)."""
+    started = state.pop("stage_started", None)
+    if started is None:
+        return 0.0
+    last = _newest_write(Path(out), float(started))
+    lost = max(0.0, last - float(started)) if last is not None else 0.0
+    t = state.setdefault("timings", {})
+    t[state["stage"]] = round(t.get(state["stage"], 0.0) + lost, 3)
+    state["killed_s"] = round(state.get("killed_s", 0.0) + lost, 3)
+    save_state(out, state)
+    return lost
+
+
 def advance(out, state: dict, stage: str, seconds: float, **fields) -> dict:
     """Mark ``state["stage"]`` finished (its seconds added to the round's timings), set ``fields``,
     move on to ``stage`` and save."""
     t = state.setdefault("timings", {})
     t[state["stage"]] = round(t.get(state["stage"], 0.0) + seconds, 3)
     state.update(fields)
+    state.pop("stage_started", None)
     state["stage"] = stage
     save_state(out, state)
     return state
