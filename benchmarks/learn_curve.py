@@ -92,7 +92,8 @@ def stage_learn(a, pool: Path, models: list[Path]) -> None:
               "--budget", str(a.budget), "--seed-store", str(a.out / "seed.hstore"),
               "--heldout-reactions", str(a.heldout), "--heldout-store", str(a.test),
               "--eval-max-samples", str(a.eval_max), "--finetune-steps", str(a.finetune_steps),
-              "--workers", str(a.workers), "--timeout", str(a.timeout), "--seed", "0"]
+              "--workers", str(a.workers), "--timeout", str(a.timeout), "--seed", "0",
+              "--eval-models", str(a.eval_models)]
     if a.pool_reactions:
         common += ["--pool-reactions", str(a.pool_reactions)]
     if a.smoke:
@@ -107,16 +108,16 @@ def stage_learn(a, pool: Path, models: list[Path]) -> None:
 
 
 def stage_summary(a) -> None:
-    from horm.learn.report import read_records
+    from horm.learn.report import intended_count, read_records
 
     runs = {s: read_records(a.out / s) for s in ("committee", "random")}
     print(f"{'round':>5} | {'labels':>6} {'intended':>8} {'s':>7} (committee) | {'labels':>6} {'intended':>8} "
           f"{'s':>7} (random)")
     for c, r in zip(runs["committee"], runs["random"]):
-        row = [(x["labels"], (x["metrics"].get("ts") or {}).get("intended"), x.get("seconds", 0)) for x in (c, r)]
+        row = [(x["labels"], intended_count(x), x.get("seconds", 0)) for x in (c, r)]
         print(f"{c['round']:>5} | {row[0][0]:>6} {row[0][1]!s:>8} {row[0][2]:>7.0f} | {row[1][0]:>6} "
               f"{row[1][1]!s:>8} {row[1][2]:>7.0f}")
-    last = [(runs[s][-1]["metrics"].get("ts") or {}).get("intended") for s in runs if runs[s]]
+    last = [intended_count(runs[s][-1]) for s in runs if runs[s]]
     if len(last) == 2 and last[1]:
         print(f"intended TSs at the last round: committee / random = {last[0]} / {last[1]} = {last[0] / last[1]:.2f}x")
 
@@ -135,6 +136,8 @@ def main() -> None:
     p.add_argument("--pool-reactions", type=int, default=40, help="training reactions searched per round")
     p.add_argument("--eval-max", type=int, default=300, help="held-out labelled samples per round")
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--eval-models", type=int, default=1, help="committee models searched on the held-out reactions "
+                   "(2: the curve is the committee's mean, at twice the evaluation cost)")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args()
     a.data = bundled_path("t1x_xtb_large")

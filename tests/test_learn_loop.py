@@ -89,7 +89,7 @@ def test_one_round_labels_the_budget_never_a_stored_geometry_and_resumes_after_s
            str(d / "m1"), "--out", str(out), "--rounds", "1", "--budget", str(BUDGET), "--min-rmsd", str(MIN_RMSD),
            "--seed-store", str(d / "seed.hstore"), "--heldout-reactions", str(d / "held"),
            "--heldout-store", str(bundled_split_path("val")), "--eval-max-samples", "4", "--finetune-steps", "3",
-           "--settings", str(d / "fast.yaml"), "--timeout", "120"]
+           "--settings", str(d / "fast.yaml"), "--timeout", "120", "--eval-models", "2"]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     killed_at, t0 = None, time.monotonic()
     while proc.poll() is None and time.monotonic() - t0 < 120:
@@ -122,7 +122,10 @@ def test_one_round_labels_the_budget_never_a_stored_geometry_and_resumes_after_s
     assert scores == sorted(scores, reverse=True) and scores[-1] >= rec["scores"]["median"]
     assert {"search", "select", "label", "finetune", "evaluate"} <= set(rec["timings"])
     assert 0 < rec["killed_s"] <= rec["timings"]["label"]  # the killed session's labelling is counted
-    assert rec["metrics"]["ts"]["n_reactions"] == 1 and "hessian_mae" in rec["metrics"]["labelled"]["mean"]
+    ts = rec["metrics"]["ts"]
+    assert ts["n_reactions"] == 1 and "hessian_mae" in rec["metrics"]["labelled"]["mean"]
+    assert [m["n_reactions"] for m in ts["members"]] == [1, 1] and (out / "round_01" / "heldout_ts_m1").is_dir()
+    assert ts["intended_mean"] == sum(m["intended"] for m in ts["members"]) / 2
     assert all(Path(m).is_file() for m in rec["models"]) and "finetune" in rec["models"][0]
     report = (out / "report.md").read_text()
     assert "| 1 | 8 |" in report and (out / "learning_curve.png").stat().st_size > 1000

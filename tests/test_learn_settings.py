@@ -34,6 +34,7 @@ def _s(d, **kw):
     ({"models": ("a.pt",)}, "at least 2 --models"),
     ({"committee": "head", "score": "forces"}, "score 'forces' needs committee 'models'"),
     ({"search_models": 3}, "search_models=3 but only 2 models"),
+    ({"eval_models": 3}, "eval_models=3 but only 2 models"),
     ({"ts_settings": {"tsopt": {"max_stepz": 3}}}, "unknown setting(s) max_stepz"),
     ({"seed_store": "/nonexistent.hstore"}, "seed_store /nonexistent.hstore: no such file"),
 ])
@@ -80,8 +81,10 @@ def test_report_draws_both_strategies(tmp_path):
             d.mkdir(parents=True)
             rec = {"round": r, "strategy": strategy, "labels": 10 * r, "seconds": 5.0,
                    "metrics": {"ts": {"intended": n, "intended_reference": 7}}}
+            if strategy == "random" and r == 2:  # two evaluated models: the curve is their mean
+                rec["metrics"]["ts"].update(intended_mean=3.5, members=[{"intended": 3}, {"intended": 4}])
             (d / "record.json").write_text(json.dumps(rec))
     text = write_report(tmp_path / "cm", tmp_path / "rnd").read_text()
     assert "### committee (cm)" in text and "### random (rnd)" in text
-    assert "| 2 | 20 | 6 | 7 |" in text and "| 2 | 20 | 3 | 7 |" in text
+    assert "| 2 | 20 | 6 | 7 |" in text and "| 2 | 20 | 3.5 | 7 |" in text
     assert (tmp_path / "cm" / "learning_curve.png").stat().st_size > 1000

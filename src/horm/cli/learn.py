@@ -31,6 +31,8 @@ def learn_cmd(
     eval_max_samples: int = typer.Option(200, min=1, help="held-out samples evaluated per round"),
     pool_reactions: Optional[int] = typer.Option(None, min=1, help="training reactions searched per round"),
     search_models: int = typer.Option(1, min=1, help="committee models that run the pool's TS searches"),
+    eval_models: int = typer.Option(1, min=1, help="committee models searched on the held-out reactions "
+                                    "(the curve is their mean intended count)"),
     pool_max: int = typer.Option(1000, min=1, help="visited geometries scored per round (a seeded subset)"),
     finetune_steps: int = typer.Option(200, min=0, help="fine-tuning steps per model and round (0: none)"),
     train_set: Optional[List[str]] = typer.Option(None, "--train-set", help="fine-tuning setting KEY=VALUE "
@@ -60,7 +62,7 @@ def learn_cmd(
         committee=committee, eigen_k=eigen_k, min_rmsd=min_rmsd, seed_store=seed_store and str(seed_store),
         heldout_reactions=heldout_reactions and str(heldout_reactions),
         heldout_store=heldout_store and str(heldout_store), eval_max_samples=eval_max_samples,
-        pool_reactions=pool_reactions, search_models=search_models, pool_max=pool_max,
+        pool_reactions=pool_reactions, search_models=search_models, eval_models=eval_models, pool_max=pool_max,
         finetune_steps=finetune_steps,
         train_overrides=tuple(train_set or ()), ts_settings=ts_settings_file(settings_file),
         engine_settings=parse_options(engine_set), workers=workers, ray=ray, timeout=timeout,

@@ -41,6 +41,7 @@ class LearnSettings:
     eval_max_samples: Optional[int] = 200  # samples of heldout_store evaluated per round
     pool_reactions: Optional[int] = None  # training reactions searched per round (seeded pick; None: all)
     search_models: int = 1  # committee models that run TS searches for the pool
+    eval_models: int = 1  # committee models whose held-out TS searches are counted (the curve is their mean)
     pool_max: Optional[int] = 1000  # visited geometries scored per round (a seeded subset; None: all)
     finetune_steps: int = 200  # optimizer steps per model and round (warm start from the last round)
     train_overrides: tuple[str, ...] = ()  # extra `horm train` key=value settings for fine-tuning
@@ -76,7 +77,8 @@ class LearnSettings:
 
     def _check_numbers(self) -> None:
         ints = (("rounds", self.rounds, 1), ("budget", self.budget, 1), ("eigen_k", self.eigen_k, 1),
-                ("search_models", self.search_models, 1), ("finetune_steps", self.finetune_steps, 0),
+                ("search_models", self.search_models, 1), ("eval_models", self.eval_models, 1),
+                ("finetune_steps", self.finetune_steps, 0),
                 ("workers", self.workers, 1))
         for name, value, lo in ints:
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
@@ -85,8 +87,9 @@ class LearnSettings:
                             ("pool_max", self.pool_max)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.search_models > len(self.models):
-            raise UsageError(f"search_models={self.search_models} but only {len(self.models)} models")
+        for name in ("search_models", "eval_models"):
+            if getattr(self, name) > len(self.models):
+                raise UsageError(f"{name}={getattr(self, name)} but only {len(self.models)} models")
         for name, value, lo in (("min_rmsd", self.min_rmsd, 0.0), ("eigvec_weight", self.eigvec_weight, 0.0)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= lo):
                 raise UsageError(f"{name} must be a finite number >= {lo}, got {value!r}")

@@ -1,11 +1,13 @@
 """How good the committee is after a round, on data that is never labelled by the loop.
 
-- **TS search on held-out reactions**: the committee's first model runs the TS workflow
-  on every held-out reaction (``round_rr/heldout_ts/``, :func:`horm.ts.benchmark.run_benchmark`),
-  and the engine runs its own TS search on them once (``OUT/reference_ts/``, shared by all
-  rounds). Reported: intended TSs of the model and of the engine, reactions both solved,
-  TS found, and the aligned TS RMSD / barrier error where both solved
-  (:func:`horm.ts.report.compare_runs`, as ``horm ts benchmark --reference``).
+- **TS search on held-out reactions**: the committee's first ``eval_models`` models run the
+  TS workflow on every held-out reaction (``round_rr/heldout_ts/`` for the first,
+  ``heldout_ts_m<i>/`` for model i; :func:`horm.ts.benchmark.run_benchmark`), and the engine
+  runs its own TS search on them once (``OUT/reference_ts/``, shared by all rounds).
+  Reported: intended TSs of the first model and of the engine, reactions both solved, TS
+  found, and the aligned TS RMSD / barrier error where both solved
+  (:func:`horm.ts.report.compare_runs`, as ``horm ts benchmark --reference``); with more
+  than one model also ``members`` (each model's counts) and ``intended_mean``.
 - **Hessian MAE on a held-out labelled split** (:func:`horm.evaluate.run.evaluate_models`):
   energy, force, Hessian and eigenvalue MAE (means over molecules) of every committee model,
   on at most ``eval_max_samples`` samples spread evenly over the file (a split ordered by
@@ -54,8 +56,14 @@ def evaluate_round(models: Sequence[str], settings, round_dir: Path, out: Path, 
     metrics: dict = {}
     if settings.heldout_reactions is not None:
         files = select_reactions(settings.heldout_reactions)
-        metrics["ts"] = ts_metrics(files, models[0], settings.engine, Path(round_dir) / "heldout_ts",
-                                   Path(out) / "reference_ts", ts_settings, jobs)
+        k = min(getattr(settings, "eval_models", 1), len(models))
+        members = [ts_metrics(files, models[i], settings.engine,
+                              Path(round_dir) / ("heldout_ts" if i == 0 else f"heldout_ts_m{i}"),
+                              Path(out) / "reference_ts", ts_settings, jobs) for i in range(k)]
+        metrics["ts"] = dict(members[0])
+        if k > 1:
+            metrics["ts"]["members"] = members
+            metrics["ts"]["intended_mean"] = sum(m["intended"] for m in members) / k
     if settings.heldout_store is not None:
         metrics["labelled"] = hessian_metrics(models, settings.heldout_store, settings.eval_max_samples)
     return metrics

@@ -26,8 +26,10 @@ def read_records(run_dir) -> list[dict]:
     return sorted(recs, key=lambda r: r.get("round", 0))
 
 
-def _intended(rec: dict):
-    return (rec.get("metrics", {}).get("ts") or {}).get("intended")
+def intended_count(rec: dict):
+    """Held-out intended TSs: the mean over the evaluated committee models (the first one's when one)."""
+    ts = rec.get("metrics", {}).get("ts") or {}
+    return ts.get("intended_mean", ts.get("intended"))
 
 
 def _hmae(rec: dict):
@@ -48,7 +50,7 @@ def plot_curves(runs: dict[str, list[dict]], path: Path) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for name, recs in runs.items():
-        pts = [(r["labels"], _intended(r)) for r in recs if _intended(r) is not None]
+        pts = [(r["labels"], intended_count(r)) for r in recs if intended_count(r) is not None]
         if pts:
             axes[0].plot(*zip(*pts), marker="o", label=name)
         ref = [(r.get("metrics", {}).get("ts") or {}).get("intended_reference") for r in recs]
@@ -81,7 +83,8 @@ def _table(name: str, recs: list[dict]) -> list[str]:
              "Hessian MAE (eV/Å²) | pool | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for r in recs:
         ts = r.get("metrics", {}).get("ts") or {}
-        lines.append(f"| {r['round']} | {r['labels']} | {_fmt(ts.get('intended'), 'd')} | "
+        n = intended_count(r)
+        lines.append(f"| {r['round']} | {r['labels']} | {_fmt(n, 'd' if isinstance(n, int) else '.1f')} | "
                      f"{_fmt(ts.get('intended_reference'), 'd')} | {_fmt(ts.get('intended_both'), 'd')} | "
                      f"{_fmt(ts.get('ts_found'), 'd')} | {_fmt(_hmae(r), '.4f')} | {r.get('pool_size', 0)} | "
                      f"{r.get('seconds', 0):.0f} |")
@@ -100,7 +103,8 @@ def write_report(out, compare=None) -> Path:
     for name, recs in runs.items():
         lines += _table(name, recs)
     lines += ["Rounds: labels = geometries added to the learner's store so far; intended = held-out reactions whose "
-              "TS search (first committee model) ended in the intended reactant and product; engine intended = the "
+              "TS search ended in the intended reactant and product (first committee model; the mean over the evaluated "
+              "models with --eval-models > 1); engine intended = the "
               "same for the labelling engine's own TS search; both = solved by both.", ""]
     path = out / "report.md"
     tmp = path.with_name(path.name + ".tmp")
