@@ -1,6 +1,6 @@
 """Issue 16's experiment in one resumable command: committee selection against random selection.
 
-    python benchmarks/learn_curve.py --workers 2 [--out runs/learn_curve] [--rounds 4 --budget 50]
+    python benchmarks/learn_curve.py --workers 2 [--out runs/learn_curve] [--rounds 4 --budget 50] [--preset tiny]
 
 Stages (each resumable; kill the driver at any time and run the same command again):
 
@@ -70,6 +70,7 @@ def stage_seed(a) -> list[Path]:
                  "trainer.val_every_n_steps=3", "trainer.ckpt_every_n_steps=3"] if a.smoke else []
         run(horm("train", str(CONFIG), "--data", str(seed), "--val", str(a.val), "--out", str(out),
                  "trainer.progress_bar=false", f"trainer.max_steps={a.seed_steps}", f"trainer.seed={s}",
+                 f"model.preset={a.preset}",
                  f"resume={'true' if resume else 'false'}", *small), a.workers)
     return models
 
@@ -93,7 +94,7 @@ def stage_learn(a, pool: Path, models: list[Path]) -> None:
               "--heldout-reactions", str(a.heldout), "--heldout-store", str(a.test),
               "--eval-max-samples", str(a.eval_max), "--finetune-steps", str(a.finetune_steps),
               "--workers", str(a.workers), "--timeout", str(a.timeout), "--seed", "0",
-              "--eval-models", str(a.eval_models)]
+              "--eval-models", str(a.eval_models), "--pool-max", str(a.pool_max)]
     if a.pool_reactions:
         common += ["--pool-reactions", str(a.pool_reactions)]
     if a.smoke:
@@ -134,6 +135,8 @@ def main() -> None:
     p.add_argument("--seed-steps", type=int, default=3000)
     p.add_argument("--finetune-steps", type=int, default=300)
     p.add_argument("--pool-reactions", type=int, default=40, help="training reactions searched per round")
+    p.add_argument("--pool-max", type=int, default=1000, help="visited geometries scored per round")
+    p.add_argument("--preset", default="small", help="LEFTNet preset of the seed models (tiny: ~6x cheaper steps)")
     p.add_argument("--eval-max", type=int, default=300, help="held-out labelled samples per round")
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--eval-models", type=int, default=1, help="committee models searched on the held-out reactions "
