@@ -95,7 +95,7 @@ def _train(a, name: str, threads: int) -> None:
 def _ts(a, potential: str, out: Path, workers: int, reference: Path | None) -> None:
     ref = ["--reference", str(reference)] if reference else []
     run(horm("ts", "benchmark", str(a.data / "ts_reactions"), "--potential", potential, "--out", str(out),
-             "--workers", str(workers), "--timeout", str(a.timeout), *ref), 1)
+             "--workers", str(workers), "--timeout", str(a.timeout), "--dtype", a.dtype, *ref), 1)
 
 
 def stage_train(a) -> None:
@@ -218,6 +218,8 @@ def main(argv=None) -> None:
                     help="training+TS chains run at once, one thread each (1: trainings one after the other "
                          "with --workers threads)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per reaction in the TS benchmark")
+    ap.add_argument("--dtype", default="float32", help="the models' precision in the TS benchmark (float32: ~2.5x "
+                    "cheaper Hessians; the published numbers used it)")
     ap.add_argument("--eval-max", type=int, default=None,
                     help="evaluate N test molecules evenly spread over the split (full Hessians of an autograd 'small' "
                          "model cost ~1.5 CPU-s per 13-16-atom molecule)")

@@ -35,6 +35,7 @@ def _s(d, **kw):
     ({"committee": "head", "score": "forces"}, "score 'forces' needs committee 'models'"),
     ({"search_models": 3}, "search_models=3 but only 2 models"),
     ({"eval_models": 3}, "eval_models=3 but only 2 models"),
+    ({"dtype": "float16"}, "dtype 'float16' is not valid; choose one of float32, float64"),
     ({"ts_settings": {"tsopt": {"max_stepz": 3}}}, "unknown setting(s) max_stepz"),
     ({"seed_store": "/nonexistent.hstore"}, "seed_store /nonexistent.hstore: no such file"),
 ])

@@ -41,6 +41,8 @@ def learn_cmd(
     settings_file: Optional[Path] = typer.Option(None, "--settings", help="TS settings YAML (path/tsopt/irc)"),
     min_rmsd: float = typer.Option(0.05, min=0.0, help="Å: no two picks, nor a pick and a stored geometry, closer"),
     eigen_k: int = typer.Option(1, min=1, help="lowest modes compared by the eigen score"),
+    dtype: str = typer.Option("float32", "--dtype", help="the committee's precision in TS searches: float32 or "
+                              "float64"),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="parallel TS searches and labels"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
     timeout: float = typer.Option(600.0, callback=positive, help="seconds per TS search"),
@@ -65,7 +67,7 @@ def learn_cmd(
         pool_reactions=pool_reactions, search_models=search_models, eval_models=eval_models, pool_max=pool_max,
         finetune_steps=finetune_steps,
         train_overrides=tuple(train_set or ()), ts_settings=ts_settings_file(settings_file),
-        engine_settings=parse_options(engine_set), workers=workers, ray=ray, timeout=timeout,
+        engine_settings=parse_options(engine_set), dtype=dtype, workers=workers, ray=ray, timeout=timeout,
         label_timeout=label_timeout, charge=charge, multiplicity=multiplicity, seed=seed,
         compare=compare and str(compare))
     state = run_learning(settings)

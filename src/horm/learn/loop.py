@@ -68,7 +68,7 @@ def _init(s: LearnSettings, out: Path) -> dict:
 
 def _jobs(s: LearnSettings) -> dict:
     return {"workers": s.workers, "timeout": s.timeout, "ray": s.ray, "charge": s.charge,
-            "multiplicity": s.multiplicity}
+            "multiplicity": s.multiplicity, "dtype": s.dtype}
 
 
 def _stage_search(s: LearnSettings, out: Path, state: dict, ts) -> None:
