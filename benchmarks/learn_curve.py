@@ -17,6 +17,12 @@ Stages (each resumable; kill the driver at any time and run the same command aga
 4. **summary**: per round, labels and intended TSs of both strategies side by side, the ratio
    at the last round and the seconds each round took.
 
+``--parallel`` trains the two seed models at once and runs both strategies at once (each
+with ``--workers`` processes), so that a run cut short has both curves to the same round.
+``--heldout-max N`` keeps the first N held-out reactions (by name); ``--reference-ts DIR``
+starts each run's engine TS search from an earlier ``horm ts benchmark`` of xTB with the same
+TS settings (copied in; its other reactions are ignored).
+
 ``--smoke`` shrinks everything (2 pool reactions, 1 held-out reaction, tiny models, 3 steps,
 budget 2, 1 round) to test the driver in about two minutes.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,10 +43,21 @@ CONFIG = REPO / "configs" / "t1x_xtb_leftnet_efh.yaml"
 FAST_TS = "path: {method: none, n_images: 5}\ntsopt: {max_steps: 5}\nirc: {max_steps: 10, opt_max_steps: 30}\n"
 
 
-def run(cmd: list[str], threads: int = 1) -> None:
+def start(cmd: list[str], threads: int = 1) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env=env)
+    return subprocess.Popen(cmd, env=env)
+
+
+def wait_all(procs: list[subprocess.Popen]) -> None:
+    codes = [p.wait() for p in procs]
+    bad = [(p.args, c) for p, c in zip(procs, codes) if c]
+    if bad:
+        raise SystemExit(f"failed ({bad[0][1]}): {' '.join(map(str, bad[0][0]))}")
+
+
+def run(cmd: list[str], threads: int = 1) -> None:
+    wait_all([start(cmd, threads)])
 
 
 def horm(*args: str) -> list[str]:
@@ -59,7 +77,7 @@ def stage_seed(a) -> list[Path]:
                 HessianStore.create(tmp, src.meta["level_of_theory"], **src.meta["provenance"]) as st:
             st.extend([src[i] for i in sample_indices(len(src), a.seed_samples, spread=True)])
         os.replace(tmp, seed)
-    models = []
+    models, procs = [], []
     for s in (0, 1):
         out = a.out / "seed_models" / f"m{s}"
         models.append(out)
@@ -68,10 +86,13 @@ def stage_seed(a) -> list[Path]:
         resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.ckpt"))
         small = ["model.preset=tiny", "model.overrides.hidden_channels=16", "model.overrides.num_layers=1",
                  "trainer.val_every_n_steps=3", "trainer.ckpt_every_n_steps=3"] if a.smoke else []
-        run(horm("train", str(CONFIG), "--data", str(seed), "--val", str(a.val), "--out", str(out),
-                 "trainer.progress_bar=false", f"trainer.max_steps={a.seed_steps}", f"trainer.seed={s}",
-                 f"model.preset={a.preset}",
-                 f"resume={'true' if resume else 'false'}", *small), a.workers)
+        procs.append(start(horm("train", str(CONFIG), "--data", str(seed), "--val", str(a.val), "--out", str(out),
+                                "trainer.progress_bar=false", f"trainer.max_steps={a.seed_steps}",
+                                f"trainer.seed={s}", f"model.preset={a.preset}",
+                                f"resume={'true' if resume else 'false'}", *small), a.workers))
+        if not a.parallel:
+            wait_all(procs)
+    wait_all(procs)
     return models
 
 
@@ -101,8 +122,15 @@ def stage_learn(a, pool: Path, models: list[Path]) -> None:
         (a.out / "fast_ts.yaml").write_text(FAST_TS)
         common += ["--settings", str(a.out / "fast_ts.yaml")]
     cm, rnd = a.out / "committee", a.out / "random"
-    run(horm("learn", *common, "--out", str(cm), "--strategy", "committee"), 1)
-    run(horm("learn", *common, "--out", str(rnd), "--strategy", "random", "--compare", str(cm)), 1)
+    for d in (cm, rnd):
+        d.mkdir(parents=True, exist_ok=True)  # the random run names cm (--compare) before cm has written
+        if a.reference_ts is not None and not (d / "reference_ts").exists():
+            shutil.copytree(a.reference_ts, d / "reference_ts", ignore=shutil.ignore_patterns("*.lock"))
+    first = start(horm("learn", *common, "--out", str(cm), "--strategy", "committee"), 1)
+    if not a.parallel:
+        wait_all([first])
+    second = start(horm("learn", *common, "--out", str(rnd), "--strategy", "random", "--compare", str(cm)), 1)
+    wait_all([first, second])
     from horm.learn.report import write_report
 
     write_report(cm, rnd)  # the committee run's report with both curves too
@@ -141,6 +169,9 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--eval-models", type=int, default=1, help="committee models searched on the held-out reactions "
                    "(2: the curve is the committee's mean, at twice the evaluation cost)")
+    p.add_argument("--parallel", action="store_true", help="both seed trainings, then both strategies, at once")
+    p.add_argument("--heldout-max", type=int, default=None, help="the first N held-out reactions only")
+    p.add_argument("--reference-ts", type=Path, default=None, help="an xTB horm ts benchmark folder to start from")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args()
     a.data = bundled_path("t1x_xtb_large")
@@ -155,6 +186,13 @@ def main() -> None:
         if not (a.heldout / first.name).exists():
             (a.heldout / first.name).symlink_to(first)
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.heldout_max and not a.smoke:
+        sub = a.out / f"heldout_{a.heldout_max}"
+        sub.mkdir(exist_ok=True)
+        for f in sorted(a.heldout.glob("*.xyz"))[: a.heldout_max]:
+            if not (sub / f.name).exists():
+                (sub / f.name).symlink_to(f.resolve())
+        a.heldout = sub
     models = stage_seed(a)
     stage_learn(a, stage_pool(a), models)
     stage_summary(a)
