@@ -76,6 +76,14 @@ def test_installed_name_loads_everywhere(pkg, tmp_path):
     entry = json.loads((pkg / "manifest.json").read_text())["models"][NAME]
     assert entry["sha256"] == hashlib.sha256(dst.read_bytes()).hexdigest() and entry["global_step"] == 7
     assert pre.available() == [NAME] and "shipped " in pre.list_lines()[1]
+    # a warm restart of that run: steps and wall time are summed over the chain
+    shutil.copytree(tmp_path / "run", tmp_path / "run2")
+    (tmp_path / "run2" / "run.json").write_text(json.dumps({"global_step": 5, "wall_s": 2.5, "n_train": 3,
+                                                            "init_from": str(tmp_path / "run" / "model.pt")}))
+    pre.install(NAME, tmp_path / "run2")
+    entry = json.loads((pkg / "manifest.json").read_text())["models"][NAME]
+    assert (entry["global_step"], entry["wall_s"]) == (12, 3.5)
+    assert entry["training_runs"] == [{"steps": 7, "wall_s": 1.0}, {"steps": 5, "wall_s": 2.5}]
     loaded, info = load_model(NAME)
     assert info["path"] == str(dst)
     for k, v in model.state_dict().items():

@@ -86,8 +86,23 @@ def list_lines() -> list[str]:
             f"{man[n]['loss']}" for n in NAMES]
 
 
+def training_chain(run_dir: str | os.PathLike, limit: int = 16) -> list[dict]:
+    """The runs behind ``RUN_DIR/model.pt``, first run first: each ``{"run", "steps", "wall_s"}``,
+    following ``run.json``'s ``init_from`` (a warm start from another run's ``model.pt``)."""
+    chain, d = [], Path(run_dir)
+    while d is not None and len(chain) < limit:
+        p = d / "run.json"
+        run = json.loads(p.read_text()) if p.is_file() else {}
+        chain.append({"run": str(d), "steps": run.get("global_step"), "wall_s": run.get("wall_s"),
+                      "n_train": run.get("n_train")})
+        init = run.get("init_from")
+        d = Path(init).parent if init and Path(init).name == "model.pt" else None
+    return chain[::-1]
+
+
 def install(name: str, run_dir: str | os.PathLike, metrics: dict | None = None) -> Path:
-    """Copy ``RUN_DIR/model.pt`` in as ``name`` and record hash, size, steps (and ``metrics``)."""
+    """Copy ``RUN_DIR/model.pt`` in as ``name`` and record hash, size, steps and wall time (summed
+    over a warm-start chain, :func:`training_chain`) and ``metrics``."""
     if name not in NAMES:
         raise UsageError(f"unknown shipped model {name!r}; valid: {', '.join(NAMES)}")
     src = Path(run_dir) / "model.pt"
@@ -99,9 +114,14 @@ def install(name: str, run_dir: str | os.PathLike, metrics: dict | None = None) 
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
-    run = json.loads((Path(run_dir) / "run.json").read_text()) if (Path(run_dir) / "run.json").is_file() else {}
+    chain = training_chain(run_dir)
+    total = (lambda k: sum(c[k] for c in chain) if all(c[k] is not None for c in chain) else None)
     entry.update(sha256=hashlib.sha256(dst.read_bytes()).hexdigest(), bytes=dst.stat().st_size,
-                 global_step=run.get("global_step"), wall_s=run.get("wall_s"), n_train=run.get("n_train"))
+                 global_step=total("steps"), wall_s=total("wall_s"), n_train=chain[-1]["n_train"])
+    if len(chain) > 1:
+        entry["training_runs"] = [{k: c[k] for k in ("steps", "wall_s")} for c in chain]
+    else:
+        entry.pop("training_runs", None)
     if metrics:
         entry["metrics"] = metrics
     (folder() / "manifest.json").write_text(json.dumps(man, indent=1) + "\n")
