@@ -18,7 +18,8 @@ def learn_cmd(
     more_models: Optional[List[Path]] = typer.Argument(None, show_default=False,
                                                        help="more committee models (so that --models M1 M2 works)"),
     engine: str = typer.Option("xtb", "--engine", "-e", help="labelling engine: xtb or dft"),
-    models: Optional[List[Path]] = typer.Option(None, "--models", "-m", help="committee model files, run folders or shipped names (horm model list)"),
+    models: Optional[List[Path]] = typer.Option(None, "--models", "-m", help="committee model files, run folders "
+                                                "or shipped names (horm model list)"),
     out: Path = typer.Option(..., "--out", "-o", help="run folder (resumable: rerun the same command)"),
     rounds: int = typer.Option(1, min=1, help="active-learning rounds"),
     budget: int = typer.Option(10, min=1, help="labels per round"),

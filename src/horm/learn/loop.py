@@ -170,7 +170,8 @@ def _stage_done(s: LearnSettings, out: Path, state: dict) -> None:
     write_json_atomic(round_dir(out, r) / "record.json", rec)
     state["rounds"] = [x for x in state["rounds"] if x["round"] != r] + [rec]
     state.update(round=r + 1, stage="search", models=models, timings={})
-    for k in ("stage_started", "killed_s", "next_models", "pool_reactions", "visited", "pool_size", "n_picks", "label_summary", "metrics"):
+    for k in ("stage_started", "killed_s", "next_models", "pool_reactions", "visited", "pool_size", "n_picks",
+              "label_summary", "metrics"):
         state.pop(k, None)
     save_state(out, state)
     write_report(out, s.compare)

@@ -103,8 +103,8 @@ def write_report(out, compare=None) -> Path:
     for name, recs in runs.items():
         lines += _table(name, recs)
     lines += ["Rounds: labels = geometries added to the learner's store so far; intended = held-out reactions whose "
-              "TS search ended in the intended reactant and product (first committee model; the mean over the evaluated "
-              "models with --eval-models > 1); engine intended = the "
+              "TS search ended in the intended reactant and product (first committee model; the mean over the "
+              "evaluated models with --eval-models > 1); engine intended = the "
               "same for the labelling engine's own TS search; both = solved by both.", ""]
     path = out / "report.md"
     tmp = path.with_name(path.name + ".tmp")

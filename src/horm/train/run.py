@@ -14,8 +14,9 @@ the budget is summed over resumed sessions (a resumed run whose budget is spent 
 
 Resume (``resume=true``) continues from ``last.ckpt``; if that file is unreadable (a kill
 during its write), from the newest readable step checkpoint. A resumed fine-tuning run is
-rebuilt with its ``init_from`` model's architecture and references, and the checkpoint's weights. A run folder that already holds
-checkpoints is refused without ``resume=true``, so a run is never overwritten by accident.
+rebuilt with its ``init_from`` model's architecture and references, and the checkpoint's
+weights. A run folder that already holds checkpoints is refused without ``resume=true``, so a
+run is never overwritten by accident.
 """
 
 from __future__ import annotations
