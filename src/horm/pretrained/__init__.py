@@ -92,7 +92,10 @@ def training_chain(run_dir: str | os.PathLike, limit: int = 16) -> list[dict]:
     chain, d = [], Path(run_dir)
     while d is not None and len(chain) < limit:
         p = d / "run.json"
-        run = json.loads(p.read_text()) if p.is_file() else {}
+        try:
+            run = json.loads(p.read_text()) if p.is_file() else {}
+        except (OSError, ValueError):  # unreadable: its steps and time are unknown (None), not guessed
+            run = {}
         chain.append({"run": str(d), "steps": run.get("global_step"), "wall_s": run.get("wall_s"),
                       "n_train": run.get("n_train")})
         init = run.get("init_from")
