@@ -56,10 +56,6 @@ def wait_all(procs: list[subprocess.Popen]) -> None:
         raise SystemExit(f"failed ({bad[0][1]}): {' '.join(map(str, bad[0][0]))}")
 
 
-def run(cmd: list[str], threads: int = 1) -> None:
-    wait_all([start(cmd, threads)])
-
-
 def horm(*args: str) -> list[str]:
     return [sys.executable, "-m", "horm.cli", *args]
 

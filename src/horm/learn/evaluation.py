@@ -56,7 +56,7 @@ def evaluate_round(models: Sequence[str], settings, round_dir: Path, out: Path, 
     metrics: dict = {}
     if settings.heldout_reactions is not None:
         files = select_reactions(settings.heldout_reactions)
-        k = min(getattr(settings, "eval_models", 1), len(models))
+        k = min(settings.eval_models, len(models))
         members = [ts_metrics(files, models[i], settings.engine,
                               Path(round_dir) / ("heldout_ts" if i == 0 else f"heldout_ts_m{i}"),
                               Path(out) / "reference_ts", ts_settings, jobs) for i in range(k)]
