@@ -121,7 +121,7 @@ def _val_losses(run: Path) -> list[tuple[int, float]]:
     return rows
 
 
-def test_mace_file_trains_and_fine_tunes_from_the_model(store, tmp_path):
+def test_mace_file_trains_and_fine_tunes_from_the_model(store, tmp_path, monkeypatch):
     f = _mace_file(store, tmp_path / "mace.extxyz")
     keys = ["--energy-key", "REF_energy", "--forces-key", "REF_forces", "--hessian-key", "REF_hessian"]
     res = _invoke("train", *TINY, "trainer.max_steps=4", "trainer.val_every_n_steps=4", "--data", f, "--val", f,
@@ -132,13 +132,18 @@ def test_mace_file_trains_and_fine_tunes_from_the_model(store, tmp_path):
     assert res.exit_code == 0, res.output
     last_a = _val_losses(tmp_path / "a")[-1]
     assert last_a[0] == 3  # validated after the last step: the weights model.pt holds
+    monkeypatch.chdir(tmp_path)  # --init-from given relative to the working folder
     res = _invoke("train", *TINY, "trainer.max_steps=2", "optim.lr=1e-2", "--data", f, "--val", f,
-                  "-o", tmp_path / "b", "--init-from", tmp_path / "a", *keys)
+                  "-o", tmp_path / "b", "--init-from", "a", *keys)
     assert res.exit_code == 0, res.output
     run_b = json.loads((tmp_path / "b" / "run.json").read_text())
     # the first validation of the fine-tuning run sees exactly the loaded model
     assert run_b["init_val_loss"] == pytest.approx(last_a[1], rel=1e-5)
     run_a = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run_b["init_from"] == str((tmp_path / "a").resolve())  # absolute: the chain is found from anywhere
+    from horm.pretrained import training_chain
+
+    assert [c["steps"] for c in training_chain(tmp_path / "b")] == [run_a["global_step"], run_b["global_step"]]
     assert run_b["atom_ref"].keys() == run_a["atom_ref"].keys()
     for z, e in run_a["atom_ref"].items():  # loaded (float32 buffer), not refitted
         assert run_b["atom_ref"][z] == pytest.approx(e, rel=1e-6)

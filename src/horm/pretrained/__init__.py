@@ -88,7 +88,8 @@ def list_lines() -> list[str]:
 
 def training_chain(run_dir: str | os.PathLike, limit: int = 16) -> list[dict]:
     """The runs behind ``RUN_DIR/model.pt``, first run first: each ``{"run", "steps", "wall_s"}``,
-    following ``run.json``'s ``init_from`` (a warm start from another run's ``model.pt``)."""
+    following ``run.json``'s ``init_from`` (a warm start from another run's ``model.pt`` or run
+    folder)."""
     chain, d = [], Path(run_dir)
     while d is not None and len(chain) < limit:
         p = d / "run.json"
@@ -98,8 +99,9 @@ def training_chain(run_dir: str | os.PathLike, limit: int = 16) -> list[dict]:
             run = {}
         chain.append({"run": str(d), "steps": run.get("global_step"), "wall_s": run.get("wall_s"),
                       "n_train": run.get("n_train")})
-        init = run.get("init_from")
-        d = Path(init).parent if init and Path(init).name == "model.pt" else None
+        init = Path(run["init_from"]) if run.get("init_from") else None
+        d = init.parent if init is not None and init.name == "model.pt" else (
+            init if init is not None and (init / "run.json").is_file() else None)
     return chain[::-1]
 
 

@@ -201,7 +201,7 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
         info = {"n_train": len(data.train), "n_val": len(data.val) if data.val is not None else 0,
                 "global_step": trainer.global_step, "wall_s": wall, "resumed_from": str(ckpt) if ckpt else None,
                 "atom_ref": {str(z): e for z, e in data.atom_ref.items()}, "model": module.model.config,
-                "init_from": cfg.init_from, "init_val_loss": init_val}
+                "init_from": _abs(cfg.init_from), "init_val_loss": init_val}
         (out / "run.json").write_text(json.dumps(info, indent=1))
         return model_path
     return None
@@ -214,7 +214,12 @@ def _model_meta(cfg: TrainConfig, data) -> dict:
     return {"elements": sorted(data.atom_ref), "level_of_theory": level_of_theory(data.train.source),
             "data": {"train": str(cfg.data.train), "val": str(cfg.data.val) if cfg.data.val else None,
                      "n_train": len(data.train), "n_val": len(data.val) if data.val is not None else 0,
-                     "init_from": str(cfg.init_from) if cfg.init_from else None}}
+                     "init_from": _abs(cfg.init_from)}}
+
+
+def _abs(path) -> str | None:
+    """``path`` made absolute, so that a run's record still points at it from another folder."""
+    return str(Path(path).resolve()) if path else None
 
 
 def _load_init(cfg: TrainConfig):
