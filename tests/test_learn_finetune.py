@@ -39,3 +39,22 @@ def test_a_killed_fine_tune_resumes_from_its_checkpoint_with_the_warm_start_arch
     assert meta["config"]["hidden_channels"] == 8
     for k, v in model.state_dict().items():  # the checkpoint's weights, no step retrained
         torch.testing.assert_close(v, done[k], rtol=0, atol=0)
+
+
+def test_the_store_can_be_labelled_into_after_a_fine_tune_in_the_same_process(tmp_path):
+    """``horm learn`` fine-tunes on its store and labels into it next round, in one process: the
+    training run must not keep the store open read-only (LMDB opens a file once per process)."""
+    from horm.data.store import HessianStore
+
+    store = tmp_path / "store.hstore"
+    with HessianStore.open(bundled_split_path("val")) as src, \
+            HessianStore.create(store, src.meta["level_of_theory"]) as dst:
+        for i in range(4):
+            dst.append(src[i])
+    train(TrainConfig.from_yaml(None, TINY + [f"data.train={store}", "trainer.max_steps=1", f"out={tmp_path / 'a'}"]))
+    finetune_models([str(tmp_path / "a" / "model.pt")], str(store), tmp_path / "r1", 1, steps=1,
+                    overrides=["trainer.batch_size=4", "trainer.precision=float64"])
+    with HessianStore.open(bundled_split_path("val")) as src, HessianStore.open(store, readonly=False) as dst:
+        dst.append(src[4])
+    with HessianStore.open(store) as st:
+        assert len(st) == 5

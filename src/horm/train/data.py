@@ -27,6 +27,14 @@ class TrainData:
     val: SampleDataset | None
     atom_ref: dict[int, float]  # per-element reference energies, eV, fitted on ``train``
 
+    def close(self) -> None:
+        """Close the files behind ``train`` and ``val`` (each once), so that this process can
+        open them for writing again (e.g. the next round of ``horm learn`` labels into them)."""
+        sources = [d.source for d in (self.train, self.val) if d is not None]
+        for src in {id(x): x for x in sources}.values():
+            if hasattr(src, "close"):
+                src.close()
+
 
 def _groups(source) -> list[str]:
     return [sample_group(source[i], i) for i in range(len(source))]

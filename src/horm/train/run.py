@@ -171,6 +171,13 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
     # references, and the checkpoint's weights)
     init = _load_init(cfg) if cfg.init_from else None
     data = load_train_data(cfg.data, atom_ref=init[1]["atom_ref"] if init else None)
+    with contextlib.closing(data):  # released even when training fails
+        return _fit(cfg, data, init, ckpt, console)
+
+
+def _fit(cfg: TrainConfig, data, init, ckpt, console) -> Path | None:
+    """Build the module (from the fine-tuned model ``init`` when given), fit, save model.pt and run.json."""
+    out = Path(cfg.out)
     if init is not None:
         module = HormModule(cfg.to_dict(), model_config=init[1]["config"], atom_ref=init[1]["atom_ref"])
         module.model.load_state_dict(init[0].state_dict())
