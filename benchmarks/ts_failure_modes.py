@@ -1,0 +1,150 @@
+"""Why is a model's TS search not ``intended``? Re-judge its saddles on the reference surface.
+
+``horm ts benchmark`` says which stage failed (path, TS, IRC), but an ``R-unintended`` or
+``unintended`` outcome after a converged IRC can have two causes:
+
+- the model's saddle is the wrong one (another reaction, or no saddle of the reference at all);
+- the saddle is right, but the model's IRC valleys lead elsewhere.
+
+For every reaction whose model IRC finished without ``intended``, this takes the model's TS
+(``ts.xyz`` of the benchmark folder) and runs the reference's own IRC from it (same settings
+as the workflow: Sella IRC, relaxed ends, graph verdict). When the reference IRC from the
+model's TS is ``intended``, the saddle was right and the model's valleys were not.
+
+With ``--reference-bench`` (the reference's own benchmark folder) it also asks whether the
+model's path stage is to blame: on every reaction the reference finds intended, the model's
+TS optimisation and IRC start from the reference path's highest image instead of the model's:
+
+    python benchmarks/ts_failure_modes.py REACTIONS_DIR BENCH_DIR [BENCH_DIR ...] \
+        [--reference xtb] [--reference-bench XTB_BENCH_DIR --potential MODEL ...] [--dtype float32]
+
+BENCH_DIR is a ``horm ts benchmark`` output folder (one ``rxn*/record.json`` per reaction);
+``--potential`` names the model of each BENCH_DIR, in the same order.
+Run it only on reactions that are not used to choose models or settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+
+def failed_after_irc(bench: Path) -> list[str]:
+    """Reactions whose model IRC finished (both ends relaxed) with an outcome other than intended."""
+    out = []
+    for rec_path in sorted(bench.glob("*/record.json")):
+        rec = json.loads(rec_path.read_text())
+        if rec.get("outcome") not in (None, "intended") and (rec_path.parent / "ts.xyz").is_file():
+            out.append(rec_path.parent.name)
+    return out
+
+
+def rejudge(reactions: Path, bench: Path, calc, names: list[str]) -> dict[str, dict]:
+    """Reference IRC from each model TS; ``{rxn: {"model": outcome, "reference_irc": outcome, "seconds": s}}``."""
+    from ase.io import read
+
+    from horm.ts.irc import run_irc
+    from horm.ts.verify import verify_irc
+    from horm.ts.workflow import prepare_reaction
+
+    res = {}
+    for name in names:
+        t0 = time.perf_counter()
+        r, p, _ = prepare_reaction(reactions / f"{name}.xyz")
+        ts = read(bench / name / "ts.xyz")
+        model_outcome = json.loads((bench / name / "record.json").read_text())["outcome"]
+        irc = run_irc(ts, calc)
+        if irc.error is not None or irc.end_forward is None or irc.end_reverse is None:
+            outcome = f"IRC failed ({irc.error or 'no end'})"[:60]
+        else:
+            outcome = verify_irc(r.numbers, r.positions, p.positions, irc.end_forward.positions,
+                                 irc.end_reverse.positions)["outcome"]
+        res[name] = {"model": model_outcome, "reference_irc": outcome, "seconds": time.perf_counter() - t0}
+    return res
+
+
+def from_reference_guess(reactions: Path, ref_bench: Path, calc) -> dict[str, str]:
+    """Model TS optimisation + IRC from the reference path's highest image, on the reactions the
+    reference finds intended; ``{rxn: outcome}`` (``TS failed`` when the saddle search fails)."""
+    from ase.io import read
+
+    from horm.ts.irc import run_irc
+    from horm.ts.tsopt import optimize_ts
+    from horm.ts.verify import verify_irc
+    from horm.ts.workflow import prepare_reaction
+
+    out = {}
+    for rec_path in sorted(ref_bench.glob("*/record.json")):
+        rec = json.loads(rec_path.read_text())
+        if not rec.get("intended"):
+            continue
+        name = rec_path.parent.name
+        r, p, _ = prepare_reaction(reactions / f"{name}.xyz")
+        guess = read(rec_path.parent / "path.xyz", index=rec["stages"]["path"]["ts_index"])
+        ts = optimize_ts(guess, calc)
+        if not ts.success:
+            out[name] = "TS failed"
+            continue
+        irc = run_irc(ts.atoms, calc)
+        if irc.error is not None or irc.end_forward is None or irc.end_reverse is None:
+            out[name] = "IRC failed"
+            continue
+        out[name] = verify_irc(r.numbers, r.positions, p.positions, irc.end_forward.positions,
+                               irc.end_reverse.positions)["outcome"]
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("reactions", type=Path, help="the reaction files the benchmark ran on")
+    ap.add_argument("bench", type=Path, nargs="+", help="horm ts benchmark output folders")
+    ap.add_argument("--reference", default="xtb")
+    ap.add_argument("--reference-bench", type=Path, help="the reference's own benchmark folder")
+    ap.add_argument("--potential", action="append", default=[], help="the model of each BENCH_DIR, in order")
+    ap.add_argument("--dtype", default="float32", help="model dtype, as the benchmark ran")
+    ap.add_argument("--json", type=Path, help="write every verdict here")
+    a = ap.parse_args(argv)
+    if a.reference_bench is not None and len(a.potential) != len(a.bench):
+        ap.error("--reference-bench needs one --potential per BENCH_DIR")
+    import torch
+
+    from horm.ts.calculator import load_potential
+
+    torch.set_num_threads(1)
+    calc = load_potential(a.reference, threads=1)
+    everything = {}
+    print(f"{'benchmark':42s} {'IRC, not intended':>17s} {'ref IRC intended':>16s} {'s':>6s}  reference outcomes")
+    for bench in a.bench:
+        names = failed_after_irc(bench)
+        t0 = time.perf_counter()
+        res = rejudge(a.reactions, bench, calc, names)
+        everything[str(bench)] = res
+        _save(a.json, everything)
+        n_ok = sum(v["reference_irc"] == "intended" for v in res.values())
+        counts = Counter(v["reference_irc"] for v in res.values())
+        print(f"{str(bench)[-42:]:42s} {len(names):17d} {n_ok:16d} {time.perf_counter() - t0:6.0f}  "
+              + ", ".join(f"{k} {n}" for k, n in counts.most_common()), flush=True)
+    if a.reference_bench is not None:
+        print(f"\n{'model, from the reference path':42s} {'ref intended':>12s} {'model intended':>14s} "
+              f"{'s':>6s}  outcomes")
+        for bench, pot in zip(a.bench, a.potential):
+            t0 = time.perf_counter()
+            res = from_reference_guess(a.reactions, a.reference_bench, load_potential(pot, dtype=a.dtype, threads=1))
+            everything[f"{bench}:from_reference_path"] = res
+            _save(a.json, everything)
+            counts = Counter(res.values())
+            print(f"{pot[-42:]:42s} {len(res):12d} {counts['intended']:14d} {time.perf_counter() - t0:6.0f}  "
+                  + ", ".join(f"{k} {n}" for k, n in counts.most_common()), flush=True)
+
+
+def _save(path: Path | None, everything: dict) -> None:
+    """Every verdict so far (rewritten after each benchmark folder, so a stopped run keeps them)."""
+    if path is not None:
+        path.write_text(json.dumps(everything, indent=1))
+
+
+if __name__ == "__main__":
+    main()
