@@ -28,12 +28,12 @@ class TrainData:
     atom_ref: dict[int, float]  # per-element reference energies, eV, fitted on ``train``
 
     def close(self) -> None:
-        """Close the files behind ``train`` and ``val`` (each once), so that this process can
-        open them for writing again (e.g. the next round of ``horm learn`` labels into them)."""
-        sources = [d.source for d in (self.train, self.val) if d is not None]
-        for src in {id(x): x for x in sources}.values():
-            if hasattr(src, "close"):
-                src.close()
+        """Close the files behind ``train`` and ``val`` (a store's ``close`` is idempotent, so a
+        source they share is fine), so that this process can open them for writing again (e.g.
+        the next round of ``horm learn`` labels into them)."""
+        for d in (self.train, self.val):
+            if d is not None and hasattr(d.source, "close"):
+                d.source.close()
 
 
 def _groups(source) -> list[str]:
