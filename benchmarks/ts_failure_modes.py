@@ -42,26 +42,30 @@ def failed_after_irc(bench: Path) -> list[str]:
     return out
 
 
-def rejudge(reactions: Path, bench: Path, calc, names: list[str]) -> dict[str, dict]:
-    """Reference IRC from each model TS; ``{rxn: {"model": outcome, "reference_irc": outcome, "seconds": s}}``."""
-    from ase.io import read
-
+def irc_outcome(ts, calc, reaction: Path) -> str:
+    """IRC from ``ts`` with ``calc`` and the workflow's graph verdict against the reaction's R and P
+    (``IRC failed (...)`` when the IRC ends in an error or without both ends)."""
     from horm.ts.irc import run_irc
     from horm.ts.verify import verify_irc
     from horm.ts.workflow import prepare_reaction
 
+    r, p, _ = prepare_reaction(reaction)
+    irc = run_irc(ts, calc)
+    if irc.error is not None or irc.end_forward is None or irc.end_reverse is None:
+        return f"IRC failed ({irc.error or 'no end'})"[:60]
+    return verify_irc(r.numbers, r.positions, p.positions, irc.end_forward.positions,
+                      irc.end_reverse.positions)["outcome"]
+
+
+def rejudge(reactions: Path, bench: Path, calc, names: list[str]) -> dict[str, dict]:
+    """Reference IRC from each model TS; ``{rxn: {"model": outcome, "reference_irc": outcome, "seconds": s}}``."""
+    from ase.io import read
+
     res = {}
     for name in names:
         t0 = time.perf_counter()
-        r, p, _ = prepare_reaction(reactions / f"{name}.xyz")
-        ts = read(bench / name / "ts.xyz")
         model_outcome = json.loads((bench / name / "record.json").read_text())["outcome"]
-        irc = run_irc(ts, calc)
-        if irc.error is not None or irc.end_forward is None or irc.end_reverse is None:
-            outcome = f"IRC failed ({irc.error or 'no end'})"[:60]
-        else:
-            outcome = verify_irc(r.numbers, r.positions, p.positions, irc.end_forward.positions,
-                                 irc.end_reverse.positions)["outcome"]
+        outcome = irc_outcome(read(bench / name / "ts.xyz"), calc, reactions / f"{name}.xyz")
         res[name] = {"model": model_outcome, "reference_irc": outcome, "seconds": time.perf_counter() - t0}
     return res
 
@@ -71,10 +75,7 @@ def from_reference_guess(reactions: Path, ref_bench: Path, calc) -> dict[str, st
     reference finds intended; ``{rxn: outcome}`` (``TS failed`` when the saddle search fails)."""
     from ase.io import read
 
-    from horm.ts.irc import run_irc
     from horm.ts.tsopt import optimize_ts
-    from horm.ts.verify import verify_irc
-    from horm.ts.workflow import prepare_reaction
 
     out = {}
     for rec_path in sorted(ref_bench.glob("*/record.json")):
@@ -82,18 +83,9 @@ def from_reference_guess(reactions: Path, ref_bench: Path, calc) -> dict[str, st
         if not rec.get("intended"):
             continue
         name = rec_path.parent.name
-        r, p, _ = prepare_reaction(reactions / f"{name}.xyz")
         guess = read(rec_path.parent / "path.xyz", index=rec["stages"]["path"]["ts_index"])
         ts = optimize_ts(guess, calc)
-        if not ts.success:
-            out[name] = "TS failed"
-            continue
-        irc = run_irc(ts.atoms, calc)
-        if irc.error is not None or irc.end_forward is None or irc.end_reverse is None:
-            out[name] = "IRC failed"
-            continue
-        out[name] = verify_irc(r.numbers, r.positions, p.positions, irc.end_forward.positions,
-                               irc.end_reverse.positions)["outcome"]
+        out[name] = irc_outcome(ts.atoms, calc, reactions / f"{name}.xyz") if ts.success else "TS failed"
     return out
 
 
@@ -109,6 +101,9 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.reference_bench is not None and len(a.potential) != len(a.bench):
         ap.error("--reference-bench needs one --potential per BENCH_DIR")
+    for d in (a.reactions, *a.bench, *([a.reference_bench] if a.reference_bench else [])):
+        if not d.is_dir():
+            ap.error(f"{d}: no such folder")
     import torch
 
     from horm.ts.calculator import load_potential
