@@ -99,10 +99,19 @@ def training_chain(run_dir: str | os.PathLike, limit: int = 16) -> list[dict]:
             run = {}
         chain.append({"run": str(d), "steps": run.get("global_step"), "wall_s": run.get("wall_s"),
                       "n_train": run.get("n_train")})
-        init = Path(run["init_from"]) if run.get("init_from") else None
-        d = init.parent if init is not None and init.name == "model.pt" else (
-            init if init is not None and (init / "run.json").is_file() else None)
+        d = _warm_start_run(run.get("init_from"))
     return chain[::-1]
+
+
+def _warm_start_run(init_from: str | None) -> Path | None:
+    """The run folder a warm start came from: that of its ``model.pt``, or the run folder it names;
+    None for anything else (no warm start, a checkpoint file)."""
+    if not init_from:
+        return None
+    p = Path(init_from)
+    if p.name == "model.pt":
+        return p.parent
+    return p if (p / "run.json").is_file() else None
 
 
 def install(name: str, run_dir: str | os.PathLike, metrics: dict | None = None) -> Path:
