@@ -133,7 +133,7 @@ def stage_learn(a, pool: Path, models: list[Path]) -> None:
 
 
 def stage_summary(a) -> None:
-    from horm.learn.report import intended_count, read_records
+    from horm.learn.report import comparison_line, intended_count, read_records
 
     runs = {s: read_records(a.out / s) for s in ("committee", "random")}
     print(f"{'round':>5} | {'labels':>6} {'intended':>8} {'s':>7} (committee) | {'labels':>6} {'intended':>8} "
@@ -142,9 +142,8 @@ def stage_summary(a) -> None:
         row = [(x["labels"], intended_count(x), x.get("seconds", 0)) for x in (c, r)]
         print(f"{c['round']:>5} | {row[0][0]:>6} {row[0][1]!s:>8} {row[0][2]:>7.0f} | {row[1][0]:>6} "
               f"{row[1][1]!s:>8} {row[1][2]:>7.0f}")
-    last = [intended_count(runs[s][-1]) for s in runs if runs[s]]
-    if len(last) == 2 and last[1]:
-        print(f"intended TSs at the last round: committee / random = {last[0]} / {last[1]} = {last[0] / last[1]:.2f}x")
+    if (line := comparison_line(runs)) is not None:
+        print(line)
 
 
 def main() -> None:

@@ -88,4 +88,18 @@ def test_report_draws_both_strategies(tmp_path):
     text = write_report(tmp_path / "cm", tmp_path / "rnd").read_text()
     assert "### committee (cm)" in text and "### random (rnd)" in text
     assert "| 2 | 20 | 6 | 7 |" in text and "| 2 | 20 | 3.5 | 7 |" in text
+    assert "At round 2 (20 and 20 labels): committee (cm) 6 intended, random (rnd) 3.5; ratio 1.71×." in text
     assert (tmp_path / "cm" / "learning_curve.png").stat().st_size > 1000
+
+
+def test_comparison_line_uses_the_last_round_both_runs_finished():
+    from horm.learn.report import comparison_line
+
+    def recs(counts):
+        return [{"round": r, "labels": 50 * r, "metrics": {"ts": {"intended": n}}} for r, n in enumerate(counts)]
+
+    line = comparison_line({"committee": recs([0, 1, 2, 5]), "random": recs([0, 0, 2])})
+    assert line == "At round 2 (100 and 100 labels): committee 2 intended, random 2; ratio 1.00×."
+    assert "∞" in comparison_line({"a": recs([0, 2]), "b": recs([0, 0])})
+    assert "equal, none found" in comparison_line({"a": recs([0]), "b": recs([0])})
+    assert comparison_line({"a": recs([1])}) is None

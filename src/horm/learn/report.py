@@ -91,6 +91,24 @@ def _table(name: str, recs: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def comparison_line(runs: dict[str, list[dict]]) -> str | None:
+    """One sentence comparing two runs' intended TSs at the last round both finished
+    (same labels spent), with the ratio of the first to the second; None without two runs."""
+    if len(runs) != 2:
+        return None
+    (na, ra), (nb, rb) = runs.items()
+    a = {r["round"]: r for r in ra if intended_count(r) is not None}
+    b = {r["round"]: r for r in rb if intended_count(r) is not None}
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    r = common[-1]
+    x, y = intended_count(a[r]), intended_count(b[r])
+    ratio = f"{x / y:.2f}×" if y else ("equal, none found" if not x else "∞ (the second run found none)")
+    return (f"At round {r} ({a[r]['labels']} and {b[r]['labels']} labels): {na} {_fmt(x, 'g')} intended, "
+            f"{nb} {_fmt(y, 'g')}; ratio {ratio}.")
+
+
 def write_report(out, compare=None) -> Path:
     """Write ``report.md`` and the curve PNG in ``out``; returns the report's path."""
     out = Path(out)
@@ -100,6 +118,8 @@ def write_report(out, compare=None) -> Path:
         runs[_label(Path(compare), other)] = other
     png = plot_curves(runs, out / CURVE)
     lines = ["# horm learn", "", f"![intended TSs against labels]({png.name})", ""]
+    if (line := comparison_line(runs)) is not None:
+        lines += [line, ""]
     for name, recs in runs.items():
         lines += _table(name, recs)
     lines += ["Rounds: labels = geometries added to the learner's store so far; intended = held-out reactions whose "
