@@ -59,6 +59,13 @@ class SavedTensorMeter:
 
     The per-row memory of a VJP through a graph scales with what that graph saved, so
     ``auto_chunk(meter.nbytes)`` picks a chunk size that fits :func:`memory_budget_bytes`.
+
+    The pack hook stores ``t.detach()`` (same storage, no ``grad_fn``), never ``t`` itself:
+    a saved *output* that holds its own ``grad_fn`` is a reference cycle through C++ that
+    Python's collector cannot see, and every graph built under the meter leaked (measured:
+    about 5 MB per Hessian of a tiny LEFTNet on 15 atoms, for as long as the process ran).
+    Autograd restores the saved tensor's graph links on unpack, so gradients, also higher
+    ones, are unchanged.
     """
 
     def __init__(self):
@@ -75,7 +82,7 @@ class SavedTensorMeter:
         if key not in self._seen:
             self._seen.add(key)
             self.nbytes += size
-        return t
+        return t.detach()
 
     def __enter__(self) -> "SavedTensorMeter":
         self._ctx.__enter__()
