@@ -1,7 +1,7 @@
 """Memory a long run of model Hessians keeps: the automatic chunk size (which meters the
 saved tensors of the forward pass) against a fixed chunk, side by side in one process.
 
-    python benchmarks/hessian_memory.py [--n 120] [--model leftnet] [--preset tiny]
+    python benchmarks/hessian_memory.py [--n 80] [--model leftnet] [--preset tiny]
 
 An untrained model (float64, 1 thread) computes ``--n`` full Hessians, one geometry at a
 time, cycling over molecules of the shipped ``t1x_xtb_large`` test split, first with
@@ -58,7 +58,7 @@ def run(model, samples, n: int, chunk: int | None) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=120)
+    ap.add_argument("--n", type=int, default=80)
     ap.add_argument("--model", default="leftnet")
     ap.add_argument("--preset", default="tiny")
     args = ap.parse_args()
