@@ -25,6 +25,7 @@ import torch
 from horm.data.batch import collate
 from horm.data.store import HessianStore
 from horm.datasets import bundled_split_path
+from horm.errors import UsageError
 from horm.evaluate.metrics import sample_indices
 from horm.models.base import build_model
 
@@ -62,13 +63,18 @@ def main() -> None:
     ap.add_argument("--model", default="leftnet")
     ap.add_argument("--preset", default="tiny")
     args = ap.parse_args()
+    if args.n < 4:
+        ap.error(f"--n must be at least 4 (one heap reading per quarter), got {args.n}")
     if not os.path.exists("/proc/self/smaps"):
         raise SystemExit("needs Linux (/proc/self/smaps)")
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") != THRESHOLD:
         os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, MALLOC_MMAP_THRESHOLD_=THRESHOLD))
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = build_model(args.model, args.preset).double().eval()
+    try:
+        model = build_model(args.model, args.preset).double().eval()
+    except UsageError as e:
+        ap.error(str(e))
     with HessianStore.open(bundled_split_path("test", "t1x_xtb_large")) as st:
         samples = [st[i] for i in sample_indices(len(st), 40, spread=True)]
     sizes = sorted(len(s.numbers) for s in samples)
