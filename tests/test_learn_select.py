@@ -93,13 +93,14 @@ def _pool(rng, n_groups=4, copies=3, jitter=0.01):
     return numbers, pos
 
 
-@pytest.mark.parametrize("strategy", ["committee", "random"])
+@pytest.mark.parametrize("strategy", ["committee", "random", "window"])
 def test_picks_are_diverse_within_budget_and_never_already_stored(strategy):
     rng = np.random.default_rng(4)
     numbers, pos = _pool(rng)  # 4 distinct geometries, each visited 3 times (near-duplicates)
     scores = rng.random(len(pos))
     stored = store_index([type("S", (), {"numbers": numbers[0], "pos": pos[0] + 0.001})()])  # group 0 is stored
-    picks = select(strategy, scores, numbers, pos, budget=10, min_rmsd=0.1, exclude=stored, seed=1)
+    trust = (0.0, 1.0) if strategy == "window" else None
+    picks = select(strategy, scores, numbers, pos, budget=10, min_rmsd=0.1, exclude=stored, seed=1, trust=trust)
     assert len(picks) == 3  # one per unstored group: budget not reached, no near-duplicates taken
     assert {i // 3 for i in picks} == {1, 2, 3}
     for a in picks:
@@ -107,7 +108,24 @@ def test_picks_are_diverse_within_budget_and_never_already_stored(strategy):
         for b in picks:
             if a != b:
                 assert aligned_rmsd_many(pos[a], pos[b][None])[0] >= 0.1
-    assert len(select(strategy, scores, numbers, pos, budget=2, min_rmsd=0.1, exclude=stored, seed=1)) == 2
+    assert len(select(strategy, scores, numbers, pos, budget=2, min_rmsd=0.1, exclude=stored, seed=1,
+                      trust=trust)) == 2
+
+
+def test_window_draws_inside_the_trust_range_then_the_highest_below_and_never_above():
+    rng = np.random.default_rng(6)
+    numbers, pos = _pool(rng, n_groups=8, copies=1)
+    scores = np.array([0.1, 9.0, 0.5, 2.0, 0.3, 3.0, 7.5, 1.5])  # window [1, 5]: indices 3, 5, 7; above: 1, 6
+    picks = select("window", scores, numbers, pos, budget=3, min_rmsd=0.1, seed=0, trust=(1.0, 5.0))
+    assert sorted(picks) == [3, 5, 7]
+    orders = {tuple(select("window", scores, numbers, pos, budget=3, min_rmsd=0.1, seed=s, trust=(1.0, 5.0)))
+              for s in range(6)}
+    assert len(orders) > 1  # a seeded random order inside the window, not by score
+    more = select("window", scores, numbers, pos, budget=6, min_rmsd=0.1, seed=0, trust=(1.0, 5.0))
+    assert sorted(more[:3]) == [3, 5, 7] and more[3:] == [2, 4, 0]  # then below the window, highest first
+    assert 1 not in more and 6 not in more  # above trust_hi: never, even with budget left
+    with pytest.raises(UsageError, match="needs a trust window"):
+        select("window", scores, numbers, pos, budget=3, min_rmsd=0.1)
 
 
 def test_committee_takes_the_highest_scores_and_random_follows_its_seed():

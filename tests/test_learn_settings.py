@@ -38,6 +38,10 @@ def _s(d, **kw):
     ({"dtype": "float16"}, "dtype 'float16' is not valid; choose one of float32, float64"),
     ({"ts_settings": {"tsopt": {"max_stepz": 3}}}, "unknown setting(s) max_stepz"),
     ({"seed_store": "/nonexistent.hstore"}, "seed_store /nonexistent.hstore: no such file"),
+    ({"strategy": "window"}, "strategy 'window' needs both trust_lo and trust_hi"),
+    ({"strategy": "window", "trust_lo": 2.0, "trust_hi": 1.0}, "0 <= trust_lo <= trust_hi"),
+    ({"strategy": "window", "trust_lo": 0.0, "trust_hi": float("inf")}, "0 <= trust_lo <= trust_hi"),
+    ({"trust_lo": 0.5, "trust_hi": 1.0}, "belong to strategy 'window', not 'committee'"),
 ])
 def test_bad_settings_are_refused_with_one_line(dirs, kw, words):
     if "models" in kw:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 
@@ -23,7 +23,11 @@ def learn_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="run folder (resumable: rerun the same command)"),
     rounds: int = typer.Option(1, min=1, help="active-learning rounds"),
     budget: int = typer.Option(10, min=1, help="labels per round"),
-    strategy: str = typer.Option("committee", help="committee (most uncertain) or random (the baseline)"),
+    strategy: str = typer.Option("committee", help="committee (most uncertain), random (the baseline) or window "
+                                 "(random within --trust)"),
+    trust: Optional[Tuple[float, float]] = typer.Option(None, "--trust", show_default=False,
+                                                        help="LO HI: the window strategy's score range (DP-GEN "
+                                                        "trust levels; above HI is never picked)"),
     score: str = typer.Option("eigen", help="eigen (lowest Hessian modes), hessian or forces"),
     committee: str = typer.Option("models", help="models (spread across models) or head (direct head vs autograd)"),
     seed_store: Optional[Path] = typer.Option(None, help="labelled seed store (copied; never modified)"),
@@ -62,6 +66,7 @@ def learn_cmd(
     settings = LearnSettings(
         reactions=str(reactions_dir), models=tuple(map(str, list(models or []) + list(more_models or []))),
         out=str(out), engine=engine, rounds=rounds, budget=budget, strategy=strategy, score=score,
+        trust_lo=trust[0] if trust else None, trust_hi=trust[1] if trust else None,
         committee=committee, eigen_k=eigen_k, min_rmsd=min_rmsd, seed_store=seed_store and str(seed_store),
         heldout_reactions=heldout_reactions and str(heldout_reactions),
         heldout_store=heldout_store and str(heldout_store), eval_max_samples=eval_max_samples,

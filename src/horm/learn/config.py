@@ -29,7 +29,9 @@ class LearnSettings:
     engine: Engine = "xtb"  # labelling engine (and the reference TS search on held-out reactions)
     rounds: int = 1  # active-learning rounds
     budget: int = 10  # labels per round
-    strategy: Strategy = "committee"  # "committee" (top scores) | "random" (the baseline)
+    strategy: Strategy = "committee"  # "committee" (top scores) | "random" (the baseline) | "window"
+    trust_lo: Optional[float] = None  # "window": scores in [trust_lo, trust_hi] are drawn at random (score unit)
+    trust_hi: Optional[float] = None  # "window": scores above are never picked (broken geometries)
     score: ScoreKind = "eigen"  # "eigen" | "hessian" | "forces" (horm.learn.scoring)
     committee: CommitteeKind = "models"  # "models" | "head" (direct head vs its autograd Hessian)
     eigen_k: int = 1  # lowest modes compared by the eigen score
@@ -95,9 +97,24 @@ class LearnSettings:
         for name, value, lo in (("min_rmsd", self.min_rmsd, 0.0), ("eigvec_weight", self.eigvec_weight, 0.0)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= lo):
                 raise UsageError(f"{name} must be a finite number >= {lo}, got {value!r}")
+        self._check_trust()
         for name, value in (("timeout", self.timeout), ("label_timeout", self.label_timeout)):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise UsageError(f"{name} must be > 0 seconds, got {value!r}")
+
+    def _check_trust(self) -> None:
+        given = (self.trust_lo is not None, self.trust_hi is not None)
+        if self.strategy != "window":
+            if any(given):
+                raise UsageError(f"trust_lo/trust_hi belong to strategy 'window', not {self.strategy!r}")
+            return
+        if not all(given):
+            raise UsageError("strategy 'window' needs both trust_lo and trust_hi (--trust LO HI)")
+        lo, hi = self.trust_lo, self.trust_hi
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)) \
+                or not 0 <= lo <= hi:
+            raise UsageError(f"trust window must satisfy 0 <= trust_lo <= trust_hi, got [{lo!r}, {hi!r}]")
+        self.trust_lo, self.trust_hi = float(lo), float(hi)
 
     def _check_paths(self) -> None:
         from horm.pretrained import resolve

@@ -95,7 +95,7 @@ def _stage_select(s: LearnSettings, out: Path, state: dict) -> None:
     visited = collect_visited([rd / "search" / f"m{i}" for i in range(s.search_models)], f"r{r:02d}")
     pool = subsample(visited, s.pool_max, s.seed + r)
     scores = None
-    if s.strategy == "committee" and pool:
+    if s.strategy != "random" and pool:
         scores = score_pool(load_committee(state["models"]), pool, s.score, s.committee, s.eigen_k, s.eigvec_weight)
     exclude = GeometryIndex()
     if (out / STORE).exists():
@@ -104,7 +104,7 @@ def _stage_select(s: LearnSettings, out: Path, state: dict) -> None:
     for p in _earlier_picks(out, r):  # labelled (already in the store) or failed: never picked again
         exclude.add(p.numbers, p.pos)
     picks = select(s.strategy, scores, [p.numbers for p in pool], [p.pos for p in pool], s.budget, s.min_rmsd,
-                   exclude, seed=s.seed + r)
+                   exclude, seed=s.seed + r, trust=None if s.trust_lo is None else (s.trust_lo, s.trust_hi))
     if picks:
         tmp = rd / "picks.tmp.xyz"
         write_extxyz(tmp, [pool[i] for i in picks])

@@ -5,7 +5,13 @@ near-duplicate — within ``min_rmsd`` Å (Kabsch-aligned RMSD) of a geometry al
 in this batch, or of one already in the store — until ``budget`` are taken:
 
 - ``committee``: by committee score, highest first (greedy; ties keep pool order);
-- ``random``: a seeded random permutation of the same pool (the baseline).
+- ``random``: a seeded random permutation of the same pool (the baseline);
+- ``window``: DP-GEN's trust window (Zhang et al., Comput. Phys. Commun. 253, 107206
+  (2020)): geometries scored within ``[trust_lo, trust_hi]`` in a seeded random order, then,
+  if the budget is not spent, the rest below ``trust_lo`` by score, highest first. A score
+  above ``trust_hi`` marks a geometry the committee is too wrong about to be on the reaction's
+  surface (a broken search iterate): it is never picked. ``benchmarks/learn_score_validity.py``
+  measures where that begins.
 
 Two geometries are compared only when they hold the same atoms in the same order
 (``numbers`` equal element by element): the pool and the store both come from the same
@@ -22,7 +28,7 @@ import numpy as np
 from horm.errors import UsageError
 from horm.ts.verify import aligned_rmsd_many
 
-Strategy = Literal["committee", "random"]
+Strategy = Literal["committee", "random", "window"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
@@ -87,19 +93,38 @@ def greedy_diverse(order: Sequence[int], numbers: Sequence, positions: Sequence,
     return out
 
 
+def window_order(scores, trust_lo: float, trust_hi: float, seed: int = 0) -> np.ndarray:
+    """Pool indices in ``window`` order: inside [trust_lo, trust_hi] shuffled (seeded), then
+    those below trust_lo by score, highest first; those above trust_hi are left out."""
+    s = np.asarray(scores, dtype=np.float64)
+    if not (np.isfinite(trust_lo) and np.isfinite(trust_hi) and 0 <= trust_lo <= trust_hi):
+        raise UsageError(f"trust window needs 0 <= trust_lo <= trust_hi, got [{trust_lo}, {trust_hi}]")
+    inside = np.flatnonzero((s >= trust_lo) & (s <= trust_hi))
+    below = np.flatnonzero(s < trust_lo)
+    below = below[np.argsort(-s[below], kind="stable")]
+    return np.concatenate([np.random.default_rng(seed).permutation(inside), below]).astype(int)
+
+
 def select(strategy: Strategy, scores, numbers: Sequence, positions: Sequence, budget: int, min_rmsd: float,
-           exclude: GeometryIndex | None = None, seed: int = 0) -> list[int]:
-    """Pool indices to label under ``strategy`` (see the module docstring)."""
+           exclude: GeometryIndex | None = None, seed: int = 0,
+           trust: tuple[float, float] | None = None) -> list[int]:
+    """Pool indices to label under ``strategy`` (see the module docstring); ``trust`` is the
+    ``window`` strategy's (trust_lo, trust_hi) in the score's unit."""
     if strategy not in STRATEGIES:
         raise UsageError(f"strategy {strategy!r} is not valid; choose one of {', '.join(STRATEGIES)}")
     n = len(numbers)
     if len(positions) != n or (scores is not None and len(scores) != n):
         raise UsageError("scores, numbers and positions must describe the same pool")
-    if strategy == "committee":
+    if strategy == "random":
+        order = np.random.default_rng(seed).permutation(n)
+    else:
         s = np.asarray(scores, dtype=np.float64)
         if not np.isfinite(s).all():
             raise UsageError("committee scores are not finite")
-        order = np.argsort(-s, kind="stable")
-    else:
-        order = np.random.default_rng(seed).permutation(n)
+        if strategy == "committee":
+            order = np.argsort(-s, kind="stable")
+        else:
+            if trust is None:
+                raise UsageError("strategy 'window' needs a trust window (trust_lo, trust_hi)")
+            order = window_order(s, float(trust[0]), float(trust[1]), seed)
     return greedy_diverse(order, numbers, positions, budget, min_rmsd, exclude)
