@@ -17,6 +17,10 @@ Stages (each resumable; kill the driver at any time and run the same command aga
 4. **summary**: per round, labels and intended TSs of both strategies side by side, the ratio
    at the last round and the seconds each round took.
 
+``--trust LO HI`` adds a third run, ``--strategy window`` (DP-GEN's trust window on the eigen
+score: random picks among scores in [LO, HI], none above HI), after the other two, compared
+with the random one; ``benchmarks/learn_score_validity.py`` measures where to put LO and HI.
+
 ``--parallel`` trains the two seed models at once and runs both strategies at once (each
 with ``--workers`` processes), so that a run cut short has both curves to the same round.
 ``--heldout-max N`` keeps the first N held-out reactions (by name); ``--reference-ts DIR``
@@ -35,6 +39,7 @@ import os
 import shutil
 import subprocess
 import sys
+from itertools import zip_longest
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,20 +135,29 @@ def stage_learn(a, pool: Path, models: list[Path]) -> None:
     from horm.learn.report import write_report
 
     write_report(cm, rnd)  # the committee run's report with both curves too
+    if a.trust:
+        win = a.out / "window"
+        win.mkdir(parents=True, exist_ok=True)
+        if a.reference_ts is not None and not (win / "reference_ts").exists():
+            shutil.copytree(a.reference_ts, win / "reference_ts", ignore=shutil.ignore_patterns("*.lock"))
+        wait_all([start(horm("learn", *common, "--out", str(win), "--strategy", "window", "--trust",
+                             *map(str, a.trust), "--compare", str(rnd)), 1)])
 
 
 def stage_summary(a) -> None:
     from horm.learn.report import comparison_line, intended_count, read_records
 
-    runs = {s: read_records(a.out / s) for s in ("committee", "random")}
-    print(f"{'round':>5} | {'labels':>6} {'intended':>8} {'s':>7} (committee) | {'labels':>6} {'intended':>8} "
-          f"{'s':>7} (random)")
-    for c, r in zip(runs["committee"], runs["random"]):
-        row = [(x["labels"], intended_count(x), x.get("seconds", 0)) for x in (c, r)]
-        print(f"{c['round']:>5} | {row[0][0]:>6} {row[0][1]!s:>8} {row[0][2]:>7.0f} | {row[1][0]:>6} "
-              f"{row[1][1]!s:>8} {row[1][2]:>7.0f}")
-    if (line := comparison_line(runs)) is not None:
-        print(line)
+    names = ["committee", "random"] + (["window"] if (a.out / "window" / "state.json").exists() else [])
+    runs = {s: read_records(a.out / s) for s in names}
+    print(f"{'round':>5} | " + " | ".join(f"{'labels':>6} {'intended':>8} {'s':>7} ({s})" for s in names))
+    for recs in zip_longest(*runs.values()):  # a run cut short leaves its later cells blank
+        cells = [f"{'':>23}" if x is None else f"{x['labels']:>6} {intended_count(x)!s:>8} {x.get('seconds', 0):>7.0f}"
+                 for x in recs]
+        r = next(x["round"] for x in recs if x is not None)
+        print(f"{r:>5} | " + " | ".join(f"{c}{' ' * (len(s) + 3)}" for c, s in zip(cells, names)))
+    for first in names[::2]:  # committee vs random, window vs random
+        if (line := comparison_line({first: runs[first], "random": runs["random"]})) is not None:
+            print(line)
 
 
 def main() -> None:
@@ -167,6 +181,8 @@ def main() -> None:
     p.add_argument("--parallel", action="store_true", help="both seed trainings, then both strategies, at once")
     p.add_argument("--heldout-max", type=int, default=None, help="the first N held-out reactions only")
     p.add_argument("--reference-ts", type=Path, default=None, help="an xTB horm ts benchmark folder to start from")
+    p.add_argument("--trust", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="also run --strategy window with this trust window (eigen score, eV/Å²)")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args()
     a.data = bundled_path("t1x_xtb_large")
