@@ -145,7 +145,7 @@ def stage_learn(a, pool: Path, models: list[Path]) -> None:
 
 
 def stage_summary(a) -> None:
-    from horm.learn.report import comparison_line, intended_count, read_records
+    from horm.learn.report import comparison_line, intended_count, last_common_round, paired_line, read_records
 
     names = ["committee", "random"] + (["window"] if (a.out / "window" / "state.json").exists() else [])
     runs = {s: read_records(a.out / s) for s in names}
@@ -156,8 +156,10 @@ def stage_summary(a) -> None:
         r = next(x["round"] for x in recs if x is not None)
         print(f"{r:>5} | " + " | ".join(f"{c}{' ' * (len(s) + 3)}" for c, s in zip(cells, names)))
     for first in names[::2]:  # committee vs random, window vs random
-        if (line := comparison_line({first: runs[first], "random": runs["random"]})) is not None:
+        pair = {first: runs[first], "random": runs["random"]}
+        if (line := comparison_line(pair)) is not None:
             print(line)
+            print(paired_line({first: a.out / first, "random": a.out / "random"}, last_common_round(pair)))
 
 
 def main() -> None:

@@ -107,3 +107,21 @@ def test_comparison_line_uses_the_last_round_both_runs_finished():
     assert "∞" in comparison_line({"a": recs([0, 2]), "b": recs([0, 0])})
     assert "equal, none found" in comparison_line({"a": recs([0]), "b": recs([0])})
     assert comparison_line({"a": recs([1])}) is None
+
+
+def test_paired_line_names_the_reactions_each_run_alone_solved_and_the_round_to_round_flips(tmp_path):
+    from horm.learn.report import paired_line
+
+    def results(run, r, intended):
+        d = tmp_path / run / f"round_{r:02d}" / "heldout_ts"
+        d.mkdir(parents=True)
+        rows = [{"rxn": n, "intended": n in intended} for n in ("rxn1", "rxn2", "rxn3", "rxn4")]
+        (d / "results.jsonl").write_text("\n".join(json.dumps(x) for x in rows) + "\n{broken\n")
+
+    results("a", 1, {"rxn1"})
+    results("a", 2, {"rxn1", "rxn2", "rxn3"})
+    results("b", 2, {"rxn1", "rxn4"})
+    line = paired_line({"window": tmp_path / "a", "random": tmp_path / "b"}, 2)
+    assert line == ("Reaction by reaction at round 2: both 1; only window 2 (rxn2, rxn3); only random 1 (rxn4). "
+                    "Reactions that changed outcome since round 1: window 2.")
+    assert paired_line({"window": tmp_path / "a", "random": tmp_path / "b"}, 3) is None

@@ -91,22 +91,57 @@ def _table(name: str, recs: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def last_common_round(runs: dict[str, list[dict]]) -> int | None:
+    """The last round that every run finished with an intended count (None if there is none)."""
+    rounds = [{r["round"] for r in recs if intended_count(r) is not None} for recs in runs.values()]
+    common = set.intersection(*rounds) if rounds else set()
+    return max(common) if common else None
+
+
 def comparison_line(runs: dict[str, list[dict]]) -> str | None:
     """One sentence comparing two runs' intended TSs at the last round both finished
     (same labels spent), with the ratio of the first to the second; None without two runs."""
-    if len(runs) != 2:
+    if len(runs) != 2 or (r := last_common_round(runs)) is None:
         return None
     (na, ra), (nb, rb) = runs.items()
-    a = {r["round"]: r for r in ra if intended_count(r) is not None}
-    b = {r["round"]: r for r in rb if intended_count(r) is not None}
-    common = sorted(set(a) & set(b))
-    if not common:
-        return None
-    r = common[-1]
+    a, b = ({x["round"]: x for x in recs} for recs in (ra, rb))
     x, y = intended_count(a[r]), intended_count(b[r])
     ratio = f"{x / y:.2f}×" if y else ("equal, none found" if not x else "∞ (the second run found none)")
     return (f"At round {r} ({a[r]['labels']} and {b[r]['labels']} labels): {na} {_fmt(x, 'g')} intended, "
             f"{nb} {_fmt(y, 'g')}; ratio {ratio}.")
+
+
+def intended_reactions(run_dir, r: int) -> set[str] | None:
+    """Names of the held-out reactions whose TS search (first model) was intended in round ``r``;
+    None when that round's search results are not there."""
+    path = Path(run_dir) / f"round_{r:02d}" / "heldout_ts" / "results.jsonl"
+    if not path.is_file():
+        return None
+    names = set()
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and rec.get("intended") is True:
+            names.add(str(rec.get("rxn")))
+    return names
+
+
+def paired_line(dirs: dict[str, Path], r: int) -> str | None:
+    """Reaction by reaction at round ``r`` for two runs: solved by both, by one only, and how
+    many reactions each run's own intended set changed by from round r − 1 (a noise yardstick)."""
+    (na, da), (nb, db) = dirs.items()
+    a, b = intended_reactions(da, r), intended_reactions(db, r)
+    if a is None or b is None:
+        return None
+    parts = [f"Reaction by reaction at round {r}: both {len(a & b)}; only {na} {len(a - b)} "
+             f"({', '.join(sorted(a - b)) or '-'}); only {nb} {len(b - a)} ({', '.join(sorted(b - a)) or '-'})."]
+    flips = [f"{name} {len(now ^ before)}" for name, d, now in ((na, da, a), (nb, db, b))
+             if (before := intended_reactions(d, r - 1)) is not None]
+    if flips:
+        parts.append(f"Reactions that changed outcome since round {r - 1}: {', '.join(flips)}.")
+    return " ".join(parts)
 
 
 def write_report(out, compare=None) -> Path:
@@ -120,6 +155,9 @@ def write_report(out, compare=None) -> Path:
     lines = ["# horm learn", "", f"![intended TSs against labels]({png.name})", ""]
     if (line := comparison_line(runs)) is not None:
         lines += [line, ""]
+        last = last_common_round(runs)
+        if compare is not None and (pair := paired_line(dict(zip(runs, (out, Path(compare)))), last)) is not None:
+            lines += [pair, ""]
     for name, recs in runs.items():
         lines += _table(name, recs)
     lines += ["Rounds: labels = geometries added to the learner's store so far; intended = held-out reactions whose "
