@@ -15,7 +15,8 @@ predicts them with the round's input models, and prints:
   eigen-score analogue of the error (eigenvalue error + 1 − |cos|);
 - computed on the random run's picks alone (an unbiased sample of the pool) and on all;
 - the mean actual errors of the committee's picks against the random run's picks: what
-  top-score selection bought.
+  top-score selection bought; and how far from a stationary point the picks are, by the
+  label (xTB) and by the committee: the median largest atomic force |F| of each.
 
 A score worth selecting by has a clearly positive correlation on the random picks.
 """
@@ -85,6 +86,8 @@ def measure(models, samples, k: int, vec_weight: float) -> list[dict]:
             row.update({f"score_{kind}": committee_score(kind, forces, hessians, s.pos, k, vec_weight)
                         for kind in SCORE_KINDS})
             row.update(committee_errors(forces, hessians, s, k, vec_weight))
+            row["label_fmax"] = float(np.linalg.norm(s.forces, axis=1).max())
+            row["committee_fmax"] = float(np.linalg.norm(forces.mean(axis=0), axis=1).max())
             rows.append(row)
             if (i + 1) % 50 == 0:
                 print(f"  {i + 1}/{len(samples)} geometries", flush=True)
@@ -112,11 +115,13 @@ def table(rows: list[dict], title: str) -> list[str]:
 
 def pick_means(by_strategy: dict[str, list[dict]]) -> list[str]:
     lines = ["Mean actual error of each run's picks (committee members' mean)", "",
-             "| picks | n | " + " | ".join(ERRORS) + " | TS iterates |", "|---|---|" + "---|" * (len(ERRORS) + 1)]
+             "| picks | n | " + " | ".join(ERRORS) + " | TS iterates | median largest atomic |F|, xTB (eV/Å) | same, committee |",
+             "|---|---|" + "---|" * (len(ERRORS) + 3)]
     for name, rows in by_strategy.items():
         cells = [f"{np.mean([r[e] for r in rows]):.3f}" for e in ERRORS]
         ts = sum(r["stage"] == "ts_iterates" for r in rows)
-        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + f" | {ts} |")
+        fmax = [f"{np.median([r[f] for r in rows]):.2f}" for f in ("label_fmax", "committee_fmax")]
+        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + f" | {ts} | " + " | ".join(fmax) + " |")
     return lines + [""]
 
 
