@@ -115,7 +115,8 @@ def table(rows: list[dict], title: str) -> list[str]:
 
 def pick_means(by_strategy: dict[str, list[dict]]) -> list[str]:
     lines = ["Mean actual error of each run's picks (committee members' mean)", "",
-             "| picks | n | " + " | ".join(ERRORS) + " | TS iterates | median largest atomic force, xTB (eV/Å) | same, committee |",
+             "| picks | n | " + " | ".join(ERRORS) + " | TS iterates | median largest atomic force, xTB (eV/Å) "
+             "| same, committee |",
              "|---|---|" + "---|" * (len(ERRORS) + 3)]
     for name, rows in by_strategy.items():
         cells = [f"{np.mean([r[e] for r in rows]):.3f}" for e in ERRORS]
