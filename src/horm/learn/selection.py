@@ -8,10 +8,10 @@ in this batch, or of one already in the store — until ``budget`` are taken:
 - ``random``: a seeded random permutation of the same pool (the baseline);
 - ``window``: DP-GEN's trust window (Zhang et al., Comput. Phys. Commun. 253, 107206
   (2020)): geometries scored within ``[trust_lo, trust_hi]`` in a seeded random order, then,
-  if the budget is not spent, the rest below ``trust_lo`` by score, highest first. A score
-  above ``trust_hi`` marks a geometry the committee is too wrong about to be on the reaction's
-  surface (a broken search iterate): it is never picked. ``benchmarks/learn_score_validity.py``
-  measures where that begins.
+  if the budget is not spent, the rest below ``trust_lo`` by score, highest first. In DP-GEN's
+  reading a score above ``trust_hi`` marks a geometry too far off for its label to help (here,
+  often a broken search iterate): it is never picked. ``benchmarks/learn_score_validity.py``
+  measures how error and score relate on labelled picks, to place both ends.
 
 Two geometries are compared only when they hold the same atoms in the same order
 (``numbers`` equal element by element): the pool and the store both come from the same
