@@ -159,7 +159,8 @@ def stage_summary(a) -> None:
         pair = {first: runs[first], "random": runs["random"]}
         if (line := comparison_line(pair)) is not None:
             print(line)
-            print(paired_line({first: a.out / first, "random": a.out / "random"}, last_common_round(pair)))
+            if (per := paired_line({first: a.out / first, "random": a.out / "random"}, last_common_round(pair))):
+                print(per)
 
 
 def main() -> None:
