@@ -112,20 +112,15 @@ def comparison_line(runs: dict[str, list[dict]]) -> str | None:
 
 
 def intended_reactions(run_dir, r: int) -> set[str] | None:
-    """Names of the held-out reactions whose TS search (first model) was intended in round ``r``;
-    None when that round's search results are not there."""
-    path = Path(run_dir) / f"round_{r:02d}" / "heldout_ts" / "results.jsonl"
-    if not path.is_file():
+    """Names of the held-out reactions whose TS search (first model) was intended in round ``r``
+    (the latest record per reaction, :func:`horm.ts.benchmark.read_results`); None when that
+    round's search results are not there."""
+    from horm.ts.benchmark import RESULTS, read_results
+
+    d = Path(run_dir) / f"round_{r:02d}" / "heldout_ts"
+    if not (d / RESULTS).is_file():
         return None
-    names = set()
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and rec.get("intended") is True:
-            names.add(str(rec.get("rxn")))
-    return names
+    return {str(rec.get("rxn")) for rec in read_results(d) if rec.get("intended") is True}
 
 
 def paired_line(dirs: dict[str, Path], r: int) -> str | None:
