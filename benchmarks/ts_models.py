@@ -6,7 +6,8 @@ Stages (each a ``horm`` verb run as a subprocess, each resumable; kill the drive
 and run the same command again):
 
 1. **data**: ``python -m horm.datasets.build_t1x_xtb_large --workers W --out DATA`` (skipped once
-   ``DATA/manifest.json`` exists; the builder itself resumes a killed build).
+   ``DATA/manifest.json`` exists; the builder itself resumes a killed build; ``--n-reactions 640``
+   labels all 550 eligible reactions instead of 320).
 2. **train**: ``horm train configs/t1x_xtb_<model>.yaml`` for the four shipped models, one after
    the other with ``W`` torch threads, or with ``--lanes 2`` two at a time with one thread each,
    each training followed by its TS benchmark (so training and TS search overlap on 2 cores); a
@@ -74,8 +75,9 @@ def stage_data(a) -> None:
 
     work = DEFAULT_WORK if a.data == DEFAULT_OUT else a.data.parent / (a.data.name + "_work")
     ship = ["--ship"] if a.install and not a.smoke else []  # also copy what fits into the package
+    size = ["--n-reactions", str(a.n_reactions)] if a.n_reactions and not a.smoke else []
     run([sys.executable, "-m", "horm.datasets.build_t1x_xtb_large", "--workers", str(a.workers), "--out", str(a.data),
-         "--work", str(work), *ship, *extra], 1)
+         "--work", str(work), *size, *ship, *extra], 1)
 
 
 def _train(a, name: str, threads: int) -> None:
@@ -214,6 +216,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "ts_models")
     ap.add_argument("--data", type=Path, default=DEFAULT_OUT, help="the larger xTB set (built here if absent)")
     ap.add_argument("--reactions", type=Path, default=DEFAULT_REACTIONS)
+    ap.add_argument("--n-reactions", type=int, default=None,
+                    help="reactions the data stage labels (the builder's default: 320; 640 asks for all 550 eligible)")
     ap.add_argument("--lanes", type=int, default=1,
                     help="training+TS chains run at once, one thread each (1: trainings one after the other "
                          "with --workers threads)")
