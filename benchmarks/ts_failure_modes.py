@@ -13,10 +13,14 @@ model's TS is ``intended``, the saddle was right and the model's valleys were no
 
 With ``--reference-bench`` (the reference's own benchmark folder) it also asks whether the
 model's path stage is to blame: on every reaction the reference finds intended, the model's
-TS optimisation and IRC start from the reference path's highest image instead of the model's:
+TS optimisation and IRC start from the reference path's highest image instead of the model's.
+``--from-reference-ts`` adds a run from the reference's converged TS: if the model's saddle search
+then stays near it (small RMSD) and its IRC is intended, the model's surface has the reference's
+saddle and only its basin is wrong; if it wanders off, the model's surface lacks that saddle:
 
-    python benchmarks/ts_failure_modes.py REACTIONS_DIR BENCH_DIR [BENCH_DIR ...] \
-        [--reference xtb] [--reference-bench XTB_BENCH_DIR --potential MODEL ...] [--dtype float32]
+    python benchmarks/ts_failure_modes.py REACTIONS_DIR BENCH_DIR [BENCH_DIR ...] \\
+        [--reference xtb] [--reference-bench XTB_BENCH_DIR --potential MODEL ... [--from-reference-ts]] \\
+        [--dtype float32]
 
 BENCH_DIR is a ``horm ts benchmark`` output folder (one ``rxn*/record.json`` per reaction);
 ``--potential`` names the model of each BENCH_DIR, in the same order.
@@ -70,12 +74,15 @@ def rejudge(reactions: Path, bench: Path, calc, names: list[str]) -> dict[str, d
     return res
 
 
-def from_reference_guess(reactions: Path, ref_bench: Path, calc) -> dict[str, str]:
-    """Model TS optimisation + IRC from the reference path's highest image, on the reactions the
-    reference finds intended; ``{rxn: outcome}`` (``TS failed`` when the saddle search fails)."""
+def from_reference(reactions: Path, ref_bench: Path, calc, start: str = "path") -> dict[str, dict]:
+    """Model TS optimisation + IRC on the reactions the reference finds intended, started from the
+    reference path's highest image (``start="path"``) or from the reference's converged TS
+    (``start="ts"``: does the model's surface have that saddle at all?); ``{rxn: {"outcome": ...,
+    "rmsd_to_reference_ts": Å or None}}`` (outcome ``TS failed`` when the saddle search fails)."""
     from ase.io import read
 
     from horm.ts.tsopt import optimize_ts
+    from horm.ts.verify import aligned_rmsd
 
     out = {}
     for rec_path in sorted(ref_bench.glob("*/record.json")):
@@ -83,9 +90,13 @@ def from_reference_guess(reactions: Path, ref_bench: Path, calc) -> dict[str, st
         if not rec.get("intended"):
             continue
         name = rec_path.parent.name
-        guess = read(rec_path.parent / "path.xyz", index=rec["stages"]["path"]["ts_index"])
+        ref_ts = read(rec_path.parent / "ts.xyz")
+        guess = ref_ts.copy() if start == "ts" else \
+            read(rec_path.parent / "path.xyz", index=rec["stages"]["path"]["ts_index"])
         ts = optimize_ts(guess, calc)
-        out[name] = irc_outcome(ts.atoms, calc, reactions / f"{name}.xyz") if ts.success else "TS failed"
+        outcome = irc_outcome(ts.atoms, calc, reactions / f"{name}.xyz") if ts.success else "TS failed"
+        rmsd = float(aligned_rmsd(ref_ts.positions, ts.atoms.positions)) if ts.success else None
+        out[name] = {"outcome": outcome, "rmsd_to_reference_ts": rmsd}
     return out
 
 
@@ -97,8 +108,12 @@ def main(argv=None) -> None:
     ap.add_argument("--reference-bench", type=Path, help="the reference's own benchmark folder")
     ap.add_argument("--potential", action="append", default=[], help="the model of each BENCH_DIR, in order")
     ap.add_argument("--dtype", default="float32", help="model dtype, as the benchmark ran")
+    ap.add_argument("--from-reference-ts", action="store_true",
+                    help="with --reference-bench: also start each model's TS search from the reference's converged TS")
     ap.add_argument("--json", type=Path, help="write every verdict here")
     a = ap.parse_args(argv)
+    if a.from_reference_ts and a.reference_bench is None:
+        ap.error("--from-reference-ts needs --reference-bench (the reference's own benchmark folder)")
     if a.reference_bench is not None and len(a.potential) != len(a.bench):
         ap.error("--reference-bench needs one --potential per BENCH_DIR")
     for d in (a.reactions, *a.bench, *([a.reference_bench] if a.reference_bench else [])):
@@ -123,16 +138,29 @@ def main(argv=None) -> None:
         print(f"{str(bench)[-42:]:42s} {len(names):17d} {n_ok:16d} {time.perf_counter() - t0:6.0f}  "
               + ", ".join(f"{k} {n}" for k, n in counts.most_common()), flush=True)
     if a.reference_bench is not None:
-        print(f"\n{'model, from the reference path':42s} {'ref intended':>12s} {'model intended':>14s} "
-              f"{'s':>6s}  outcomes")
-        for bench, pot in zip(a.bench, a.potential):
-            t0 = time.perf_counter()
-            res = from_reference_guess(a.reactions, a.reference_bench, load_potential(pot, dtype=a.dtype, threads=1))
-            everything[f"{bench}:from_reference_path"] = res
-            _save(a.json, everything)
-            counts = Counter(res.values())
-            print(f"{pot[-42:]:42s} {len(res):12d} {counts['intended']:14d} {time.perf_counter() - t0:6.0f}  "
-                  + ", ".join(f"{k} {n}" for k, n in counts.most_common()), flush=True)
+        for start in ("path", "ts") if a.from_reference_ts else ("path",):
+            _from_reference_table(a, start, everything)
+
+
+def _from_reference_table(a, start: str, everything: dict) -> None:
+    """One line per model: its TS search and IRC started from the reference's path guess or TS."""
+    import statistics
+
+    from horm.ts.calculator import load_potential
+
+    where = "path guess" if start == "path" else "converged TS"
+    print(f"\n{'model, from the reference ' + where:42s} {'ref intended':>12s} {'model intended':>14s} "
+          f"{'median RMSD Å':>13s} {'s':>6s}  outcomes")
+    for bench, pot in zip(a.bench, a.potential):
+        t0 = time.perf_counter()
+        res = from_reference(a.reactions, a.reference_bench, load_potential(pot, dtype=a.dtype, threads=1), start)
+        everything[f"{bench}:from_reference_{start}"] = res
+        _save(a.json, everything)
+        counts = Counter(v["outcome"] for v in res.values())
+        rmsds = [v["rmsd_to_reference_ts"] for v in res.values() if v["rmsd_to_reference_ts"] is not None]
+        med = f"{statistics.median(rmsds):.3f}" if rmsds else "-"
+        print(f"{pot[-42:]:42s} {len(res):12d} {counts['intended']:14d} {med:>13s} "
+              f"{time.perf_counter() - t0:6.0f}  " + ", ".join(f"{k} {n}" for k, n in counts.most_common()), flush=True)
 
 
 def _save(path: Path | None, everything: dict) -> None:
