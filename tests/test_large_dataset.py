@@ -101,3 +101,24 @@ def test_unshipped_large_split_names_the_rebuild_command():
         if not (root / f"{split}.hstore").is_file():
             with pytest.raises(DataError, match="build_t1x_xtb_large --ship"):
                 bundled_split_path(split, "t1x_xtb_large")
+
+
+@pytest.mark.parametrize("bad, named", [(dict(n_reactions=-3), "n_reactions"), (dict(n_reactions=0), "n_reactions"),
+                                        (dict(n_ts_eval=-1), "n_ts_eval"), (dict(workers=0), "workers"),
+                                        (dict(val_fraction=0.6, test_fraction=0.5), "fractions"),
+                                        (dict(test_fraction=-0.1), "fractions")])
+def test_bad_sizes_are_one_line_before_anything_is_written(t1x_dir, tmp_path, bad, named):
+    """A negative count would slice the reaction list from its end (all but 3 reactions sampled into
+    the work folder); bad fractions used to fail only after the labelling."""
+    from horm.datasets.build_t1x_xtb_large import build
+
+    rx = tmp_path / "rx"
+    rx.mkdir()
+    for r in LABELLED + TS_CANDIDATES:
+        shutil.copy(t1x_dir / f"{r}.xyz", rx / f"{r}.xyz")
+    kw = dict(n_reactions=2, n_ts_eval=1, workers=1, profile="smoke", exclude=set()) | bad
+    with pytest.raises(SystemExit) as e:
+        build(rx, tmp_path / "out", tmp_path / "work", **kw)
+    msg = str(e.value)
+    assert named in msg and "\n" not in msg
+    assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists()

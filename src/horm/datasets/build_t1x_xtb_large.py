@@ -131,6 +131,18 @@ def _log_session(work: Path, seconds: dict, workers: int) -> list[dict]:
     return sessions
 
 
+def check_sizes(n_reactions: int, n_ts_eval: int, workers: int, val_fraction: float, test_fraction: float) -> None:
+    """One line (SystemExit) before anything is sampled or written: counts that would slice the
+    reaction list from the end or leave a split empty, and fractions the split would refuse only
+    after the labelling."""
+    if n_reactions < 1 or n_ts_eval < 0 or workers < 1:
+        raise SystemExit(f"build_t1x_xtb_large: need n_reactions >= 1, n_ts_eval >= 0 and workers >= 1, got "
+                         f"{n_reactions}, {n_ts_eval} and {workers}")
+    if not (0.0 <= val_fraction and 0.0 <= test_fraction and val_fraction + test_fraction < 1.0):
+        raise SystemExit(f"build_t1x_xtb_large: val and test fractions must be >= 0 with a sum below 1, got "
+                         f"{val_fraction} and {test_fraction}")
+
+
 def build(reactions: Path = DEFAULT_REACTIONS, out: Path = DEFAULT_OUT, work: Path = DEFAULT_WORK,
           seed: int = 0, n_reactions: int = 320, n_ts_eval: int = 48, workers: int = 2,
           val_fraction: float = 0.1, test_fraction: float = 0.1, profile: str = "large",
@@ -140,6 +152,7 @@ def build(reactions: Path = DEFAULT_REACTIONS, out: Path = DEFAULT_OUT, work: Pa
     from horm.label.engine import get_engine
     from horm.label.runner import label
 
+    check_sizes(n_reactions, n_ts_eval, workers, val_fraction, test_fraction)
     t_start = time.perf_counter()
     files = sorted(Path(reactions).glob("rxn*.xyz"))
     if not files:
