@@ -1,4 +1,8 @@
-"""``horm evaluate MODEL... --data PATH --out DIR``: tables (1, 2, A.1), parity and radar plots."""
+"""``horm evaluate MODEL... --data PATH --out DIR``: tables (1, 2, A.1), parity and radar plots.
+
+``--origin ts`` keeps only the samples made at one stage of the sampler (here the converged TSs):
+at those, ``n_neg_agree`` says how often a model's Hessian shows exactly the reference's one
+imaginary mode."""
 
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ def evaluate_cmd(
     max_samples: Optional[int] = typer.Option(None, "--max-samples", help="evaluate the first N samples only"),
     spread: bool = typer.Option(False, "--spread", help="with --max-samples: N samples evenly spaced over the file"),
     no_hessian: bool = typer.Option(False, "--no-hessian", help="energy and forces only"),
+    origin: Optional[List[str]] = typer.Option(None, "--origin",
+                                               help="only samples made at this stage (repeat): ts, irc, "
+                                                    "irc:forward, neb:final, reactant, ... (origin or its prefix up to a ':')"),
     name: Optional[List[str]] = typer.Option(None, "--name", help="display name per model (repeat)"),
     threads: Optional[int] = threads_option(),
     device: str = device_option(),
@@ -31,7 +38,7 @@ def evaluate_cmd(
     hessian_key: Optional[str] = HESSIAN_KEY,
 ) -> None:
     """Evaluate one or more models on the same data, side by side."""
-    from horm.data.io import open_dataset
+    from horm.data.io import open_dataset, select_origins
     from horm.errors import UsageError
     from horm.evaluate.run import evaluate_models, model_names
     from horm.runtime import resolve_device
@@ -42,6 +49,9 @@ def evaluate_cmd(
     resolve_device(device)  # options before any work: a CUDA request on a CPU build is a usage error
     check_out_dir(out)
     ds = open_dataset(data, label_keys(energy_key, forces_key, hessian_key))
+    if origin:
+        ds = select_origins(ds, origin, data)
+        console.print(f"{len(ds)} samples with origin {' or '.join(ds.prefixes)}")
     evaluate_models(named, ds, out, batch_size=batch_size, hessian=not no_hessian, max_samples=max_samples,
                     spread=spread, device=device, dtype=dtype, threads=threads, console=console)
     console.print((Path(out) / "table1.md").read_text(), highlight=False, markup=False)
