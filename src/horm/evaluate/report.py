@@ -6,7 +6,8 @@ per model.
 - ``table1``: accuracy — energy, force, Hessian and eigenvalue MAE, lowest-eigenvalue MAE,
   |cos| of the lowest normal mode.
 - ``table2``: vibrational analysis — frequency MAE, lowest-frequency MAE, agreement on the
-  number of negative eigenvalues (imaginary modes), on mass-weighted Eckart-projected Hessians.
+  number of negative eigenvalues (imaginary modes) and the model's number of them, on
+  mass-weighted Eckart-projected Hessians.
 - ``tableA1``: asymmetry — mean |Ĥ − Ĥᵀ| (Eq. A.1) and the relative ‖Ĥ − Ĥᵀ‖_F/‖Ĥ‖_F.
 
 Plots (matplotlib, Agg): ``parity_<model>.png`` (energies referenced to the model's
@@ -30,13 +31,14 @@ TABLES: dict[str, tuple[str, list[str]]] = {
     "table1": ("Table 1 — accuracy", ["energy_mae", "forces_mae", "hessian_mae", "eigval_mae", "lambda1_mae",
                                       "cos_mode1"]),
     "table2": ("Table 2 — vibrational analysis (mass-weighted, Eckart-projected)",
-               ["freq_mae", "freq1_mae", "n_neg_agree"]),
+               ["freq_mae", "freq1_mae", "n_neg_agree", "n_neg_pred"]),
     "tableA1": ("Table A.1 — Hessian asymmetry", ["asym_mae", "asym_rel"]),
 }
 LABELS = {
     "energy_mae": "Energy MAE", "forces_mae": "Force MAE", "hessian_mae": "Hessian MAE",
     "eigval_mae": "Eigenvalue MAE", "lambda1_mae": "λ₁ MAE", "cos_mode1": "|cos| lowest mode",
     "freq_mae": "Frequency MAE", "freq1_mae": "Lowest-frequency MAE", "n_neg_agree": "# negative eigenvalues agree",
+    "n_neg_pred": "# imaginary modes, model",
     "asym_mae": "Asymmetry mean |H−Hᵀ|", "asym_rel": "Relative asymmetry ‖H−Hᵀ‖/‖H‖",
 }
 RADAR = ["energy_mae", "forces_mae", "hessian_mae", "eigval_mae", "freq_mae", "asym_rel", "cos_mode1"]
