@@ -94,3 +94,33 @@ def test_horm_evaluate_origin_counts_imaginary_modes(tmp_path):
     bad = CliRunner().invoke(app, ["evaluate", str(path), "--data", str(data), "--origin", "saddle",
                                    "--out", str(tmp_path / "e2")])
     assert bad.exit_code != 0 and "no sample has origin saddle" in bad.output and "\n" not in bad.output.strip()
+
+
+def test_errors_by_origin_benchmark_covers_every_stage(tmp_path):
+    """benchmarks/errors_by_origin.py on the shipped held-out split: a row per stage, xTB's TSs
+    counted with exactly one imaginary mode, the endpoints with none in the median molecule."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from horm.models.base import build_model
+    from horm.models.files import save_model
+
+    torch.manual_seed(0)
+    m = build_model("leftnet", "tiny", hidden_channels=8, num_layers=1)
+    path = save_model(m, tmp_path / "m" / "model.pt")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "errors_by_origin.py"
+    out = tmp_path / "by_origin.json"
+    run = subprocess.run([sys.executable, str(script), str(bundled_split_path("test", "t1x_xtb_large")), "-p",
+                          str(path), "--max-per-stage", "3", "--json", str(out)], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert set(res) == {"endpoints", "neb iterations", "neb final", "ts", "irc"}
+    assert all(res[s]["n"] == 3 for s in res)
+    assert res["ts"][str(path)]["n_neg_ref_median"] == 1 and res["endpoints"][str(path)]["n_neg_ref_median"] == 0
+    assert sum(line.startswith(("endpoints", "ts ", "irc ")) for line in run.stdout.splitlines()) == 3
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "none.hstore"), "-p", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "none.hstore: no such file" in bad.stderr
