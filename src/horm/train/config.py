@@ -52,6 +52,9 @@ class DataSection:
     energy_key: Optional[str] = None  # xyz/ASE input: field holding the energy (e.g. REF_energy); None: "energy"
     forces_key: Optional[str] = None  # xyz/ASE input: field holding the forces (e.g. REF_forces); None: "forces"
     hessian_key: Optional[str] = None  # xyz/ASE input: field of the flattened Hessian (e.g. REF_hessian)
+    # draw training samples by sampler stage: {origin prefix: weight}, e.g. {ts: 10, irc: 2}
+    # (horm.data.io.origin_matches; the longest matching prefix wins; unmatched samples weigh 1)
+    origin_weights: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -201,6 +204,9 @@ class TrainConfig:
         for w in ("energy", "forces", "hessian", "full_hessian", "eigen"):
             if getattr(self.loss, w) < 0:
                 raise UsageError(f"loss.{w} must be >= 0")
+        for k, w in self.data.origin_weights.items():
+            if not str(k).strip() or isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"):
+                raise UsageError(f"data.origin_weights.{k}={w!r}: give a stage prefix and a finite weight >= 0")
 
     # --- output ------------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -96,9 +96,35 @@ def fit_references(ds, max_samples: int = 20000, seed: int = 0) -> dict[int, flo
     return fit_atom_references(numbers, energies)
 
 
+def origin_weights(ds: SampleDataset, weights: dict[str, float]) -> np.ndarray | None:
+    """Per-sample draw weights from ``{origin prefix: weight}`` (:func:`horm.data.io.origin_matches`;
+    the longest matching prefix wins, an unmatched sample weighs 1); None for no weights. Reads
+    every sample of ``ds`` once."""
+    from horm.data.io import origin_matches
+
+    if not weights:
+        return None
+    by_length = sorted(((str(k).strip().rstrip(":"), float(v)) for k, v in weights.items()), key=lambda kv: -len(kv[0]))
+    w = np.ones(len(ds))
+    for i in range(len(ds)):
+        origin = str(ds[i].origin or "")
+        w[i] = next((v for k, v in by_length if origin_matches(origin, [k])), 1.0)
+    if not w.sum() > 0:
+        raise DataError(str(getattr(ds.source, "path", "train")), f"data.origin_weights {weights} give every "
+                        f"training sample weight 0")
+    return w
+
+
 def make_loader(ds: SampleDataset, batch_size: int, dtype: torch.dtype, shuffle: bool, num_workers: int = 0,
-                seed: int = 0) -> torch.utils.data.DataLoader:
+                seed: int = 0, weights: np.ndarray | None = None) -> torch.utils.data.DataLoader:
+    """Batches of ``ds``: shuffled, in order, or (``weights``) drawn with replacement, ``len(ds)``
+    draws per epoch, with probability proportional to each sample's weight."""
     g = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=Collater(dtype),
-                                       num_workers=num_workers, generator=g if shuffle else None,
-                                       persistent_workers=num_workers > 0)
+    sampler = None
+    if weights is not None:
+        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(ds),
+                                                         replacement=True, generator=g)
+        shuffle = False
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                                       collate_fn=Collater(dtype), num_workers=num_workers,
+                                       generator=g if shuffle else None, persistent_workers=num_workers > 0)

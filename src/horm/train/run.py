@@ -186,7 +186,7 @@ def _fit(cfg: TrainConfig, data, init, ckpt, console) -> Path | None:
     dtype = _DTYPES[cfg.trainer.precision]
     t = cfg.trainer
     train_loader = make_loader(data.train, t.batch_size, dtype, shuffle=True, num_workers=cfg.data.num_workers,
-                               seed=t.seed)
+                               seed=t.seed, weights=_draw_weights(cfg, data, console))
     val_loader = (make_loader(data.val, t.batch_size, dtype, shuffle=False, num_workers=cfg.data.num_workers)
                   if data.val is not None and len(data.val) > 0 else None)
     _announce(cfg, data, ckpt, console)
@@ -244,6 +244,24 @@ def _say(console, msg: str) -> None:
 
 
 @rank_zero_only
+def _draw_weights(cfg: TrainConfig, data, console):
+    """``data.origin_weights`` as per-sample draw weights (None without), and one line on what
+    share of the draws each weighted stage gets."""
+    from horm.train.data import origin_weights
+
+    w = origin_weights(data.train, cfg.data.origin_weights)
+    if w is not None:
+        from collections import Counter
+
+        by_weight = Counter()
+        for v in w:
+            by_weight[float(v)] += 1
+        share = ", ".join(f"weight {k:g}: {n} samples, {100 * k * n / w.sum():.1f}% of draws"
+                          for k, n in sorted(by_weight.items(), reverse=True))
+        _say(console, f"origin weights {dict(cfg.data.origin_weights)}: {share}")
+    return w
+
+
 def _announce(cfg: TrainConfig, data, ckpt, console) -> None:
     from rich.console import Console
 
