@@ -10,7 +10,7 @@ count. At ``ts`` the reference has exactly one, so that column is the share of t
 the model also sees as first-order saddles:
 
     python benchmarks/errors_by_origin.py DATA.hstore -p t1x-xtb-leftnet-ef -p t1x-xtb-leftnet-efh \
-        [--max-per-stage 60] [--dtype float32] [--json OUT.json]
+        [--max-per-stage 60] [--stage ts ...] [--dtype float32] [--json OUT.json]
 
 Stages with more than ``--max-per-stage`` samples are evaluated on that many, evenly spread
 over the file (the store is ordered by reaction, so all reactions are covered).
@@ -23,7 +23,7 @@ import json
 import time
 from pathlib import Path
 
-STAGES = {"endpoints": ["reactant", "product"], "neb iterations": ["neb:iter"], "neb final": ["neb:final"],
+STAGES = {"endpoints": ["reactant", "product"], "neb-iterations": ["neb:iter"], "neb-final": ["neb:final"],
           "ts": ["ts"], "irc": ["irc"]}
 
 
@@ -33,8 +33,9 @@ def _neb_iter_prefixes(ds) -> list[str]:
                    if str(ds[i].origin).startswith("neb:iter")})
 
 
-def by_origin(data: Path, potentials: list[str], max_per_stage: int, dtype: str | None) -> dict:
-    """``{stage: {potential: {metric: value}}}`` plus ``n`` (samples) per stage."""
+def by_origin(data: Path, potentials: list[str], max_per_stage: int, dtype: str | None,
+              only: list[str] | None = None) -> dict:
+    """``{stage: {potential: {metric: value}}}`` plus ``n`` (samples) per stage (``only``: these stages)."""
     import numpy as np
 
     from horm.data.io import open_dataset, select_origins
@@ -44,10 +45,13 @@ def by_origin(data: Path, potentials: list[str], max_per_stage: int, dtype: str 
     from horm.runtime import thread_limit
 
     ds = open_dataset(data)
-    stages = dict(STAGES, **{"neb iterations": _neb_iter_prefixes(ds) or ["neb:iter"]})
     models = {p: load_model(p, dtype=dtype)[0] for p in potentials}
     out: dict = {}
-    for stage, prefixes in stages.items():
+    for stage, prefixes in STAGES.items():
+        if only and stage not in only:
+            continue
+        if stage == "neb-iterations":
+            prefixes = _neb_iter_prefixes(ds) or prefixes
         try:
             sub = select_origins(ds, prefixes, data)
         except DataError as e:
@@ -80,6 +84,7 @@ def main(argv=None) -> None:
     ap.add_argument("-p", "--potential", action="append", required=True, help="model file, run folder or shipped name")
     ap.add_argument("--max-per-stage", type=int, default=60)
     ap.add_argument("--dtype", default="float32", help="model dtype (float32 as the TS benchmark runs)")
+    ap.add_argument("--stage", action="append", choices=list(STAGES), help="only these stages (repeat; default all)")
     ap.add_argument("--json", type=Path, help="write the table here")
     a = ap.parse_args(argv)
     if a.max_per_stage < 1:
@@ -88,7 +93,7 @@ def main(argv=None) -> None:
         ap.error(f"{a.data}: no such file")
     print(f"{'stage':15s} {'n':>4s} {'model':26s} {'E eV':>8s} {'F eV/Å':>8s} {'H eV/Å²':>8s} {'|cos|1':>7s} "
           f"{'#imag=':>7s} {'#imag model / ref':>17s} {'s':>5s}")
-    res = by_origin(a.data, a.potential, a.max_per_stage, a.dtype)
+    res = by_origin(a.data, a.potential, a.max_per_stage, a.dtype, a.stage)
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
 

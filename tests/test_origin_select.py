@@ -117,7 +117,7 @@ def test_errors_by_origin_benchmark_covers_every_stage(tmp_path):
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     res = json.loads(out.read_text())
-    assert set(res) == {"endpoints", "neb iterations", "neb final", "ts", "irc"}
+    assert set(res) == {"endpoints", "neb-iterations", "neb-final", "ts", "irc"}
     assert all(res[s]["n"] == 3 for s in res)
     assert res["ts"][str(path)]["n_neg_ref_median"] == 1 and res["endpoints"][str(path)]["n_neg_ref_median"] == 0
     assert sum(line.startswith(("endpoints", "ts ", "irc ")) for line in run.stdout.splitlines()) == 3
