@@ -75,3 +75,29 @@ def test_horm_train_reports_the_draw_shares(tmp_path):
     text = " ".join(res.output.split())
     assert "origin weights {'ts': 10}: weight 10:" in text and "% of draws" in text
     assert (tmp_path / "run" / "model.pt").is_file()
+
+
+def test_every_ddp_rank_draws_with_the_weights(monkeypatch):
+    """Only rank 0 prints; every rank must get the same weights (a rank with None would draw uniformly)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from horm.train.data import TrainData
+    from horm.train.run import _draw_weights
+
+    cfg = TrainConfig.from_yaml(None, ["data.origin_weights.ts=10"])
+    data = TrainData(train=_ds(), val=None, atom_ref={})
+    printed = []
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    w1 = _draw_weights(cfg, data, _Console(printed))
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    w0 = _draw_weights(cfg, data, _Console(printed))
+    assert w1 is not None and w1.tolist() == w0.tolist() == [1, 1, 1, 10, 1, 1, 1, 1]
+    assert len(printed) == 1
+
+
+class _Console:
+    def __init__(self, sink):
+        self.sink = sink
+
+    def print(self, msg, **_):
+        self.sink.append(msg)

@@ -243,7 +243,6 @@ def _say(console, msg: str) -> None:
     (console or Console()).print(msg, highlight=False)
 
 
-@rank_zero_only
 def _draw_weights(cfg: TrainConfig, data, console):
     """``data.origin_weights`` as per-sample draw weights (None without), and one line on what
     share of the draws each weighted stage gets."""
@@ -258,10 +257,11 @@ def _draw_weights(cfg: TrainConfig, data, console):
             by_weight[float(v)] += 1
         share = ", ".join(f"weight {k:g}: {n} samples, {100 * k * n / w.sum():.1f}% of draws"
                           for k, n in sorted(by_weight.items(), reverse=True))
-        _say(console, f"origin weights {dict(cfg.data.origin_weights)}: {share}")
+        _say(console, f"origin weights {dict(cfg.data.origin_weights)}: {share}")  # rank 0 only
     return w
 
 
+@rank_zero_only
 def _announce(cfg: TrainConfig, data, ckpt, console) -> None:
     from rich.console import Console
 
