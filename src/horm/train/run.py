@@ -252,9 +252,7 @@ def _draw_weights(cfg: TrainConfig, data, console):
     if w is not None:
         from collections import Counter
 
-        by_weight = Counter()
-        for v in w:
-            by_weight[float(v)] += 1
+        by_weight = Counter(w.tolist())
         share = ", ".join(f"weight {k:g}: {n} samples, {100 * k * n / w.sum():.1f}% of draws"
                           for k, n in sorted(by_weight.items(), reverse=True))
         _say(console, f"origin weights {dict(cfg.data.origin_weights)}: {share}")  # rank 0 only
