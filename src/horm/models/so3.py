@@ -84,8 +84,9 @@ class WignerD(nn.Module):
         self.lmax = lmax
         # float64 constants, not buffers: a float32 round trip (.float().double()) would cost
         # equivariance at 1e-8; they are cast to the dtype/device of R at each call
-        self._cg = {l: o3.wigner_3j(l - 1, 1, l, dtype=torch.float64).reshape((2 * l - 1) * 3, 2 * l + 1) * math.sqrt(2 * l + 1)
-                    for l in range(2, lmax + 1)}
+        with torch.device("cpu"):  # constants: on the CPU even when the model is built on meta
+            self._cg = {l: o3.wigner_3j(l - 1, 1, l, dtype=torch.float64).reshape((2 * l - 1) * 3, 2 * l + 1)
+                        * math.sqrt(2 * l + 1) for l in range(2, lmax + 1)}
 
     def blocks(self, rot: torch.Tensor) -> list[torch.Tensor]:
         """[D⁰ (E,1,1), D¹ (E,3,3), …, D^L (E,2L+1,2L+1)]."""

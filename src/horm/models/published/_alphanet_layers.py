@@ -35,8 +35,8 @@ class RadialEmbedding(nn.Module):
     def __init__(self, num_rbf: int, cutoff: float):
         super().__init__()
         self.cutoff = cutoff
-        start = torch.exp(torch.tensor(-cutoff, dtype=torch.float32))
-        end = torch.exp(torch.tensor(0.0, dtype=torch.float32))
+        start = torch.exp(torch.tensor(-cutoff, dtype=torch.float32, device="cpu"))  # constants: CPU even
+        end = torch.exp(torch.tensor(0.0, dtype=torch.float32, device="cpu"))        # under a meta build
         self.register_buffer("means", torch.linspace(start, end, num_rbf, dtype=torch.float32))
         self.register_buffer("betas", torch.full((num_rbf,), float((2 / num_rbf * (end - start)) ** -2),
                                                  dtype=torch.float32))

@@ -28,8 +28,8 @@ class GaussianSmearing(nn.Module):
 
     def __init__(self, start: float, stop: float, num: int, width: float):
         super().__init__()
-        offset = torch.linspace(start, stop, num, dtype=torch.float32)
-        self.num_output = num
+        offset = torch.linspace(start, stop, num, dtype=torch.float32, device="cpu")  # a constant: CPU even
+        self.num_output = num                                                        # under a meta build
         self.coeff = -0.5 / (width * (offset[1] - offset[0])).item() ** 2
         self.register_buffer("offset", offset)
 

@@ -211,13 +211,14 @@ class SO3Grid(nn.Module):
         lon = 2 * (mmax + 1) + 1 if lmax == mmax else 2 * mmax + 1
         if resolution is not None:
             lat = lon = resolution
-        self.mapping = CoefficientMapping([lmax], [lmax])
-        f32 = torch.float32
-        to_grid = o3.ToS2Grid(lmax, (lat, lon), normalization=normalization, dtype=f32)
-        to_mat = torch.einsum("mbi, am -> bai", to_grid.shb, to_grid.sha).detach()
-        from_grid = o3.FromS2Grid((lat, lon), lmax, normalization=normalization, dtype=f32)
-        from_mat = torch.einsum("am, mbi -> bai", from_grid.sha, from_grid.shb).detach()
-        keep = self.mapping.coefficient_idx(lmax, mmax)
+        with torch.device("cpu"):  # constants, computed on the CPU even when the model is built on meta
+            self.mapping = CoefficientMapping([lmax], [lmax])
+            f32 = torch.float32
+            to_grid = o3.ToS2Grid(lmax, (lat, lon), normalization=normalization, dtype=f32)
+            to_mat = torch.einsum("mbi, am -> bai", to_grid.shb, to_grid.sha).detach()
+            from_grid = o3.FromS2Grid((lat, lon), lmax, normalization=normalization, dtype=f32)
+            from_mat = torch.einsum("am, mbi -> bai", from_grid.sha, from_grid.shb).detach()
+            keep = self.mapping.coefficient_idx(lmax, mmax)
         self.register_buffer("to_grid_mat", self._rescale(to_mat)[:, :, keep].contiguous())
         self.register_buffer("from_grid_mat", self._rescale(from_mat)[:, :, keep].contiguous())
 
@@ -254,8 +255,8 @@ class SO3LinearV2(nn.Module):
         bound = 1 / math.sqrt(in_features)
         self.weight = nn.Parameter(torch.empty(lmax + 1, out_features, in_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(out_features))
-        self.register_buffer("expand_index", torch.repeat_interleave(
-            torch.arange(lmax + 1), torch.tensor([2 * l + 1 for l in range(lmax + 1)])))
+        self.register_buffer("expand_index", torch.repeat_interleave(  # output_size: meta-buildable
+            torch.arange(lmax + 1), torch.tensor([2 * l + 1 for l in range(lmax + 1)]), output_size=(lmax + 1) ** 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = torch.index_select(self.weight, dim=0, index=self.expand_index)
