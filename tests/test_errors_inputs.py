@@ -171,5 +171,5 @@ def test_model_file_with_a_bad_architecture_is_a_data_error(tmp_path):
     blob = torch.load(p, weights_only=True)
     blob["config"] = {**blob["config"], "graph": "nonsense"}
     torch.save(blob, p)
-    with pytest.raises(DataError, match=r"bad.pt: model config is not usable \(unknown graph kind 'nonsense'"):
+    with pytest.raises(DataError, match=r"bad.pt: model config is not usable \(model.graph='nonsense' is not valid; valid: radius, full"):
         load_model(p)

@@ -36,6 +36,7 @@ from torch import nn
 
 from horm.data.batch import Batch, flatten_hessians
 from horm.errors import UsageError
+from horm.settings import coerce, field_types
 from horm.hessian.autograd import HessianMethod, SavedTensorMeter, auto_chunk, compute_forces, full_hessian
 from horm.models.graph import scatter_sum
 
@@ -176,11 +177,14 @@ def _model_cls(name: str) -> type[Potential]:
 
 
 def _make_config(cls: type[Potential], values: dict[str, Any]):
+    """The config dataclass of ``cls`` from ``values``: unknown keys, wrong types and non-finite
+    numbers are a UsageError naming the field (:func:`horm.settings.coerce`)."""
     valid = [f.name for f in dataclasses.fields(cls.config_cls)]
-    bad = sorted(set(values) - set(valid))
+    bad = sorted(map(str, set(values) - set(valid)))
     if bad:
         raise UsageError(f"unknown option(s) {', '.join(bad)} for model {cls.name!r}; valid: {', '.join(valid)}")
-    return cls.config_cls(**values)
+    types_ = field_types(cls.config_cls)
+    return cls.config_cls(**{k: coerce(types_[k], v, f"model.{k}") for k, v in values.items()})
 
 
 def build_model(name: str, preset: str = "tiny", **overrides) -> Potential:

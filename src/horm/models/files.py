@@ -39,7 +39,9 @@ from typing import Any
 
 import torch
 
-from horm.errors import DataError, UsageError
+from horm.errors import DataError
+from horm.models.file_checks import (check_architecture, check_archive, check_atom_refs, check_elements,
+                                     check_tensors, refused_global)
 
 FORMAT = "horm-model"
 VERSION = 2  # 1: no meta; 2: meta (versions, elements, level of theory, data summary)
@@ -96,15 +98,20 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
             if cand.is_file():
                 return cand
         raise DataError(str(p), "run folder holds no model.pt or checkpoints/{best,last}.ckpt")
-    if not p.is_file():
+    if not p.exists():
         raise DataError(str(p), "no such model file")
+    check_archive(p)  # a FIFO or device is refused here, before anything opens it
     return p
 
 
 def _torch_load(p: Path) -> dict:
+    check_archive(p)  # a regular torch zip of bounded unpacked size, before torch reads a byte
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unreadable file in one line
+        refused = refused_global(p, exc)
+        if refused is not None:
+            raise refused from None
         raise DataError(str(p), f"cannot read model file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     if not isinstance(blob, dict):
         raise DataError(str(p), f"not a horm model file (holds a {type(blob).__name__}, expected a dict)")
@@ -124,20 +131,36 @@ def _check_version(p: Path, blob: dict) -> int:
 
 
 def _unpack(p: Path, blob: dict) -> tuple[dict, dict, dict | None, str | None, dict, int]:
-    """(config, state_dict, train_config, saved dtype, meta, format version) of a model file or checkpoint."""
+    """(config, state_dict, train_config, saved dtype, meta, format version) of a model file or
+    checkpoint, every part checked for type, size and finiteness (:mod:`horm.models.file_checks`)."""
+    src = str(p)
     if blob.get("format") == FORMAT:
         version = _check_version(p, blob)
         meta = blob.get("meta") if isinstance(blob.get("meta"), dict) else {}
-        return blob["config"], blob["state_dict"], blob.get("train_config"), blob.get("dtype"), meta, version
-    if "state_dict" in blob and "hyper_parameters" in blob:  # Lightning checkpoint of HormModule
+        config, state, train_config, dtype = (blob.get("config"), blob.get("state_dict"),
+                                              blob.get("train_config"), blob.get("dtype"))
+        check_atom_refs(blob.get("atom_ref"), src)
+    elif "state_dict" in blob and "hyper_parameters" in blob:  # Lightning checkpoint of HormModule
         hp = blob["hyper_parameters"]
-        if "model_config" not in hp:
-            raise DataError(str(p), "Lightning checkpoint without 'model_config' (not written by horm train)")
+        if not isinstance(hp, dict) or "model_config" not in hp:
+            raise DataError(src, "Lightning checkpoint without 'model_config' (not written by horm train)")
         train_config = hp.get("config")
-        saved_dtype = (train_config or {}).get("trainer", {}).get("precision")
-        state = {k[len("model."):]: v for k, v in blob["state_dict"].items() if k.startswith("model.")}
-        return hp["model_config"], state, train_config, saved_dtype, dict(hp.get("meta") or {}), 0
-    raise DataError(str(p), "not a horm model file or horm train checkpoint")
+        trainer = train_config.get("trainer") if isinstance(train_config, dict) else None
+        dtype = trainer.get("precision") if isinstance(trainer, dict) else None
+        sd = check_tensors(blob["state_dict"], src)
+        state = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+        config, meta, version = hp["model_config"], hp.get("meta") if isinstance(hp.get("meta"), dict) else {}, 0
+        check_atom_refs(hp.get("atom_ref"), src)
+    else:
+        raise DataError(src, "not a horm model file or horm train checkpoint")
+    if not isinstance(config, dict):
+        raise DataError(src, f"model config is a {type(config).__name__}, not a mapping")
+    state = check_tensors(state, src)
+    if train_config is not None and not isinstance(train_config, dict):
+        raise DataError(src, f"train_config is a {type(train_config).__name__}, not a mapping")
+    meta = dict(meta)
+    meta["elements"] = check_elements(meta.get("elements"), src)
+    return config, state, train_config, dtype if isinstance(dtype, str) else None, meta, version
 
 
 def load_model(path: str | os.PathLike, device: Any = "cpu", dtype: Any = None) -> tuple[Any, dict]:
@@ -155,14 +178,12 @@ def load_model(path: str | os.PathLike, device: Any = "cpu", dtype: Any = None) 
     if is_lightning_checkpoint(p):  # a released HORM/HIP checkpoint: the published architectures
         return load_published_checkpoint(p, device=dev, dtype=dtype)
     config, state, train_config, saved_dtype, meta, version = _unpack(p, _torch_load(p))
+    check_architecture(config, state, str(p))  # on the meta device: no allocation before it passes
+    model = build_model_from_config(config)
     try:
-        model = build_model_from_config(config)
-    except (UsageError, TypeError) as exc:  # the file's architecture settings, not the user's options
-        raise DataError(str(p), f"model config is not usable ({exc})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise DataError(str(p), f"weights do not match the architecture (missing {missing[:3]}, "
-                                f"unexpected {unexpected[:3]})")
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # keys and shapes matched, so this is a value the model refuses
+        raise DataError(str(p), f"weights do not load ({str(exc).splitlines()[0][:200]})") from None
     if dtype is None and saved_dtype in ("float64", "float32"):
         dtype = getattr(torch, saved_dtype)  # the precision it was trained in
     model = model.to(device=dev, dtype=dtype) if dtype is not None else model.to(device=dev)
@@ -184,6 +205,7 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
         return _published_info(p)
     blob = _torch_load(p)
     config, state, train_config, saved_dtype, meta, version = _unpack(p, blob)
+    check_architecture(config, state, str(p))  # a file whose config its weights do not fit is broken
     n_params = sum(int(v.numel()) for k, v in state.items() if hasattr(v, "numel") and k != "atom_ref")
     refs = blob.get("atom_ref") or (blob.get("hyper_parameters") or {}).get("atom_ref") or {}  # model.pt or ckpt
     elements = meta.get("elements")

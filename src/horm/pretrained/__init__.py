@@ -64,7 +64,34 @@ def model_path(name: str) -> Path:
     if not path.is_file():
         raise DataError(name, "model is not shipped in this version of horm (train it: "
                               "python benchmarks/ts_models.py; see horm/pretrained/README.md)")
+    _check_against_manifest(name, path, entry)
     return path
+
+
+_VERIFIED: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) checked in this process
+
+
+def _check_against_manifest(name: str, path: Path, entry: dict) -> None:
+    """The installed file is the one the manifest lists: its size, then its sha256 (once per process
+    while the file is unchanged). An entry without a hash (never installed) is not checked."""
+    want_sha, want_bytes = entry.get("sha256"), entry.get("bytes")
+    st = path.stat()
+    if want_bytes is not None and st.st_size != want_bytes:
+        raise DataError(str(path), f"shipped model {name} is {st.st_size:,} bytes, the manifest says "
+                                   f"{want_bytes:,}: the file was changed or swapped; reinstall horm")
+    if not want_sha:
+        return
+    key = (str(path), st.st_size, st.st_mtime_ns, str(want_sha))
+    if key in _VERIFIED:
+        return
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != want_sha:
+        raise DataError(str(path), f"shipped model {name} has sha256 {h.hexdigest()[:16]}…, the manifest says "
+                                   f"{str(want_sha)[:16]}…: the file was changed or swapped; reinstall horm")
+    _VERIFIED.add(key)
 
 
 def resolve(spec):

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from horm.errors import DataError, UnsafePickleError
+from horm.models.file_checks import check_archive
 from horm.safe_pickle import AllowListUnpickler, StateOnly, state_only
 
 
@@ -141,7 +142,7 @@ def _refuse_torchscript(source: str) -> None:
         with zipfile.ZipFile(source) as z:
             scripted = any(n.rsplit("/", 1)[-1] == "constants.pkl" for n in z.namelist())
     except (OSError, zipfile.BadZipFile):
-        return  # not a zip: torch.load's legacy reader, through the same allow-list
+        return  # not a zip: check_archive has refused it already
     if scripted:
         raise UnsafePickleError(source, "refused TorchScript archive (code, not a Lightning checkpoint)")
 
@@ -149,6 +150,7 @@ def _refuse_torchscript(source: str) -> None:
 def load_checkpoint_dict(path: str | os.PathLike) -> dict:
     """The checkpoint's top-level dict, read through the allow-list (tensors on the CPU)."""
     source = str(path)
+    check_archive(source, "checkpoint")  # a regular torch zip of bounded unpacked size, before torch reads it
     _refuse_torchscript(source)
     try:
         blob = torch.load(source, map_location="cpu", weights_only=False, pickle_module=_pickle_module(source))

@@ -43,6 +43,7 @@ from typing import Any, Mapping
 import torch
 
 from horm.errors import UsageError, DataError
+from horm.models.file_checks import check_archive, check_tensors, few, state_problems
 from horm.models.published import FORMATS, HORM_ATOM_REFS_EV, CheckpointFormat
 from horm.models.published._lightning_pickle import load_checkpoint_dict, plain
 
@@ -50,13 +51,6 @@ PREFIX = "potential."
 LEVEL_OF_THEORY = "ωB97X/6-31G(d)"
 PROVENANCE_KEY = "imported_from"
 PROVENANCE_FIELDS = ("architecture", "source_name", "source_sha256", "level_of_theory", "atom_ref_source")
-_SHOW = 4  # keys named in an error message
-
-
-def _few(keys, n: int = _SHOW) -> str:
-    keys = list(keys)
-    more = f", … ({len(keys)} in all)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -76,6 +70,7 @@ def is_lightning_checkpoint(path: str | os.PathLike) -> bool:
     try:
         if not p.is_file() or not zipfile.is_zipfile(p):
             return False
+        check_archive(p)  # a bomb is refused by the reader that follows, with its own line
         with zipfile.ZipFile(p) as z:
             names = [n for n in z.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
             if len(names) != 1 or z.getinfo(names[0]).file_size > (256 << 20):
@@ -102,17 +97,12 @@ def read_published_checkpoint(path: str | os.PathLike) -> tuple[dict | None, dic
     blob = load_checkpoint_dict(path)
     sd = blob.get("state_dict")
     if not isinstance(sd, Mapping) or not sd:
-        raise DataError(source, f"no state_dict (top-level keys: {_few(sorted(map(str, blob)))})")
-    bad = [str(k) for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise DataError(source, f"state_dict entries that are not named tensors: {_few(bad)}")
+        raise DataError(source, f"no state_dict (top-level keys: {few(sorted(map(str, blob)))})")
+    sd = check_tensors(sd, source)  # named tensors that fit their storages, finite
     outside = sorted(k for k in sd if not k.startswith(PREFIX))
     if outside:
-        raise DataError(source, f"state_dict keys outside '{PREFIX}' (not HORM/HIP's layout): {_few(outside)}")
+        raise DataError(source, f"state_dict keys outside '{PREFIX}' (not HORM/HIP's layout): {few(outside)}")
     state = {k[len(PREFIX):]: v.detach() for k, v in sd.items()}
-    nonfinite = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
-    if nonfinite:
-        raise DataError(source, f"non-finite weights in {_few(PREFIX + k for k in nonfinite)}")
     try:
         hp = plain(blob.get("hyper_parameters"))
     except (ValueError, RecursionError) as exc:
@@ -127,28 +117,14 @@ def describe(hp: dict | None, state: Mapping[str, torch.Tensor]) -> str:
     mc = (hp or {}).get("model_config")
     name = mc.get("name") if isinstance(mc, dict) else None
     what = f"model_config.name {name!r}" if name is not None else "no model_config.name"
-    return f"{what}, {len(state)} weights ({_few(sorted(state))})"
+    return f"{what}, {len(state)} weights ({few(sorted(state))})"
 
 
 # --- strict loading ----------------------------------------------------------------------------
 def key_problems(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
     """None when ``state`` has exactly the model's keys (bar ``atom_ref``) and shapes, else why not."""
     expected = {k: v for k, v in model.state_dict().items() if k != "atom_ref"}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k} {list(state[k].shape)} vs model {list(expected[k].shape)}" for k in sorted(set(expected) & set(state))
-              if state[k].shape != expected[k].shape]
-    kinds = [k for k in sorted(set(expected) & set(state)) if state[k].is_floating_point() != expected[k].is_floating_point()]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s): {_few(PREFIX + k for k in missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s): {_few(PREFIX + k for k in unexpected)}")
-    if shapes:
-        parts.append(f"{len(shapes)} wrong shape(s): {_few(PREFIX + s for s in shapes)}")
-    if kinds:
-        parts.append(f"{len(kinds)} integer/float mismatch(es): {_few(PREFIX + k for k in kinds)}")
-    return "; ".join(parts) or None
+    return state_problems(expected, state, PREFIX)
 
 
 def _claims(fmt: CheckpointFormat, hp, state) -> bool:
@@ -163,7 +139,8 @@ def _build(fmt: CheckpointFormat, hp, state, source: str):
 
     try:
         config = dict(fmt.config(hp, state))
-        model = build_model_from_config(config)
+        with torch.device("meta"):  # shapes first: nothing is allocated for a config the weights do not fit
+            model = build_model_from_config(config)
     except KeyError as exc:
         if exc.args and isinstance(exc.args[0], str) and exc.args[0] not in state:
             raise DataError(source, f"looks like {fmt.model} but 1 missing key(s): {PREFIX}{exc.args[0]} "
@@ -190,7 +167,9 @@ def recognise_and_build(hp: dict | None, state: Mapping[str, torch.Tensor], sour
         config, model = _build(fmt, hp, state, source)
         problem = key_problems(model, state)
         if problem is None:
-            return fmt, config, model
+            from horm.models.base import build_model_from_config
+
+            return fmt, config, build_model_from_config(config)
         first_problem = first_problem or (fmt, problem)
     fmt, problem = first_problem
     raise DataError(source, f"weights do not match {fmt.model}: {problem}")
