@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -41,13 +42,23 @@ RESULTS = "results.jsonl"
 META = "benchmark.json"
 
 
-def select_reactions(reactions_dir, n: int | None = None, seed: int = 0) -> list[Path]:
+def select_reactions(reactions_dir, n: int | None = None, seed: int = 0,
+                     on_skip: Callable[[Path, str], None] | None = None) -> list[Path]:
     """The ``*.xyz`` files of a folder, sorted by name; with ``n``, a seeded random subset
-    of n of them (numpy ``default_rng(seed)``, returned in name order)."""
+    of n of them (numpy ``default_rng(seed)``, returned in name order). An entry that is not
+    a regular file (a symlink loop, a dangling link, a FIFO, a device) is skipped, never
+    followed: ``on_skip(path, reason)`` is told (default: a warning)."""
+    from horm.safe_io import list_files
+
     d = Path(reactions_dir)
     if not d.is_dir():
         raise HormError(f"{d}: not a folder of reaction files")
-    files = sorted(d.glob("*.xyz"))
+    files, skipped = list_files(d, (".xyz",))
+    for p, why in skipped:
+        if on_skip is None:
+            warnings.warn(f"{p}: skipped ({why})", stacklevel=2)
+        else:
+            on_skip(p, why)
     if not files:
         raise HormError(f"{d}: no *.xyz reaction files")
     if n is None or n >= len(files):
@@ -242,7 +253,8 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
                                                                            or not retry_failed):
                     sink.land(rec)
                     continue
-            payload = (str(Path(path).resolve()), str((out / rxn).resolve()), sdict, (charge, multiplicity))
+            # absolute, not resolved: a symlink loop given here fails in its worker, as one record
+            payload = (os.path.abspath(path), str((out / rxn).resolve()), sdict, (charge, multiplicity))
             pending.append((rxn, payload))
         run_jobs(pending, Job(partial(_load, potential, device, dtype, threads_per_worker), _ts_task), sink, opts, total=len(pending),
                  title=f"ts benchmark ({Path(potential).name})")
