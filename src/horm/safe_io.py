@@ -157,3 +157,31 @@ def disk_full(path: str | os.PathLike, exc: BaseException | None = None, needed:
         return True
     free = free_bytes(path)
     return free is not None and free < max(needed, LOW_SPACE_BYTES)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` atomically: a fresh temporary file in the same folder (created
+    with ``O_EXCL``, never a planted symlink), fsync'd and renamed over ``path``. Free space is
+    checked first; a full disk is one DataError line, the temporary file is removed and any
+    previous ``path`` is left intact."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = data.encode() if isinstance(data, str) else data
+    check_free_space(path.parent, len(data), f"writing {path.name}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and disk_full(path.parent, exc, len(data)):
+            raise DataError(str(path), f"no space left on device writing {len(data)} bytes; nothing was "
+                                       f"written, a previous {path.name} is intact") from None
+        raise
+    return path

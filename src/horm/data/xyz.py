@@ -18,7 +18,7 @@ import numpy as np
 from horm.data.formats import LabelKeys, check_atom_count, read_ase
 from horm.data.sample import MIN_DISTANCE, SPIN_KEYS, Sample, strict_int, symbols_to_numbers
 from horm.errors import DataError
-from horm.safe_io import read_input_text
+from horm.safe_io import read_input_text, write_atomic
 
 
 def _is_extxyz(comment: str) -> bool:
@@ -133,12 +133,7 @@ def write_xyz(path: str | os.PathLike, samples: Sample | list[Sample], comments:
     """Write plain multi-frame xyz atomically (temp file + rename)."""
     if isinstance(samples, Sample):
         samples = [samples]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(format_xyz(samples, comments))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, format_xyz(samples, comments))
 
 
 def write_extxyz(path: str | os.PathLike, samples: list[Sample]) -> Path:

@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from horm.errors import HormError, UsageError
+from horm.errors import DataError, HormError, UsageError
 from horm.jobs import Job, JobOptions, output_lock, run_jobs
 from horm.ts.workflow import RunSettings, write_json_atomic
 
@@ -89,10 +89,19 @@ def read_results(out_dir) -> list[dict]:
 
 
 def _append(out_dir: Path, rec: dict) -> None:
-    with open(out_dir / RESULTS, "a") as fh:
+    """One record line onto ``OUT/results.jsonl`` (never through a symlink)."""
+    fd = os.open(out_dir / RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "a") as fh:
         fh.write(json.dumps(rec, default=float) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _no_symlinks(out: Path) -> None:
+    """Refuse a run folder whose own files are symlinks: they would be written through."""
+    for name in (RESULTS, META):
+        if (out / name).is_symlink():
+            raise DataError(str(out / name), "is a symlink; a benchmark never writes through one (remove it)")
 
 
 def _failure(rxn: str, status: str, seconds: float, error: str, settings: dict | None = None,
@@ -127,7 +136,8 @@ def _output_to(path: Path):
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    Path(path).unlink(missing_ok=True)  # a fresh file: never truncate one we did not make
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -236,6 +246,7 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
         raise HormError("reaction file names (stems) must be unique")
     with output_lock(out):
         out.mkdir(parents=True, exist_ok=True)
+        _no_symlinks(out)
         sdict = (settings or RunSettings()).to_dict()
         _check_meta(out, potential, sdict)
         done = {r.get("rxn") for r in read_results(out)
