@@ -404,3 +404,18 @@ def test_an_unhandled_hormerror_is_never_raised_for_a_full_lock_disk(tmp_path):
         with pytest.raises(HormError, match="lock file"):
             with output_lock(fs / "x.hstore"):
                 pass
+
+
+def test_any_full_disk_write_in_a_verb_is_one_line(tmp_path):
+    """Neighbour: a write whose size is not known upfront (``data export`` through ASE) still ends
+    in one line, and leaves no temporary file."""
+    from horm.data.convert import convert
+
+    store = convert(_h2(tmp_path).parent / "h2.xyz", tmp_path / "s.hstore", show_progress=False)
+    store.extend(_samples(200, start=10))
+    store.close()
+    with small_tmpfs(tmp_path / "fs", "64k") as fs:
+        res = _cli(["data", "export", tmp_path / "s.hstore", fs / "out.extxyz"])
+        assert res.exit_code == 1, res.output
+        assert "no space left on device" in res.output and "Traceback" not in res.output
+        assert list(fs.iterdir()) == []
