@@ -197,7 +197,7 @@ def test_a_store_reads_under_ulimit_v(tmp_path):
     assert res.returncode == 0 and res.stdout.split() == ["True", "3"], res.stderr[-500:]
 
 
-def test_an_unhandled_hormerror_is_never_raised_for_a_full_lock_disk(tmp_path):
+def test_a_full_disk_while_writing_the_lock_pid_is_one_line(tmp_path):
     """Neighbour: a disk so full that the lock file's PID cannot be written is one line too."""
     from horm.jobs import output_lock
 
