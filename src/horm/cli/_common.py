@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from pathlib import Path
@@ -26,7 +27,8 @@ def friendly(fn):
 
     Exit status 2 for a UsageError (bad option, setting or config value), 1 for any
     other HormError (bad data, failed labels, ...). Every other exception is a bug and
-    keeps its traceback. ``HORM_DEBUG=1`` shows the traceback of HormErrors too.
+    keeps its traceback, except an OSError of a full disk (ENOSPC, EDQUOT): one line, status 1.
+    ``HORM_DEBUG=1`` shows the traceback of HormErrors too.
     """
 
     @functools.wraps(fn)
@@ -38,6 +40,13 @@ def friendly(fn):
                 raise
             console.print(f"[red]error:[/red] {escape(error_line(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+        except OSError as exc:  # a full disk is no bug: one line, whatever was writing
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("HORM_DEBUG", "") not in ("", "0"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            console.print(f"[red]error:[/red] {escape(where)}no space left on device ({escape(exc.strerror or '')})",
+                          highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 

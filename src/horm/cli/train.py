@@ -50,8 +50,11 @@ def train_cmd(
             cfg.set(f"data.{name}", value)
     cfg.validate()
     check_out_dir(Path(cfg.out))
-    from horm.train.run import train
+    from horm.jobs.lock import launcher_lock
 
-    model_path = train(cfg)
+    with launcher_lock(cfg.out):  # before the slow imports: a second run into --out is refused at once
+        from horm.train.run import train
+
+        model_path = train(cfg)
     if model_path is not None:  # rank 0 only
         console.print(f"model written to {model_path}")

@@ -132,7 +132,9 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
     from horm.runtime import default_workers
 
     load_potential(potential, device=device, dtype=dtype)  # fail here, once, rather than in every worker
-    files = select_reactions(reactions_dir, n_reactions if n_reactions is not None else n_old, seed)
+    files = select_reactions(reactions_dir, n_reactions if n_reactions is not None else n_old, seed,
+                             on_skip=lambda p, why: out.print(f"note: {p}: skipped ({why})", highlight=False,
+                                                              markup=False, soft_wrap=True))
     workers = workers if workers is not None else default_workers(len(files))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that running workers get killed too
 

@@ -2,7 +2,9 @@
 store (:func:`convert`), or export one to extxyz/xyz, ``.traj`` or ASE ``.db`` (:func:`export`).
 
 Writes in transactions of ``batch`` samples, so a killed conversion keeps every batch
-it committed; re-running with ``resume=True`` skips samples whose key is already stored.
+it committed; re-running with ``resume=True`` skips samples whose key is already stored. A
+failed write (a full disk: one line that says so) rolls its transaction back; a new store that
+got no sample at all is then removed, never left empty for ``verify`` to call ok.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from horm.data.formats import LabelKeys, check_store_path, export_samples
+from horm.data.lmdb_util import remove_lmdb
 from horm.data.io import level_of_theory, open_dataset
 from horm.data.provenance import check_append, label_provenance, store_provenance
 from horm.data.store import HessianStore
@@ -62,7 +65,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool =
     dst = check_store_path(dst)
     ds = open_dataset(src, keys)
     prov = source_provenance(ds)
-    if dst.exists() and resume:
+    created = not (dst.exists() and resume)
+    if not created:
         store = HessianStore.open(dst, readonly=False)
         try:
             check_append(store, prov, allow_mixed)
@@ -75,6 +79,25 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool =
         extra = {k: prov[k] for k in ("engine", "engine_settings") if prov[k] is not None}
         store = HessianStore.create(dst, prov["level_of_theory"], overwrite=overwrite,
                                     source=str(Path(src).resolve()), converted_from=type(ds).__name__, **extra)
+    try:
+        _copy_into(store, ds, src, resume, batch, show_progress)
+    except BaseException:
+        drop_if_empty(store, created)  # a new store that got nothing is removed; committed batches stay
+        raise
+    return store
+
+
+def drop_if_empty(store: HessianStore, created: bool) -> None:
+    """After a failed run: close ``store`` and, when this run created it and nothing was committed
+    (no sample, no failure row), delete it, so that no empty store is left for ``verify`` to call ok."""
+    empty = int(store.meta.get("count", 0)) == 0 and int(store.meta.get("n_failures", 0)) == 0
+    path = store.path
+    store.close()
+    if created and empty:
+        remove_lmdb(path)
+
+
+def _copy_into(store: HessianStore, ds, src, resume: bool, batch: int, show_progress: bool) -> None:
     have = store.keys() if resume else set()
     n = len(ds)
     pending = []
@@ -92,4 +115,3 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool =
             prog.advance(task)
         if pending:
             store.extend(pending)
-    return store

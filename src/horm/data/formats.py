@@ -28,6 +28,7 @@ the frame has.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,9 @@ from typing import Iterable
 
 import numpy as np
 
-from horm.data.sample import MIN_DISTANCE, SPIN_KEYS, Sample, strict_int
+from horm.data.sample import MAX_ATOMS, MIN_DISTANCE, SPIN_KEYS, Sample, strict_int
 from horm.errors import DataError, UsageError
+from horm.safe_io import check_input_file, read_input_text
 
 XYZ_SUFFIXES = (".xyz", ".extxyz")
 ASE_SUFFIXES = (".xyz", ".extxyz", ".traj", ".db")
@@ -72,11 +74,40 @@ def check_store_path(path: str | os.PathLike) -> Path:
 
 # --- reading ------------------------------------------------------------------------------------
 
-def _frames(path: Path, fmt: str) -> list:
-    """ASE Atoms of every frame; a database row's key-value pairs and data land in ``info``."""
+def check_atom_count(n: int, lines_left: int, src: str, where: str) -> None:
+    """Refuse an atom count above MAX_ATOMS, or above the lines left in the file (one per atom),
+    before any loop runs over it."""
+    if n > MAX_ATOMS:
+        raise DataError(src, f"{n} atoms exceed the limit of {MAX_ATOMS} per sample", where)
+    if n > lines_left:
+        raise DataError(src, f"atom count line says {n} atoms but only {max(lines_left, 0)} lines follow", where)
+
+
+def check_xyz_counts(lines: list[str], src: str) -> None:
+    """Walk the frames of an (ext)xyz text by their atom-count lines and check every count
+    against the lines left (:func:`check_atom_count`); a line that is not a count ends the walk
+    (the reader then says what is wrong)."""
+    i, frame = 0, 0
+    while i < len(lines):
+        head = lines[i].split()
+        if not head:
+            i += 1
+            continue
+        if len(head) != 1 or not head[0].isdigit():
+            return
+        n = int(head[0])
+        check_atom_count(n, len(lines) - i - 2, src, f"frame {frame} (line {i + 1})")
+        i, frame = i + 2 + n, frame + 1
+
+
+def _frames(path: Path, fmt: str, text: str | None = None) -> list:
+    """ASE Atoms of every frame; a database row's key-value pairs and data land in ``info``.
+    The file is read through :mod:`horm.safe_io` (regular files under the size cap only), and
+    an extxyz's atom counts are checked before ASE loops over them."""
     if fmt == "db":
         from ase.db import connect
 
+        check_input_file(path)
         with connect(str(path), type="db") as db:
             out = []
             for row in db.select():
@@ -87,7 +118,12 @@ def _frames(path: Path, fmt: str) -> list:
             return out
     from ase.io import read
 
-    return read(str(path), index=":", format=fmt)
+    if fmt != "extxyz":
+        check_input_file(path)
+        return read(str(path), index=":", format=fmt)
+    text = read_input_text(path) if text is None else text
+    check_xyz_counts(text.splitlines(), str(path))
+    return read(io.StringIO(text), index=":", format=fmt)
 
 
 def _fields(atoms) -> dict:
@@ -101,7 +137,8 @@ def _missing(src: str, what: str, key: str, fields: dict, k: int) -> DataError:
     return DataError(src, f"no {what} under key {key!r}; keys found: {found}", f"frame {k}")
 
 
-def _labels(atoms, keys: LabelKeys, src: str, k: int) -> tuple:
+def _labels(atoms, keys: LabelKeys, src: str, k: int) -> list[tuple[str, object]]:
+    """(key name, raw value or None) of the energy, the forces and the Hessian of one frame."""
     res = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
     fields = _fields(atoms)
     names = {**fields, **{n: v for n, v in res.items() if n in ("energy", "forces")}}
@@ -109,48 +146,65 @@ def _labels(atoms, keys: LabelKeys, src: str, k: int) -> tuple:
     for what, key, default in (("energy", keys.energy, "energy"), ("forces", keys.forces, "forces"),
                                ("Hessian", keys.hessian, "hessian")):
         if key is None:
-            got.append(res.get(default, fields.get(default)) if default != "hessian" else fields.get(default))
+            got.append((default, res.get(default, fields.get(default)) if default != "hessian" else fields.get(default)))
         elif key in names:
-            got.append(names[key])
+            got.append((key, names[key]))
         else:
             raise _missing(src, what, key, names, k)
-    return tuple(got)
+    return got
+
+
+def _numeric(key: str, value, src: str, k: int) -> np.ndarray | None:
+    """``value`` as float64 numbers; a non-numeric field is one DataError naming the key."""
+    if value is None:
+        return None
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        shown = " ".join(str(value).split())[:30]
+        raise DataError(src, f"{key}={shown!r} is not numeric", f"frame {k}") from None
 
 
 def _sample(atoms, keys: LabelKeys, src: str, k: int, name: str) -> Sample:
-    energy, forces, hessian = _labels(atoms, keys, src, k)
+    (ekey, energy), (fkey, forces), (hkey, hessian) = ((key, _numeric(key, v, src, k))
+                                                      for key, v in _labels(atoms, keys, src, k))
     n = len(atoms)
     for key in ("charge", *SPIN_KEYS):  # integers only: 1.5 or "two" is an error, never truncated
         if key in atoms.info:
-            name = "multiplicity" if key in SPIN_KEYS else key
-            atoms.info[name] = strict_int(atoms.info[key], key, src, f"frame {k}")
+            slot = "multiplicity" if key in SPIN_KEYS else key
+            atoms.info[slot] = strict_int(atoms.info[key], key, src, f"frame {k}")
+    atoms.calc = None  # the labels are taken above, checked, not from the raw results
     s = Sample.from_atoms(atoms)
     s.hessian = None
-    try:
-        s.energy = None if energy is None else float(np.asarray(energy, dtype=float).reshape(()))
-        s.forces = None if forces is None else np.asarray(forces, dtype=np.float64).reshape(n, 3)
-    except (TypeError, ValueError):
-        raise DataError(src, f"energy must be one number and forces ({n}, 3) numbers", f"frame {k}") from None
+    if energy is not None and energy.size != 1:
+        raise DataError(src, f"{ekey} must be one number, got {energy.size}", f"frame {k}")
+    s.energy = None if energy is None else float(energy.reshape(()))
+    if forces is not None:
+        if forces.size != 3 * n:
+            raise DataError(src, f"{fkey} has {forces.size} numbers, expected ({n}, 3)", f"frame {k}")
+        s.forces = forces.reshape(n, 3)
     if hessian is not None:
-        h = np.asarray(hessian, dtype=np.float64)
-        if h.size != 9 * n * n:
-            raise DataError(src, f"Hessian has {h.size} entries, expected {9 * n * n} for {n} atoms", f"frame {k}")
-        s.hessian = h.reshape(3 * n, 3 * n)
+        if hessian.size != 9 * n * n:
+            raise DataError(src, f"Hessian has {hessian.size} entries, expected {9 * n * n} for {n} atoms", f"frame {k}")
+        s.hessian = hessian.reshape(3 * n, 3 * n)
     s.key = str(atoms.info.get("key", "")) or s.key
     s.origin = s.origin or f"{name}:{k}"
     return s
 
 
 def read_ase(path: str | os.PathLike, keys: LabelKeys | None = None, validate: bool = True,
-             min_distance: float = MIN_DISTANCE) -> list[Sample]:
-    """Every frame of an extxyz, ``.traj`` or ASE ``.db`` file as a Sample (labels per ``keys``)."""
+             min_distance: float = MIN_DISTANCE, text: str | None = None) -> list[Sample]:
+    """Every frame of an extxyz, ``.traj`` or ASE ``.db`` file as a Sample (labels per ``keys``);
+    ``text``: the extxyz's text when the caller has read it already."""
     path = Path(path)
     src = str(path)
     fmt = _FORMAT.get(path.suffix.lower())
     if fmt is None:
         raise DataError(src, f"not an ASE file ({', '.join(ASE_SUFFIXES)})")
     try:
-        frames = _frames(path, fmt)
+        frames = _frames(path, fmt, text)
+    except DataError:
+        raise
     except Exception as exc:  # noqa: BLE001 - ASE raises anything on a malformed file
         raise DataError(src, f"cannot read as {fmt} ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if not frames:

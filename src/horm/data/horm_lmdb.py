@@ -26,7 +26,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from horm.data.lmdb_util import acquire_env, check_value_extent, release_env
+from horm.data.lmdb_util import MapError, acquire_env, check_value_extent, release_env
 from horm.data.sample import Sample
 from horm.errors import DataError
 from horm.safe_pickle import AllowListUnpickler, StateOnly
@@ -349,6 +349,8 @@ def is_horm_lmdb(path: str | os.PathLike) -> bool:
     try:
         f = _lmdb_files(p)[0]
         env = acquire_env(f, readonly=None)
+    except MapError:
+        raise  # not a verdict on the file
     except DataError:
         return False
     try:

@@ -8,6 +8,7 @@ with the last page LMDB's meta page says is in use.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import lmdb
 
 from horm.errors import DataError
+from horm.safe_io import disk_full
 
 MIN_LMDB_BYTES = 2 * 4096  # two meta pages
 
@@ -43,6 +45,58 @@ def check_min_size(path: str | os.PathLike) -> None:
 # LMDB refuses to open one file twice in a process; share environments by real path.
 _ENVS: dict[str, list] = {}  # realpath -> [env, readonly, refcount]
 MAP_SIZE = 1 << 40  # 1 TiB of address space; the file only grows as data is written
+_MAP_FLOOR = 1 << 26  # smallest map a writable open retries with (64 MiB, and at least 2x the file)
+
+
+def check_lock_file(path: str | os.PathLike) -> None:
+    """Refuse a writable open when LMDB's own lock file (``<path>-lock``, which LMDB opens,
+    follows and resizes) is a symlink, a hard link or not a regular file."""
+    lp = Path(str(path) + "-lock")
+    try:
+        st = os.lstat(lp)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a plain file"
+        raise DataError(str(lp), f"LMDB's lock file is {what}; refusing to open {path} for writing (remove it)")
+
+
+class MapError(DataError):
+    """The LMDB file could not be memory-mapped (address space or memory): not a verdict on the file."""
+
+
+def _map_failure(exc: BaseException) -> bool:
+    return isinstance(exc, lmdb.MemoryError) or "cannot allocate memory" in str(exc).lower()
+
+
+def open_lmdb(path: str | os.PathLike, readonly: bool, lock: bool | None = None) -> lmdb.Environment:
+    """``lmdb.open`` of a single file with a 1 TiB map; when the address space is limited
+    (``ulimit -v``), retried with smaller maps (read-only: the file's size; writable: halved down
+    to 2x the file) and, failing that, a DataError that says so, never "not an LMDB"."""
+    path = Path(path)
+    lock = (not readonly) if lock is None else lock
+    if not readonly:
+        check_lock_file(path)
+    size = path.stat().st_size if path.exists() else 0
+    tries = [MAP_SIZE]
+    if readonly:
+        tries.append(max(size, MIN_LMDB_BYTES))
+    else:
+        floor = max(_MAP_FLOOR, 2 * size)
+        while tries[-1] // 4 >= floor:
+            tries.append(tries[-1] // 4)
+    for k, map_size in enumerate(tries):
+        try:
+            return lmdb.open(str(path), subdir=False, readonly=readonly, lock=lock, map_size=map_size,
+                             readahead=False, meminit=False, max_readers=256)
+        except lmdb.Error as exc:
+            if not _map_failure(exc):
+                full = not readonly and disk_full(path, exc)
+                raise DataError(str(path), f"{'no space left on device' if full else 'cannot open as LMDB'} ({exc})") from None
+            if k == len(tries) - 1:
+                raise MapError(str(path), f"cannot map the LMDB file: not enough address space for "
+                                           f"{map_size} bytes (ulimit -v?) ({exc})") from None
+    raise AssertionError("unreachable")
 
 
 def acquire_env(path: str | os.PathLike, readonly: bool | None = True) -> lmdb.Environment:
@@ -61,11 +115,7 @@ def acquire_env(path: str | os.PathLike, readonly: bool | None = True) -> lmdb.E
         return entry[0]
     readonly = True if readonly is None else readonly
     check_min_size(path)
-    try:
-        env = lmdb.open(str(path), subdir=False, readonly=readonly, lock=not readonly,
-                        map_size=MAP_SIZE, readahead=False, meminit=False, max_readers=256)
-    except lmdb.Error as exc:
-        raise DataError(str(path), f"cannot open as LMDB ({exc})") from None
+    env = open_lmdb(path, readonly)
     try:
         check_not_truncated(env, path)
     except DataError:
@@ -91,12 +141,56 @@ def is_open(path: str | os.PathLike) -> bool:
 
 
 @contextmanager
-def lmdb_errors(path: str | os.PathLike, where: str | None = None):
-    """Turn LMDB's own errors inside the block into one DataError line naming the file."""
+def lmdb_errors(path: str | os.PathLike, where: str | None = None, write: str | None = None):
+    """Turn LMDB's own errors inside the block into one DataError line naming the file.
+
+    ``write``: what the block writes (one transaction). A failed write then says whether the map
+    or the disk is full (LMDB reports a short write as "Input/output error") and that the
+    transaction rolled back: the store is as it was before it."""
     try:
         yield
     except lmdb.Error as exc:
-        raise DataError(str(path), f"corrupt or truncated LMDB ({type(exc).__name__}: {exc})", where) from None
+        detail = f"{type(exc).__name__}: {exc}"
+        if write is not None and (isinstance(exc, lmdb.MapFullError) or _map_failure(exc)):
+            raise DataError(str(path), f"the LMDB map is full or cannot grow ({detail}); {write} was rolled "
+                                       f"back, the store is as it was before", where) from None
+        if write is not None and disk_full(path, exc):
+            raise DataError(str(path), f"no space left on device ({detail}); {write} was rolled back, the "
+                                       f"store is as it was before", where) from None
+        raise DataError(str(path), f"corrupt or truncated LMDB ({detail})", where) from None
+
+
+def has_record(path: str | os.PathLike, key: bytes) -> bool:
+    """True if ``path`` is an LMDB file holding ``key`` (or one whose node for ``key`` is damaged).
+    Not an LMDB file: False. A map failure (:class:`MapError`) is raised: it is no verdict."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    try:
+        env = acquire_env(p, readonly=None)
+    except MapError:
+        raise
+    except DataError:
+        return False
+    try:
+        check_value_extent(p, key)
+    except DataError:
+        release_env(p)
+        return True
+    try:
+        with env.begin() as txn:
+            return txn.get(key) is not None
+    except lmdb.Error:
+        return False
+    finally:
+        release_env(p)
+
+
+def remove_lmdb(path: str | os.PathLike) -> None:
+    """Delete a single-file LMDB and its ``-lock`` file (what a failed run created)."""
+    release_env(path)
+    Path(path).unlink(missing_ok=True)
+    Path(str(path) + "-lock").unlink(missing_ok=True)
 
 
 # --- a read-only look at LMDB's own pages, through pread, never through the memory map ---

@@ -17,6 +17,7 @@ from horm.errors import DataError
 MIN_DISTANCE = 0.5  # Å; closer atoms are rejected as unphysical
 MAX_Z = 118
 MAX_ATOMS = 10_000  # atoms per sample; larger inputs are refused (a Hessian would be >= 3.6 GB)
+MAX_COORD = 1e4  # Å; a coordinate beyond ±MAX_COORD is refused (no molecule spans 10 µm)
 
 
 def symbols_to_numbers(symbols, source: str = "<input>", where: str | None = None) -> np.ndarray:
@@ -52,6 +53,21 @@ def strict_int(value, name: str, src: str, where: str) -> int:
     if isinstance(value, str) and text.lstrip("+-").isdigit() and text.lstrip("+-").isascii():
         return int(text)
     raise DataError(src, f"{name}={str(value)[:20]!r} is not an integer", where)
+
+
+def check_positions(pos: np.ndarray, source: str = "<input>", where: str | None = None) -> None:
+    """Raise DataError (one line, naming the atom) unless every coordinate is finite and within
+    ±:data:`MAX_COORD` Å; a k-d tree or a path interpolation overflows on 1e300."""
+    pos = np.asarray(pos, dtype=np.float64)
+    bad = ~np.isfinite(pos)
+    if bad.any():
+        a = int(np.argwhere(bad)[0][0])
+        raise DataError(source, f"pos contains NaN or inf (atom {a})", where)
+    far = np.abs(pos) > MAX_COORD
+    if far.any():
+        a, c = (int(x) for x in np.argwhere(far)[0])
+        raise DataError(source, f"coordinate {pos[a, c]:.3g} Å of atom {a} is beyond the bound of "
+                                f"±{MAX_COORD:g} Å", where)
 
 
 def closest_pair_below(pos: np.ndarray, cutoff: float) -> tuple[int, int, float] | None:
@@ -142,8 +158,7 @@ class Sample:
         pos = np.asarray(self.pos)
         if pos.shape != (n, 3):
             raise DataError(source, f"pos has shape {pos.shape}, expected ({n}, 3)", where)
-        if not np.all(np.isfinite(pos)):
-            raise DataError(source, "pos contains NaN or inf", where)
+        check_positions(pos, source, where)
         if self.energy is not None and not np.isfinite(float(self.energy)):
             raise DataError(source, "energy is NaN or inf", where)
         if self.forces is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -35,12 +36,14 @@ import numpy as np
 from horm import __version__
 from horm.data.formats import check_store_path
 from horm.data.integrity import decode_meta, encode_meta, grew_since_open, seal, unseal
-from horm.data.lmdb_util import (MAP_SIZE, acquire_env, check_value_extent, check_value_extents, is_open,
-                                  lmdb_errors, prefix_end, release_env)
+from horm.data.lmdb_util import (acquire_env, check_value_extent, check_value_extents, is_open,
+                                  has_record, lmdb_errors, open_lmdb, prefix_end, release_env,
+                                  remove_lmdb)
 from horm.data.sample import Sample
 from horm.data.store_codec import (chunk_key, decode_hessian, decode_sample, encode_hessian,  # noqa: F401
                                    encode_sample, pack_chunk, unpack_chunk)
 from horm.errors import DataError
+from horm.safe_io import check_free_space
 from horm.units import UNITS
 
 SCHEMA_VERSION = 2  # 2: every record sealed with a CRC-32; 1: no checksums
@@ -117,11 +120,16 @@ class HessianStore:
             "n_failures": 0,
             "provenance": provenance,
         }
-        with lmdb_errors(path):
-            env = lmdb.open(str(path), subdir=False, map_size=MAP_SIZE)
-            with env.begin(write=True) as txn:
-                txn.put(META_KEY, encode_meta(meta, sealed=checksums))
-            env.close()
+        try:
+            with lmdb_errors(path, write="creating the store"):
+                env = open_lmdb(path, readonly=False)
+                with env.begin(write=True) as txn:
+                    txn.put(META_KEY, encode_meta(meta, sealed=checksums))
+                env.close()
+        except BaseException:
+            if path.exists():
+                remove_lmdb(path)  # what this call created, never a half store
+            raise
         return cls(path, readonly=False)
 
     @classmethod
@@ -155,6 +163,22 @@ class HessianStore:
 
     def _put(self, txn, key: bytes, payload: bytes) -> None:
         txn.put(key, seal(key, payload) if self.sealed else payload)
+        self._pending += len(payload) + len(key)
+
+    @contextmanager
+    def _writing(self, what: str):
+        """One write transaction: the free space is checked before it commits (the size is
+        known by then), and a failure rolls it back, the in-memory metadata too."""
+        self._check_writable()
+        saved, self._pending = dict(self.meta), 0
+        try:
+            with lmdb_errors(self.path, write=what), self.env.begin(write=True) as txn:
+                self._refresh(txn)
+                yield txn
+                check_free_space(self.path, self._pending, what)
+        except BaseException:
+            self.meta = saved
+            raise
 
     def _put_meta(self, txn) -> None:
         txn.put(META_KEY, encode_meta(self.meta, self.sealed))
@@ -290,10 +314,8 @@ class HessianStore:
         Samples whose ``key`` is already stored raise DataError, or are skipped with
         ``skip_existing=True`` (then their index is -1).
         """
-        self._check_writable()
         idx: list[int] = []
-        with lmdb_errors(self.path), self.env.begin(write=True) as txn:
-            self._refresh(txn)
+        with self._writing("this append") as txn:
             n = int(self.meta["count"])
             k = self.chunk_size
             c = n // k
@@ -334,9 +356,7 @@ class HessianStore:
 
     def record_failure(self, key: str, reason: str, **details: Any) -> None:
         """Add (or replace) a row of the failures table. Nothing is added to the data."""
-        self._check_writable()
-        with lmdb_errors(self.path), self.env.begin(write=True) as txn:
-            self._refresh(txn)
+        with self._writing(f"the failure row of {key!r}") as txn:
             row = {"reason": str(reason), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "details": details}
             fkey = b"f:" + key.encode()
             is_new = txn.get(fkey) is None
@@ -345,9 +365,7 @@ class HessianStore:
             self._put_meta(txn)
 
     def update_meta(self, **fields: Any) -> None:
-        self._check_writable()
-        with lmdb_errors(self.path), self.env.begin(write=True) as txn:
-            self._refresh(txn)
+        with self._writing("the metadata update") as txn:
             self.meta.update(fields)
             self._put_meta(txn)
 
@@ -376,24 +394,6 @@ class HessianStore:
         self.close()
 
 def is_store(path: str | os.PathLike) -> bool:
-    """True if ``path`` is a horm store (an LMDB file with a ``__meta__`` record)."""
-    p = Path(path)
-    if not p.is_file():
-        return False
-    try:
-        env = acquire_env(p, readonly=None)
-    except DataError:
-        return False
-    try:
-        check_value_extent(p, META_KEY)
-    except DataError:
-        release_env(p)
-        return True  # a damaged store: HessianStore.open says what is wrong
-    try:
-        with env.begin() as txn:
-            return txn.get(META_KEY) is not None
-    except lmdb.Error:
-        return False
-    finally:
-        release_env(p)
-
+    """True if ``path`` is a horm store (an LMDB file with a ``__meta__`` record; a damaged one too:
+    ``HessianStore.open`` then says what is wrong). A map failure is raised, never a False."""
+    return has_record(path, META_KEY)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from horm.data.formats import LabelKeys, read_ase
-from horm.data.sample import MAX_ATOMS, MIN_DISTANCE, SPIN_KEYS, Sample, strict_int, symbols_to_numbers
+from horm.data.formats import LabelKeys, check_atom_count, read_ase
+from horm.data.sample import MIN_DISTANCE, SPIN_KEYS, Sample, strict_int, symbols_to_numbers
 from horm.errors import DataError
+from horm.safe_io import read_input_text, write_atomic
 
 
 def _is_extxyz(comment: str) -> bool:
@@ -32,13 +33,10 @@ def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float
     src = str(path)
     if path.suffix.lower() in (".traj", ".db") or (keys is not None and keys.any):
         return read_ase(path, keys, validate, min_distance)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(src, f"cannot read ({exc})") from None
+    text = read_input_text(path)  # regular files under the size cap only
     lines = text.splitlines()
     if len(lines) >= 2 and _is_extxyz(lines[1]):
-        return read_ase(path, keys, validate, min_distance)
+        return read_ase(path, keys, validate, min_distance, text=text)
     frames: list[Sample] = []
     i = 0
     while i < len(lines):
@@ -53,12 +51,9 @@ def read_xyz(path: str | os.PathLike, validate: bool = True, min_distance: float
                 raise ValueError
         except ValueError:
             raise DataError(src, f"expected an atom count, got {lines[i].strip()[:40]!r}", where) from None
-        if n > MAX_ATOMS:
-            raise DataError(src, f"{n} atoms exceed the limit of {MAX_ATOMS} per sample", where)
+        check_atom_count(n, len(lines) - i - 2, src, where)
         comment = lines[i + 1] if i + 1 < len(lines) else ""
         body = lines[i + 2: i + 2 + n]
-        if len(body) < n:
-            raise DataError(src, f"atom count line says {n} atoms but only {len(body)} follow", where)
         symbols, pos = [], np.empty((n, 3))
         for a, line in enumerate(body):
             parts = line.split()
@@ -138,12 +133,7 @@ def write_xyz(path: str | os.PathLike, samples: Sample | list[Sample], comments:
     """Write plain multi-frame xyz atomically (temp file + rename)."""
     if isinstance(samples, Sample):
         samples = [samples]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(format_xyz(samples, comments))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, format_xyz(samples, comments))
 
 
 def write_extxyz(path: str | os.PathLike, samples: list[Sample]) -> Path:

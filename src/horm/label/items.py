@@ -16,10 +16,12 @@ from typing import Callable, Iterator
 from horm.data.formats import ASE_SUFFIXES
 from horm.data.sample import Sample
 from horm.errors import DataError
+from horm.safe_io import list_files
 
 
 def _xyz_files(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.suffix.lower() in ASE_SUFFIXES and p.is_file())
+    """The regular xyz/ASE files of ``d`` (symlink loops, dangling links and devices left out)."""
+    return list_files(d, ASE_SUFFIXES)[0]
 
 
 _HASHED = re.compile(r"#[0-9a-f]{16}$")

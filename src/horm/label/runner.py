@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from horm.data.formats import check_store_path
+from horm.data.convert import drop_if_empty
 from horm.data.provenance import check_append, label_provenance
 from horm.data.sample import Sample
 from horm.data.store import HessianStore
@@ -221,6 +222,7 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
                               timeout=timeout, threads=threads or 1, progress=show_progress)
         opts = jobs
         summary.total, summary.workers, summary.backend = n, opts.workers, opts.backend
+        created = not Path(out_store).exists()
         store = open_or_create_store(out_store, engine, str(Path(input).resolve()), allow_mixed)
         try:
             sink = _StoreSink(store, summary, retry_failed, engine.name)
@@ -231,6 +233,9 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
             summary.seconds, summary.startup_seconds = stats.seconds, stats.startup_seconds
             summary.engine_cpu_seconds = stats.task_cpu_seconds
             store.update_meta(last_run=summary.record())
+        except BaseException:
+            drop_if_empty(store, created)  # a new store that got nothing (e.g. a full disk) is removed
+            raise
         finally:
             store.close()
     if print_summary:

@@ -136,11 +136,14 @@ def sample_to(out: str | os.PathLike, paths: Iterable[str | os.PathLike], method
 
 
 def reaction_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand directories into their ``*.xyz`` files (sorted); keep files as given."""
+    """Expand directories into their ``*.xyz`` files (sorted; regular files only, a symlink loop
+    is never followed: :func:`horm.safe_io.list_files`); keep files as given."""
+    from horm.safe_io import list_files
+
     out: list[Path] = []
     for x in inputs:
         p = Path(x)
-        out += sorted(p.glob("*.xyz")) if p.is_dir() else [p]
+        out += list_files(p, (".xyz",))[0] if p.is_dir() else [p]
     return out
 
 

@@ -12,8 +12,11 @@ once before training (``init_val_loss`` in ``run.json``) and then trains with th
 ``trainer.max_time`` caps the wall time; Lightning's timer state is in every checkpoint, so
 the budget is summed over resumed sessions (a resumed run whose budget is spent stops at once).
 
-Resume (``resume=true``) continues from ``last.ckpt``; if that file is unreadable (a kill
-during its write), from the newest readable step checkpoint. A resumed fine-tuning run is
+Resume (``resume=true``) continues from the readable checkpoint written at the highest step
+(``last.ckpt`` or a step checkpoint: a kill just after ``step000010.ckpt`` leaves ``last.ckpt`` at
+an older step); an unreadable one (cut short) is skipped with a line saying so. Checkpoints are
+written whole or not at all (:class:`AtomicCheckpointIO`), and the run folder is locked
+(``<out>.lock``, as ``label`` locks its store): a second run into it is refused at once. A resumed fine-tuning run is
 rebuilt with its ``init_from`` model's architecture and references, and the checkpoint's
 weights. A run folder that already holds checkpoints is refused without ``resume=true``, so a
 run is never overwritten by accident.
@@ -22,21 +25,27 @@ run is never overwritten by accident.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
+import io
 import json
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
-from horm.errors import TrainingError, UsageError
+from horm.errors import HormError, TrainingError, UsageError
+from horm.jobs.lock import launcher_lock
 from horm.train.config import TrainConfig
 from horm.train.data import load_train_data, make_loader
 from horm.models.files import save_model
@@ -47,25 +56,49 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _PRECISION = {"float32": "32-true", "float64": "64-true"}
 
 
-def _readable(path: Path) -> bool:
+def _checkpoint_step(path: Path) -> int | None:
+    """The global step a Lightning checkpoint was written at; None when it cannot be read whole."""
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-        return "state_dict" in ck and "loops" in ck
+        return int(ck["global_step"]) if "state_dict" in ck and "loops" in ck else None
     except Exception:  # noqa: BLE001 - a truncated file raises anything
-        return False
+        return None
 
 
-def find_resume_checkpoint(out: str | Path) -> Path | None:
-    """``last.ckpt`` if readable, else the newest readable ``*.ckpt`` in ``out/checkpoints``."""
+def find_resume_checkpoint(out: str | Path, on_skip: Callable[[Path], None] | None = None) -> Path | None:
+    """The readable checkpoint (``last.ckpt`` or ``step*.ckpt`` in ``out/checkpoints``) written at
+    the highest step; ``last.ckpt`` on a tie. A kill can leave ``last.ckpt`` behind the newest step
+    checkpoint, or a step checkpoint cut short: each unreadable one is passed to ``on_skip``."""
     d = Path(out) / "checkpoints"
     if not d.is_dir():
         return None
-    cands = [d / "last.ckpt"] + sorted((p for p in d.glob("step*.ckpt")), key=lambda p: p.stat().st_mtime,
-                                       reverse=True)
-    for c in cands:
-        if c.is_file() and _readable(c):
-            return c
-    return None
+    best: tuple[int, int, Path] | None = None
+    for c in [d / "last.ckpt", *sorted(d.glob("step*.ckpt"))]:
+        if not c.is_file():
+            continue
+        step = _checkpoint_step(c)
+        if step is None:
+            if on_skip is not None:
+                on_skip(c)
+            continue
+        rank = (step, c.name == "last.ckpt", c)
+        if best is None or rank[:2] > best[:2]:
+            best = rank
+    return None if best is None else best[2]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written whole or not at all (:func:`horm.safe_io.write_atomic`: a temporary
+    file in the checkpoint folder, free space checked first, renamed at the end). Lightning's own
+    writer stages the file in /tmp and copies it over, which leaves a truncated checkpoint when
+    the run's disk fills up."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        from horm.safe_io import write_atomic
+
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        write_atomic(path, buf.getbuffer())
 
 
 def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
@@ -105,7 +138,7 @@ def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
         gradient_clip_val=cfg.optim.grad_clip,
         callbacks=callbacks, logger=loggers, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar, inference_mode=False, num_sanity_val_steps=0,
-        default_root_dir=str(out), enable_model_summary=False, **val_kw)
+        default_root_dir=str(out), enable_model_summary=False, plugins=[AtomicCheckpointIO()], **val_kw)
 
 
 class _ProgressBar(RichProgressBar):
@@ -150,18 +183,29 @@ def _quiet():
 
 def train(cfg: TrainConfig, console=None) -> Path | None:
     """Run the training job described by ``cfg`` (quietly: see :func:`_quiet`); returns the path
-    of ``model.pt`` (None on DDP ranks > 0)."""
-    with _quiet():
-        return _train(cfg, console)
+    of ``model.pt`` (None on DDP ranks > 0). The run folder is locked like a store
+    (:func:`horm.jobs.output_lock` on ``<out>.lock``): a second run into it is refused at once.
+    A full disk is one :class:`TrainingError` line (checkpoints are written whole or not at all)."""
+    cfg.validate()
+    try:
+        with _quiet(), launcher_lock(cfg.out):
+            return _train(cfg, console)
+    except HormError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise TrainingError(f"{cfg.out}: no space left on device ({exc.filename or exc.strerror}); training "
+                            f"stopped, the checkpoints already written are intact (resume=true after "
+                            f"freeing space)") from None
 
 
 def _train(cfg: TrainConfig, console=None) -> Path | None:
     """Run the training job described by ``cfg``; returns the path of ``model.pt`` (None on DDP ranks > 0)."""
-    cfg.validate()
     out = Path(cfg.out)
     ckpt = None
     if cfg.resume:
-        ckpt = find_resume_checkpoint(out)
+        ckpt = find_resume_checkpoint(out, on_skip=lambda p: _say(console, f"{p}: unreadable or truncated, skipped"))
         if ckpt is None:
             raise UsageError(f"resume=true but {out / 'checkpoints'} holds no readable checkpoint")
     elif (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.ckpt")):

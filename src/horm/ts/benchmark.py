@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from horm.errors import HormError, UsageError
+from horm.errors import DataError, HormError, UsageError
 from horm.jobs import Job, JobOptions, output_lock, run_jobs
 from horm.ts.workflow import RunSettings, write_json_atomic
 
@@ -41,13 +42,23 @@ RESULTS = "results.jsonl"
 META = "benchmark.json"
 
 
-def select_reactions(reactions_dir, n: int | None = None, seed: int = 0) -> list[Path]:
+def select_reactions(reactions_dir, n: int | None = None, seed: int = 0,
+                     on_skip: Callable[[Path, str], None] | None = None) -> list[Path]:
     """The ``*.xyz`` files of a folder, sorted by name; with ``n``, a seeded random subset
-    of n of them (numpy ``default_rng(seed)``, returned in name order)."""
+    of n of them (numpy ``default_rng(seed)``, returned in name order). An entry that is not
+    a regular file (a symlink loop, a dangling link, a FIFO, a device) is skipped, never
+    followed: ``on_skip(path, reason)`` is told (default: a warning)."""
+    from horm.safe_io import list_files
+
     d = Path(reactions_dir)
     if not d.is_dir():
         raise HormError(f"{d}: not a folder of reaction files")
-    files = sorted(d.glob("*.xyz"))
+    files, skipped = list_files(d, (".xyz",))
+    for p, why in skipped:
+        if on_skip is None:
+            warnings.warn(f"{p}: skipped ({why})", stacklevel=2)
+        else:
+            on_skip(p, why)
     if not files:
         raise HormError(f"{d}: no *.xyz reaction files")
     if n is None or n >= len(files):
@@ -78,10 +89,19 @@ def read_results(out_dir) -> list[dict]:
 
 
 def _append(out_dir: Path, rec: dict) -> None:
-    with open(out_dir / RESULTS, "a") as fh:
+    """One record line onto ``OUT/results.jsonl`` (never through a symlink)."""
+    fd = os.open(out_dir / RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "a") as fh:
         fh.write(json.dumps(rec, default=float) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _no_symlinks(out: Path) -> None:
+    """Refuse a run folder whose own files are symlinks: they would be written through."""
+    for name in (RESULTS, META):
+        if (out / name).is_symlink():
+            raise DataError(str(out / name), "is a symlink; a benchmark never writes through one (remove it)")
 
 
 def _failure(rxn: str, status: str, seconds: float, error: str, settings: dict | None = None,
@@ -116,7 +136,8 @@ def _output_to(path: Path):
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    Path(path).unlink(missing_ok=True)  # a fresh file: never truncate one we did not make
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -225,6 +246,7 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
         raise HormError("reaction file names (stems) must be unique")
     with output_lock(out):
         out.mkdir(parents=True, exist_ok=True)
+        _no_symlinks(out)
         sdict = (settings or RunSettings()).to_dict()
         _check_meta(out, potential, sdict)
         done = {r.get("rxn") for r in read_results(out)
@@ -242,7 +264,8 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
                                                                            or not retry_failed):
                     sink.land(rec)
                     continue
-            payload = (str(Path(path).resolve()), str((out / rxn).resolve()), sdict, (charge, multiplicity))
+            # absolute, not resolved: a symlink loop given here fails in its worker, as one record
+            payload = (os.path.abspath(path), str((out / rxn).resolve()), sdict, (charge, multiplicity))
             pending.append((rxn, payload))
         run_jobs(pending, Job(partial(_load, potential, device, dtype, threads_per_worker), _ts_task), sink, opts, total=len(pending),
                  title=f"ts benchmark ({Path(potential).name})")

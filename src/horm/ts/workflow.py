@@ -27,7 +27,6 @@ false (the branch stopped at ``max_steps`` but its relaxation reached the same b
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,12 +101,9 @@ def write_frames(path: Path, atoms_list) -> Path:
 
 
 def write_json_atomic(path: Path, obj) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    os.replace(tmp, path)
-    return path
+    from horm.safe_io import write_atomic
+
+    return write_atomic(path, json.dumps(obj, indent=1, default=_json_default))
 
 
 def _json_default(o):
