@@ -68,6 +68,20 @@ def find_resume_checkpoint(out: str | Path) -> Path | None:
     return None
 
 
+def check_devices(t) -> None:
+    """``trainer.devices`` against this machine, before any data is read: at most its CUDA GPUs
+    (``accelerator`` gpu, or auto with CUDA), else at most its cores (one CPU process each)."""
+    from horm.runtime import cpu_count
+
+    gpu = t.accelerator == "gpu" or (t.accelerator == "auto" and torch.cuda.is_available())
+    have, what = (torch.cuda.device_count(), "CUDA GPUs") if gpu else (cpu_count(), "CPU cores")
+    if have == 0:
+        raise UsageError(f"trainer.accelerator={t.accelerator}: no CUDA GPU is visible here; use trainer.accelerator=cpu")
+    if t.devices > have:
+        raise UsageError(f"trainer.devices={t.devices} is not valid here: this machine has {have} {what} "
+                         f"(trainer.accelerator={t.accelerator}); valid: [1, {have}]")
+
+
 def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
     t, out = cfg.trainer, Path(cfg.out)
     ckpt_dir = out / "checkpoints"
@@ -158,6 +172,7 @@ def train(cfg: TrainConfig, console=None) -> Path | None:
 def _train(cfg: TrainConfig, console=None) -> Path | None:
     """Run the training job described by ``cfg``; returns the path of ``model.pt`` (None on DDP ranks > 0)."""
     cfg.validate()
+    check_devices(cfg.trainer)
     out = Path(cfg.out)
     ckpt = None
     if cfg.resume:
