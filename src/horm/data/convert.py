@@ -52,12 +52,13 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,
             resume: bool = False, batch: int = 256, show_progress: bool = True,
-            keys: LabelKeys | None = None, allow_mixed: bool = False) -> HessianStore:
+            keys: LabelKeys | None = None, allow_mixed: bool = False, allow_outliers: bool = False) -> HessianStore:
     """Copy every sample of ``src`` into the store ``dst``; returns the (open) store.
     ``dst`` must not carry an xyz-family or ASE extension (use :func:`export` for those).
 
     With ``resume`` the samples are appended to an existing ``dst``; labels of another
-    level of theory, engine or settings are refused unless ``allow_mixed``.
+    level of theory, engine or settings are refused unless ``allow_mixed``. A label outside
+    the bounds of :mod:`horm.data.plausibility` stops the copy at that sample, unless ``allow_outliers``.
     """
     dst = check_store_path(dst)
     ds = open_dataset(src, keys)
@@ -87,9 +88,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool =
             if s.key not in have:
                 pending.append(s)
             if len(pending) >= batch:
-                store.extend(pending)
+                store.extend(pending, allow_outliers=allow_outliers)
                 pending = []
             prog.advance(task)
         if pending:
-            store.extend(pending)
+            store.extend(pending, allow_outliers=allow_outliers)
     return store

@@ -60,7 +60,7 @@ class DataSection:
     energy_key: Optional[str] = None  # xyz/ASE input: field holding the energy (e.g. REF_energy); None: "energy"
     forces_key: Optional[str] = None  # xyz/ASE input: field holding the forces (e.g. REF_forces); None: "forces"
     hessian_key: Optional[str] = None  # xyz/ASE input: field of the flattened Hessian (e.g. REF_hessian)
-    allow_outliers: bool = False  # train on labels outside horm.data.plausibility's bounds (never on NaN/inf)
+    allow_outliers: bool = False  # train on labels outside horm.data.plausibility's bounds (never NaN/inf or |E|/N > 1e7 eV)
     # draw training samples by sampler stage: {origin prefix: weight}, e.g. {ts: 10, irc: 2}
     # (horm.data.io.origin_matches; the longest matching prefix wins; unmatched samples weigh 1)
     origin_weights: dict = field(default_factory=dict)

@@ -193,6 +193,7 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
 def _fit(cfg: TrainConfig, data, init, ckpt, console) -> Path | None:
     """Build the module (from the fine-tuned model ``init`` when given), fit, save model.pt and run.json."""
     out = Path(cfg.out)
+    _check_rows(cfg, data)
     if init is not None:
         module = HormModule(cfg.to_dict(), model_config=init[1]["config"], atom_ref=init[1]["atom_ref"])
         module.model.load_state_dict(init[0].state_dict())
@@ -227,6 +228,15 @@ def _fit(cfg: TrainConfig, data, init, ckpt, console) -> Path | None:
         (out / "run.json").write_text(json.dumps(info, indent=1))
         return model_path
     return None
+
+
+def _check_rows(cfg: TrainConfig, data) -> None:
+    """``loss.n_hr`` against the data, as soon as its atom counts are known (before any step): more
+    rows than the largest molecule's 3N are never drawn, so asking for them is a usage error."""
+    rows = 3 * data.natoms_max
+    if cfg.loss.hessian > 0 and cfg.loss.n_hr > rows:
+        raise UsageError(f"loss.n_hr={cfg.loss.n_hr} is more Hessian rows than the data's largest molecule has "
+                         f"({data.natoms_max} atoms, 3N = {rows}); valid here: [1, {rows}]")
 
 
 def _model_meta(cfg: TrainConfig, data) -> dict:
@@ -286,6 +296,9 @@ def _announce(cfg: TrainConfig, data, ckpt, console) -> None:
     nval = len(data.val) if data.val is not None else 0
     refs = ", ".join(f"Z={z}: {e:.4f}" for z, e in sorted(data.atom_ref.items()))
     console.print(f"train {len(data.train)} samples, val {nval}; reference energies (eV) {refs}")
+    if data.outliers:
+        console.print(f"[yellow]warning:[/yellow] {len(data.outliers)} sample(s) outside the label bounds kept "
+                      f"(data.allow_outliers): {'; '.join(data.outliers[:3])}", highlight=False, soft_wrap=True)
     if ckpt:
         console.print(f"resuming from {ckpt}")
     elif cfg.init_from:
