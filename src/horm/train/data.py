@@ -84,8 +84,9 @@ def check_labels(train: SampleDataset, val: SampleDataset | None, data_cfg,
                  atom_ref: dict[int, float] | None = None) -> tuple[dict[int, float], int, list[str]]:
     """The read check before training: one pass over every training and validation sample.
 
-    Labels are checked against :mod:`horm.data.plausibility` (impossible labels, NaN/inf or |E|/N > 1e7 eV, always refused; the bounds
-    unless ``data_cfg.allow_outliers``), a DataError naming the first bad sample. The references
+    Labels are checked against :mod:`horm.data.plausibility` (impossible ones, NaN/inf or |E|/N > 1e7 eV,
+    always refused; outliers unless ``data_cfg.allow_outliers``), a DataError naming the first bad
+    sample. The references
     are fitted by least squares on up to ``data_cfg.ref_samples`` training samples (the same draw as
     always: all of them, or a seeded subset), or are ``atom_ref`` (fine-tuning); then |E − Σ ref|/N is
     checked on both splits. Returns (references, largest atom count, lines on the outliers kept).
