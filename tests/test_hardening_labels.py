@@ -230,3 +230,16 @@ def test_workers_are_capped_at_the_core_count_with_a_warning(monkeypatch, capsys
     monkeypatch.setenv("HORM_MAX_WORKERS", "many")
     with pytest.raises(UsageError, match="HORM_MAX_WORKERS='many'"):
         JobOptions(workers=4)
+
+
+def test_a_reference_fit_that_misses_an_element_of_the_training_split_is_an_error(tmp_path):
+    from horm.train.data import load_train_data
+
+    with HessianStore.open(VAL) as src:  # samples 0-11: H C O; sample 58: H C N O
+        samples = [src[i] for i in [*range(N), 58]]
+    p = tmp_path / "mixed.hstore"
+    with HessianStore.create(p, "GFN2-xTB") as st:
+        st.extend(samples)
+    with pytest.raises(UsageError, match=r"data\.ref_samples=3: .* no element Z=7"):
+        load_train_data(_data_cfg(p, ref_samples=3))
+    load_train_data(_data_cfg(p)).close()
