@@ -243,3 +243,13 @@ def test_a_reference_fit_that_misses_an_element_of_the_training_split_is_an_erro
     with pytest.raises(UsageError, match=r"data\.ref_samples=3: .* no element Z=7"):
         load_train_data(_data_cfg(p, ref_samples=3))
     load_train_data(_data_cfg(p)).close()
+
+
+def test_split_refuses_an_outlier_and_allow_outliers_keeps_it(tmp_path):
+    from horm.cli import app
+
+    p = _store(tmp_path, hessian=lambda h: np.asarray(h) * 1e4)
+    res = CliRunner().invoke(app, ["data", "split", str(p), "--out", str(tmp_path / "s1")], env={"COLUMNS": "250"})
+    assert res.exit_code == 1 and "|H_ij|" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["data", "split", str(p), "--out", str(tmp_path / "s2"), "--allow-outliers"])
+    assert res.exit_code == 0, res.output

@@ -151,11 +151,12 @@ def split_cmd(src: Path = typer.Argument(..., help="dataset to split"),
               out_dir: Path = typer.Option(..., "--out", "-o", help="writes train.hstore and val.hstore here"),
               val: float = typer.Option(0.1, help="fraction of reactions for validation"),
               seed: int = typer.Option(0, help="split seed"),
-              overwrite: bool = typer.Option(False)):
+              overwrite: bool = typer.Option(False),
+              allow_outliers: bool = typer.Option(False, "--allow-outliers", help=OUTLIERS_HELP)):
     """Deterministic reaction-level train/val split into two horm stores (one streaming pass)."""
     from horm.data.splits import split_dataset
 
     check_out_dir(out_dir)
-    res = split_dataset(src, out_dir, val, seed, overwrite=overwrite)
+    res = split_dataset(src, out_dir, val, seed, overwrite=overwrite, allow_outliers=allow_outliers)
     out.print("\n".join(f"{name}: {r['samples']} samples from {r['reactions']} reactions -> {r['path']}"
                         for name, r in res.items()))
