@@ -181,4 +181,5 @@ def label_report(source, name: str | None = None) -> list[str]:
     --labels``); references fitted on all of its samples with plausible energies."""
     scan = scan_labels(source, name=name)
     scan.add_referenced(scan.fit_refs(range(len(scan.indices))), "references fitted on the whole store")
-    return [f"{scan.source}: {scan.name(p)}: implausible label: {m}" for p, m in sorted(scan.problems.items())]
+    return [f"{scan.source}: {scan.name(p)}: {'impossible' if p in scan.skipped else 'implausible'} label: {m}"
+            for p, m in sorted(scan.problems.items())]
