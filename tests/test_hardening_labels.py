@@ -146,6 +146,8 @@ def test_n_hr_beyond_3n_of_the_data_is_an_error():
         _check_rows(TrainConfig.from_yaml(None, ["loss.n_hr=37"]), data)
     _check_rows(TrainConfig.from_yaml(None, ["loss.n_hr=36"]), data)
     _check_rows(TrainConfig.from_yaml(None, ["loss.n_hr=37", "loss.hessian=0"]), data)  # rows unused
+    with pytest.raises(UsageError, match=r"loss\.eigen_k=40 .*valid here: \[0, 36\]"):
+        _check_rows(TrainConfig.from_yaml(None, ["loss.eigen_k=40"]), data)
 
 
 def test_evaluate_refuses_bad_labels_and_with_allow_outliers_counts_what_it_skips(tmp_path):

@@ -231,12 +231,14 @@ def _fit(cfg: TrainConfig, data, init, ckpt, console) -> Path | None:
 
 
 def _check_rows(cfg: TrainConfig, data) -> None:
-    """``loss.n_hr`` against the data, as soon as its atom counts are known (before any step): more
-    rows than the largest molecule's 3N are never drawn, so asking for them is a usage error."""
-    rows = 3 * data.natoms_max
-    if cfg.loss.hessian > 0 and cfg.loss.n_hr > rows:
-        raise UsageError(f"loss.n_hr={cfg.loss.n_hr} is more Hessian rows than the data's largest molecule has "
-                         f"({data.natoms_max} atoms, 3N = {rows}); valid here: [1, {rows}]")
+    """``loss.n_hr`` and ``loss.eigen_k`` against the data, as soon as its atom counts are known (before
+    any step): more rows or modes than the largest molecule's 3N do not exist, so asking for them is
+    a usage error (a smaller molecule of the batch gives all of its own)."""
+    rows, lo = 3 * data.natoms_max, cfg.loss
+    for name, value, used in (("n_hr", lo.n_hr, lo.hessian > 0), ("eigen_k", lo.eigen_k, lo.eigen > 0)):
+        if used and value > rows:
+            raise UsageError(f"loss.{name}={value} is more Hessian rows than the data's largest molecule has "
+                             f"({data.natoms_max} atoms, 3N = {rows}); valid here: [{int(name == 'n_hr')}, {rows}]")
 
 
 def _model_meta(cfg: TrainConfig, data) -> dict:
