@@ -259,5 +259,5 @@ def test_eigen_term_trains_a_hessian_head():
         opt.step()
         values.append(float(out.parts["eigen"]))
     assert values[-1] < 0.7 * values[0], values
-    with pytest.raises(ValueError, match="eigen_k must be >= 0"):
+    with pytest.raises(ValueError, match=r"eigen_k=-1 is not valid; valid: \[0, "):
         TrainConfig.from_dict({"loss": {"eigen_k": -1}})

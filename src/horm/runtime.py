@@ -41,6 +41,35 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+MAX_WORKERS_ENV = "HORM_MAX_WORKERS"
+"""Environment variable that raises (or lowers) the cap on local worker processes."""
+
+
+def max_workers() -> int:
+    """The most local worker processes a verb starts: the cores here, or ``$HORM_MAX_WORKERS``."""
+    raw = os.environ.get(MAX_WORKERS_ENV, "").strip()
+    if not raw:
+        return cpu_count()
+    if not (raw.isascii() and raw.isdigit() and int(raw) >= 1):
+        raise UsageError(f"{MAX_WORKERS_ENV}={raw!r}: expected a positive integer (the most local workers)")
+    return int(raw)
+
+
+def cap_workers(workers: int) -> tuple[int, str | None]:
+    """(``workers`` capped at :func:`max_workers`, the warning to show when it was capped, else None).
+
+    More worker processes than cores only contend for them (each holds its own engine or model);
+    ``HORM_MAX_WORKERS=N`` raises the cap on purpose."""
+    if workers <= 1:
+        return workers, None
+    cap = max_workers()
+    if workers <= cap:
+        return workers, None
+    why = f"{MAX_WORKERS_ENV}" if os.environ.get(MAX_WORKERS_ENV, "").strip() else "the cores this process may use"
+    return cap, (f"--workers {workers} capped at {cap} ({why}); set {MAX_WORKERS_ENV}={workers} to run "
+                 f"{workers} local workers anyway")
+
+
 def default_workers(n_jobs: int | None = None) -> int:
     """One worker per core, never more workers than jobs."""
     n = cpu_count()

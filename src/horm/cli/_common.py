@@ -89,6 +89,10 @@ FORCES_KEY = typer.Option(None, "--forces-key", help="field holding the forces i
 HESSIAN_KEY = typer.Option(None, "--hessian-key", help="field holding the flattened Hessian (e.g. REF_hessian)")
 
 
+OUTLIERS_HELP = ("keep labels outside the plausibility bounds (|E−Σref|/N 100 eV, |F| 1e4 eV/Å, |H_ij| 1e5 eV/Å²; "
+                 "horm.data.plausibility); NaN/inf and |E|/N > 1e7 eV never pass")
+
+
 def label_keys(energy_key, forces_key, hessian_key):
     """The three option values as a :class:`horm.data.formats.LabelKeys`."""
     from horm.data.formats import LabelKeys

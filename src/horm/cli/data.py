@@ -13,7 +13,7 @@ from horm.cli import app
 from horm.cli._common import ENERGY_KEY as _EK
 from horm.cli._common import FORCES_KEY as _FK
 from horm.cli._common import HESSIAN_KEY as _HK
-from horm.cli._common import check_out_dir, check_out_file, friendly
+from horm.cli._common import OUTLIERS_HELP, check_out_dir, check_out_file, friendly
 from horm.cli._common import label_keys as _keys
 from horm.errors import UsageError
 
@@ -63,6 +63,7 @@ def convert_cmd(src: Path = typer.Argument(..., help=_SRC_HELP),
                 allow_mixed: bool = typer.Option(False, "--allow-mixed",
                                                  help="with --resume: append samples of another level of theory "
                                                       "(DST is then marked 'mixed')"),
+                allow_outliers: bool = typer.Option(False, "--allow-outliers", help=OUTLIERS_HELP),
                 energy_key: Optional[str] = _EK, forces_key: Optional[str] = _FK, hessian_key: Optional[str] = _HK):
     """Convert SRC into a horm store (lossless; float32 Hessians); to an ASE file, export it."""
     from horm.data.convert import convert
@@ -75,8 +76,17 @@ def convert_cmd(src: Path = typer.Argument(..., help=_SRC_HELP),
             raise UsageError(f"{dst}: --resume needs a horm store, not an ASE file")
         _export(src, dst, overwrite, keys)
         return
-    store = convert(src, dst, overwrite=overwrite, resume=resume, keys=keys, allow_mixed=allow_mixed)
+    store = convert(src, dst, overwrite=overwrite, resume=resume, keys=keys, allow_mixed=allow_mixed,
+                    allow_outliers=allow_outliers)
     out.print(f"wrote {len(store)} samples to {dst} ({dst.stat().st_size / max(len(store), 1):.0f} bytes/sample)")
+
+
+def _label_lines(path: Path) -> list[str]:
+    from horm.data.plausibility import label_report
+    from horm.data.store import HessianStore
+
+    with HessianStore.open(path) as store:
+        return label_report(store, str(path))
 
 
 def _export(src: Path, dst: Path, overwrite: bool, keys) -> None:
@@ -101,20 +111,26 @@ def export_cmd(src: Path = typer.Argument(..., help=_SRC_HELP),
 
 @data_app.command("verify")
 @friendly
-def verify_cmd(path: Path = typer.Argument(..., help="horm store")):
-    """Check every record's checksum and the store's structure; exit 1 if anything is damaged."""
+def verify_cmd(path: Path = typer.Argument(..., help="horm store"),
+               labels: bool = typer.Option(False, "--labels", help="check every sample's labels too: finite, and "
+                                           "within the bounds of horm.data.plausibility (see README)")):
+    """Check every record's checksum and the store's structure (with --labels, the labels too);
+    exit 1 if anything is damaged or implausible."""
     from horm.data.integrity import verify_store
 
     rep = verify_store(path)
-    for line in rep.damaged:
-        out.print(f"[red]damaged:[/red] {line}", highlight=False, soft_wrap=True)
+    bad_labels = _label_lines(path) if labels and rep.ok else []
+    for line in rep.damaged + bad_labels:
+        out.print(f"[red]{'implausible' if line in bad_labels else 'damaged'}:[/red] {line}", highlight=False,
+                  soft_wrap=True)
     if not rep.protected and rep.n_samples:
         out.print(f"{path}: unprotected (schema 1 store without checksums): only its structure was checked; "
                   "`horm data convert` it to a new store to add checksums", highlight=False, soft_wrap=True)
     out.print(f"{path}: {rep.n_samples} samples in {rep.n_chunks} chunks, {rep.n_keys} index rows, "
-              f"{rep.n_failures} failure rows: " + ("ok" if rep.ok else f"{len(rep.damaged)} damaged"),
+              f"{rep.n_failures} failure rows" + (", labels checked" if labels and rep.ok else "") + ": "
+              + ("ok" if rep.ok and not bad_labels else f"{len(rep.damaged)} damaged, {len(bad_labels)} implausible"),
               highlight=False, soft_wrap=True)
-    if not rep.ok:
+    if not rep.ok or bad_labels:
         raise typer.Exit(1)
 
 
@@ -135,11 +151,12 @@ def split_cmd(src: Path = typer.Argument(..., help="dataset to split"),
               out_dir: Path = typer.Option(..., "--out", "-o", help="writes train.hstore and val.hstore here"),
               val: float = typer.Option(0.1, help="fraction of reactions for validation"),
               seed: int = typer.Option(0, help="split seed"),
-              overwrite: bool = typer.Option(False)):
+              overwrite: bool = typer.Option(False),
+              allow_outliers: bool = typer.Option(False, "--allow-outliers", help=OUTLIERS_HELP)):
     """Deterministic reaction-level train/val split into two horm stores (one streaming pass)."""
     from horm.data.splits import split_dataset
 
     check_out_dir(out_dir)
-    res = split_dataset(src, out_dir, val, seed, overwrite=overwrite)
+    res = split_dataset(src, out_dir, val, seed, overwrite=overwrite, allow_outliers=allow_outliers)
     out.print("\n".join(f"{name}: {r['samples']} samples from {r['reactions']} reactions -> {r['path']}"
                         for name, r in res.items()))

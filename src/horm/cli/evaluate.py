@@ -12,7 +12,8 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, check_out_dir, console, friendly, label_keys
+from horm.cli._common import (ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, OUTLIERS_HELP, check_out_dir, console, friendly,
+                              label_keys)
 from horm.cli._options import device_option, dtype_option, threads_option
 
 
@@ -34,6 +35,8 @@ def evaluate_cmd(
     threads: Optional[int] = threads_option(),
     device: str = device_option(),
     dtype: Optional[str] = dtype_option(None),
+    allow_outliers: bool = typer.Option(False, "--allow-outliers", help=OUTLIERS_HELP + "; samples with impossible "
+                                        "labels (NaN/inf, |E|/N > 1e7 eV) are then skipped, and both are counted in the report"),
     energy_key: Optional[str] = ENERGY_KEY, forces_key: Optional[str] = FORCES_KEY,
     hessian_key: Optional[str] = HESSIAN_KEY,
 ) -> None:
@@ -53,6 +56,7 @@ def evaluate_cmd(
         ds = select_origins(ds, origin, data)
         console.print(f"{len(ds)} samples with origin {' or '.join(ds.prefixes)}")
     evaluate_models(named, ds, out, batch_size=batch_size, hessian=not no_hessian, max_samples=max_samples,
-                    spread=spread, device=device, dtype=dtype, threads=threads, console=console)
+                    spread=spread, device=device, dtype=dtype, threads=threads, console=console,
+                    allow_outliers=allow_outliers)
     console.print((Path(out) / "table1.md").read_text(), highlight=False, markup=False)
     console.print(f"tables and plots written to {out}")

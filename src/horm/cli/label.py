@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import check_out_file, friendly, positive
+from horm.cli._common import OUTLIERS_HELP, check_out_file, friendly, positive
 from horm.cli._options import engine_device_option, engine_settings, threads_option
 
 
@@ -32,7 +32,8 @@ def label_cmd(
     engine: str = typer.Option(..., "--engine", "-e", help="labelling engine: xtb or dft"),
     out: Path = typer.Option(..., "--out", "-o", help="horm store to create or resume (not .xyz/.extxyz/.traj/.db)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1,
-                                          help="parallel computations (default: one per core)"),
+                                          help="parallel computations (default: one per core); capped at the "
+                                               "core count with a warning, HORM_MAX_WORKERS=N raises the cap"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: 'local' or a cluster ADDRESS"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="recompute items in the failures table"),
     timeout: Optional[float] = typer.Option(None, "--timeout", callback=positive,
@@ -40,6 +41,7 @@ def label_cmd(
     allow_mixed: bool = typer.Option(False, "--allow-mixed",
                                      help="append to a store of another level of theory/engine/settings "
                                           "(the store is then marked 'mixed')"),
+    allow_outliers: bool = typer.Option(False, "--allow-outliers", help=OUTLIERS_HELP),
     option: Optional[list[str]] = typer.Option(None, "--set", help="engine setting KEY=VALUE (repeatable)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     threads: Optional[int] = threads_option(),
@@ -64,6 +66,6 @@ def label_cmd(
             raise typer.BadParameter(str(exc)) from None
         summary = label(input, eng, out, workers=workers, ray_address=ray, retry_failed=retry_failed,
                         timeout=timeout, show_progress=progress, charge=charge, multiplicity=multiplicity,
-                        threads=threads, allow_mixed=allow_mixed)
+                        threads=threads, allow_mixed=allow_mixed, allow_outliers=allow_outliers)
     if summary.labelled == 0 and summary.failed and not summary.skipped:
         raise typer.Exit(1)

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from horm.cli import app
-from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, check_out_dir, console, friendly
+from horm.cli._common import ENERGY_KEY, FORCES_KEY, HESSIAN_KEY, OUTLIERS_HELP, check_out_dir, console, friendly
 
 
 @app.command("train", context_settings={"allow_extra_args": False})
@@ -25,6 +25,7 @@ def train_cmd(
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="fine-tune this model (model.pt, checkpoint "
                                                                        "or run folder): its architecture, weights "
                                                                        "and reference energies"),
+    allow_outliers: bool = typer.Option(False, "--allow-outliers", help=OUTLIERS_HELP + " (data.allow_outliers)"),
     energy_key: Optional[str] = ENERGY_KEY, forces_key: Optional[str] = FORCES_KEY,
     hessian_key: Optional[str] = HESSIAN_KEY,
 ) -> None:
@@ -45,6 +46,8 @@ def train_cmd(
         cfg.set("out", str(out))
     if init_from is not None:
         cfg.set("init_from", str(init_from))
+    if allow_outliers:
+        cfg.set("data.allow_outliers", True)
     for name, value in (("energy_key", energy_key), ("forces_key", forces_key), ("hessian_key", hessian_key)):
         if value is not None:
             cfg.set(f"data.{name}", value)

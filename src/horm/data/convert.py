@@ -55,12 +55,13 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,
             resume: bool = False, batch: int = 256, show_progress: bool = True,
-            keys: LabelKeys | None = None, allow_mixed: bool = False) -> HessianStore:
+            keys: LabelKeys | None = None, allow_mixed: bool = False, allow_outliers: bool = False) -> HessianStore:
     """Copy every sample of ``src`` into the store ``dst``; returns the (open) store.
     ``dst`` must not carry an xyz-family or ASE extension (use :func:`export` for those).
 
     With ``resume`` the samples are appended to an existing ``dst``; labels of another
-    level of theory, engine or settings are refused unless ``allow_mixed``.
+    level of theory, engine or settings are refused unless ``allow_mixed``. A label outside
+    the bounds of :mod:`horm.data.plausibility` stops the copy at that sample, unless ``allow_outliers``.
     """
     dst = check_store_path(dst)
     ds = open_dataset(src, keys)
@@ -80,7 +81,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool =
         store = HessianStore.create(dst, prov["level_of_theory"], overwrite=overwrite,
                                     source=str(Path(src).resolve()), converted_from=type(ds).__name__, **extra)
     try:
-        _copy_into(store, ds, src, resume, batch, show_progress)
+        _copy_into(store, ds, src, resume, batch, show_progress, allow_outliers)
     except BaseException:
         drop_if_empty(store, created)  # a new store that got nothing is removed; committed batches stay
         raise
@@ -97,7 +98,8 @@ def drop_if_empty(store: HessianStore, created: bool) -> None:
         remove_lmdb(path)
 
 
-def _copy_into(store: HessianStore, ds, src, resume: bool, batch: int, show_progress: bool) -> None:
+def _copy_into(store: HessianStore, ds, src, resume: bool, batch: int, show_progress: bool,
+               allow_outliers: bool) -> None:
     have = store.keys() if resume else set()
     n = len(ds)
     pending = []
@@ -110,8 +112,8 @@ def _copy_into(store: HessianStore, ds, src, resume: bool, batch: int, show_prog
             if s.key not in have:
                 pending.append(s)
             if len(pending) >= batch:
-                store.extend(pending)
+                store.extend(pending, allow_outliers=allow_outliers)
                 pending = []
             prog.advance(task)
         if pending:
-            store.extend(pending)
+            store.extend(pending, allow_outliers=allow_outliers)

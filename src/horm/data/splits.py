@@ -44,8 +44,9 @@ def sample_group(sample, index: int) -> str:
 
 
 def split_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0,
-                  overwrite: bool = False, batch: int = 256) -> dict[str, dict]:
-    """Stream ``src`` into ``out_dir/train.hstore`` and ``out_dir/val.hstore`` by reaction.
+                  overwrite: bool = False, batch: int = 256, allow_outliers: bool = False) -> dict[str, dict]:
+    """Stream ``src`` into ``out_dir/train.hstore`` and ``out_dir/val.hstore`` by reaction
+    (labels outside :mod:`horm.data.plausibility`'s bounds refused unless ``allow_outliers``).
 
     Returns ``{"train" | "val": {"path", "samples", "reactions"}}``.
     """
@@ -72,11 +73,11 @@ def split_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, val_fracti
             name = "val" if groups[g] else "train"
             pending[name].append(s)
             if len(pending[name]) >= batch:
-                stores[name].extend(pending[name])
+                stores[name].extend(pending[name], allow_outliers=allow_outliers)
                 pending[name] = []
         for name in names:
             if pending[name]:
-                stores[name].extend(pending[name])
+                stores[name].extend(pending[name], allow_outliers=allow_outliers)
         n_rxn = {"val": sum(groups.values()), "train": len(groups) - sum(groups.values())}
         return {n: {"path": out / f"{n}.hstore", "samples": len(stores[n]), "reactions": n_rxn[n]} for n in names}
     finally:

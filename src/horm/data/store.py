@@ -36,9 +36,9 @@ import numpy as np
 from horm import __version__
 from horm.data.formats import check_store_path
 from horm.data.integrity import decode_meta, encode_meta, grew_since_open, seal, unseal
-from horm.data.lmdb_util import (acquire_env, check_value_extent, check_value_extents, is_open,
-                                  has_record, lmdb_errors, open_lmdb, prefix_end, release_env,
-                                  remove_lmdb)
+from horm.data.lmdb_util import (MAP_SIZE, acquire_env, check_value_extent, check_value_extents, has_record,
+                                  is_open, lmdb_errors, open_lmdb, prefix_end, release_env, remove_lmdb)
+from horm.data.plausibility import check_written
 from horm.data.sample import Sample
 from horm.data.store_codec import (chunk_key, decode_hessian, decode_sample, encode_hessian,  # noqa: F401
                                    encode_sample, pack_chunk, unpack_chunk)
@@ -308,11 +308,11 @@ class HessianStore:
         """Append one sample atomically; returns its index. A key already present raises."""
         return self.extend([sample], validate=validate)[0]
 
-    def extend(self, samples: Iterable[Sample], validate: bool = True, skip_existing: bool = False) -> list[int]:
+    def extend(self, samples: Iterable[Sample], validate: bool = True, skip_existing: bool = False, allow_outliers=False) -> list[int]:
         """Append samples in one transaction (all or nothing). Returns their indices.
 
         Samples whose ``key`` is already stored raise DataError, or are skipped with
-        ``skip_existing=True`` (then their index is -1).
+        ``skip_existing=True`` (index -1). ``allow_outliers``: no label bounds (:mod:`horm.data.plausibility`).
         """
         idx: list[int] = []
         with self._writing("this append") as txn:
@@ -326,7 +326,7 @@ class HessianStore:
             n_keys = int(self.meta.get("n_keys", 0))
             for s in samples:
                 if validate:
-                    s.validate(str(self.path), f"sample {s.key or n}")
+                    check_written(s, str(self.path), f"sample {s.key or n}", allow_outliers)
                 if s.key:
                     kk = b"k:" + s.key.encode()
                     if s.key in seen or txn.get(kk) is not None:

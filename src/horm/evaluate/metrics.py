@@ -99,17 +99,18 @@ def sample_indices(n_total: int, max_samples: int | None = None, spread: bool = 
 
 
 def evaluate_model(model, dataset, batch_size: int = 8, hessian: bool = True, max_samples: int | None = None,
-                   progress=None, spread: bool = False) -> tuple[dict[str, np.ndarray], Predictions]:
+                   progress=None, spread: bool = False, indices: list[int] | None = None
+                   ) -> tuple[dict[str, np.ndarray], Predictions]:
     """Run ``model`` over ``dataset`` (indexable of Samples); per-molecule metrics and predictions.
 
     Returns ``(metrics, preds)``: ``metrics[name]`` is an array over molecules (NaN where a
     metric does not apply, e.g. no Hessian label). ``progress(n_done, n_total)`` is called per batch.
-    ``max_samples``/``spread``: see :func:`sample_indices`.
+    ``max_samples``/``spread``: see :func:`sample_indices`; ``indices``, when given, replaces them.
     """
     model.eval()
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
-    idx = sample_indices(len(dataset), max_samples, spread)
+    idx = sample_indices(len(dataset), max_samples, spread) if indices is None else list(indices)
     n = len(idx)
     collate = Collater(dtype)
     rows: list[dict[str, float]] = []
@@ -153,6 +154,17 @@ def evaluate_model(model, dataset, batch_size: int = 8, hessian: bool = True, ma
     names = list(UNITS)
     metrics = {k: np.array([r.get(k, np.nan) for r in rows], dtype=np.float64) for k in names}
     return metrics, pr
+
+
+def dropped_values(metrics: dict[str, np.ndarray], pr: Predictions) -> dict[str, int]:
+    """Per metric, how many molecules that have the label got a non-finite value (a NaN or inf
+    prediction): :func:`summarise` leaves them out of the means, so they must be reported."""
+    has = {"energy_mae": np.isfinite(np.asarray(pr.energy_ref, dtype=np.float64)),
+           "forces_mae": np.array([f is not None for f in pr.forces_ref], dtype=bool)}
+    if pr.hessian and len(pr.hessian) == len(pr.energy):
+        has["hessian_mae"] = np.ones(len(pr.energy), dtype=bool)
+    out = {k: int((~np.isfinite(metrics[k]) & m).sum()) for k, m in has.items() if len(m) == len(metrics[k])}
+    return {k: v for k, v in out.items() if v}
 
 
 def summarise(metrics: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:

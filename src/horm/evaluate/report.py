@@ -73,8 +73,10 @@ def table_rows(summaries: dict[str, dict], metrics: list[str], fmt=_fmt) -> list
     return rows
 
 
-def write_tables(summaries: dict[str, dict], out_dir: str | Path, n_molecules: dict[str, int] | None = None) -> list[Path]:
-    """Write table1/table2/tableA1 as .md and .csv; returns the paths."""
+def write_tables(summaries: dict[str, dict], out_dir: str | Path, n_molecules: dict[str, int] | None = None,
+                 notes: list[str] | None = None) -> list[Path]:
+    """Write table1/table2/tableA1 as .md and .csv (``notes``: lines on skipped samples, under each
+    Markdown table); returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     header = ["metric", "unit", "stat"] + list(summaries)
@@ -90,6 +92,7 @@ def write_tables(summaries: dict[str, dict], out_dir: str | Path, n_molecules: d
         md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
         if n_molecules:
             md += ["", "molecules: " + ", ".join(f"{k}: {v}" for k, v in n_molecules.items())]
+        md += [f"\n**note:** {line}" for line in notes or ()]
         text = "\n".join(md) + "\n"
         (out / f"{key}.md").write_text(text)
         md_all.append(text)
@@ -188,13 +191,15 @@ def radar_plot(summaries: dict[str, dict], path: str | Path, metrics: list[str] 
     return path
 
 
-def write_report(results: dict[str, tuple[dict, dict, Predictions]], out_dir: str | Path) -> list[Path]:
-    """results: model name -> (per-molecule metrics, summary, predictions). Writes tables and plots."""
+def write_report(results: dict[str, tuple[dict, dict, Predictions]], out_dir: str | Path,
+                 notes: list[str] | None = None) -> list[Path]:
+    """results: model name -> (per-molecule metrics, summary, predictions). Writes tables and plots;
+    ``notes`` (samples skipped, outliers kept, values left out of the means) go under each table."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summaries = {k: v[1] for k, v in results.items()}
     nmol = {k: len(v[2].energy) for k, v in results.items()}
-    paths = write_tables(summaries, out, nmol)
+    paths = write_tables(summaries, out, nmol, notes)
     for name, (metrics, _, pr) in results.items():
         paths.append(parity_plot(name, pr, out / f"parity_{_safe(name)}.png"))
         with open(out / f"per_molecule_{_safe(name)}.csv", "w", newline="") as fh:

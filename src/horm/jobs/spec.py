@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -42,7 +43,7 @@ class Job:
 
 @dataclass(frozen=True)
 class JobOptions:
-    workers: int = 1  # parallel workers: processes on this machine, or Ray actors
+    workers: int = 1  # parallel workers: processes on this machine (capped: horm.runtime.cap_workers), or Ray actors
     ray: str | None = None  # None: this machine; "local": start a local Ray; else a Ray cluster address
     timeout: float | None = None  # seconds per task; a slower one fails as "timeout", its worker is replaced
     threads: int = 1  # threads per worker (torch, BLAS, OpenMP); 1 suits molecule-sized tasks
@@ -61,6 +62,13 @@ class JobOptions:
             raise UsageError(f"batch must be >= 1, got {self.batch}")
         if self.ray is not None and not str(self.ray).strip():
             raise UsageError("ray must be 'local' or a cluster address, got an empty string")
+        if self.ray in (None, "local"):  # on this machine: at most one worker per core, unless raised
+            from horm.runtime import cap_workers
+
+            workers, warning = cap_workers(self.workers)
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr, flush=True)
+                object.__setattr__(self, "workers", workers)
 
     @property
     def backend(self) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 
 from horm.data.formats import check_store_path
 from horm.data.convert import drop_if_empty
+from horm.data.plausibility import check_written
 from horm.data.provenance import check_append, label_provenance
 from horm.data.sample import Sample
 from horm.data.store import HessianStore
@@ -57,13 +58,15 @@ class ItemResult:
     seconds: float = 0.0  # wall time inside the worker (engine + validation)
 
 
-def compute_one(engine, sample: Sample, want=WANT_ALL, threads: int | None = None) -> ItemResult:
+def compute_one(engine, sample: Sample, want=WANT_ALL, threads: int | None = None,
+                allow_outliers: bool = False) -> ItemResult:
     """Label one geometry; every failure becomes an ItemResult with a reason, never a raise.
 
     ``threads``: intra-op threads for this computation (None: auto, 1 below 50 atoms; :mod:`horm.runtime`).
     An engine with its own ``threads`` setting (``dft``: large integral kernels that do use
     several cores) keeps control of its threads. (A timeout is the job runner's: it
-    interrupts this call and is recorded as kind "timeout".)
+    interrupts this call and is recorded as kind "timeout".) Labels outside the bounds of
+    :mod:`horm.data.plausibility` are a failure of kind "data", unless ``allow_outliers``.
     """
     from horm.runtime import thread_limit, threads_for
 
@@ -74,7 +77,7 @@ def compute_one(engine, sample: Sample, want=WANT_ALL, threads: int | None = Non
         with thread_limit(threads_for(engine, threads, len(sample.numbers))):
             out = engine.compute(sample, want=want)
         out.key, out.rxn, out.origin = key, out.rxn or sample.rxn, out.origin or sample.origin
-        out.validate(key, "engine output")
+        check_written(out, key, "engine output", allow_outliers)
         return ItemResult(key, out, seconds=time.perf_counter() - t0)
     except LabelError as exc:
         reason, kind = one_line(exc), "label"
@@ -91,15 +94,17 @@ def _the(obj):
 
 
 def _label_task(engine, payload) -> ItemResult:
-    sample, want, threads = payload
-    return compute_one(engine, sample, want, threads)
+    sample, want, threads, allow_outliers = payload
+    return compute_one(engine, sample, want, threads, allow_outliers)
 
 
 class _StoreSink:
     """Finished items into the store: one LMDB transaction per batch of outcomes."""
 
-    def __init__(self, store: HessianStore, summary: "LabelSummary", retry_failed: bool, engine_name: str):
+    def __init__(self, store: HessianStore, summary: "LabelSummary", retry_failed: bool, engine_name: str,
+                 allow_outliers: bool = False):
         self.store, self.summary, self.engine_name = store, summary, engine_name
+        self.allow_outliers = allow_outliers
         self.done_keys = store.keys()
         self.failed_keys = set() if retry_failed else {f["key"] for f in store.failures()}
 
@@ -114,7 +119,7 @@ class _StoreSink:
         good = [r.sample for r in results if r.sample is not None]
         s = self.summary
         if good:
-            idx = self.store.extend(good, skip_existing=True)
+            idx = self.store.extend(good, skip_existing=True, allow_outliers=self.allow_outliers)
             s.labelled += sum(i >= 0 for i in idx)
             s.skipped += sum(i < 0 for i in idx)
         for r in results:
@@ -191,7 +196,7 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
           ray_address: str | None = None, retry_failed: bool = False, timeout: float | None = None,
           want=WANT_ALL, show_progress: bool = True, print_summary: bool = True,
           jobs: JobOptions | None = None, charge: int | None = None, multiplicity: int | None = None,
-          threads: int | None = None, allow_mixed: bool = False) -> LabelSummary:
+          threads: int | None = None, allow_mixed: bool = False, allow_outliers: bool = False) -> LabelSummary:
     """Label every geometry of ``input`` with ``engine`` into the store ``out_store``.
 
     workers: parallel computations (1: in this process; None: one per core, at most one per
@@ -204,7 +209,8 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
     threads per computation (None: auto, 1 below 50 atoms; :mod:`horm.runtime`); with
     ``jobs``, its ``threads`` too. ``out_store`` must not
     carry an xyz-family or ASE extension. allow_mixed: append to a store of other labels
-    (it is then marked "mixed"). A second run on the same store is refused
+    (it is then marked "mixed"). allow_outliers: store finite labels outside the bounds of
+    :mod:`horm.data.plausibility` (else such an item is a failure). A second run on the same store is refused
     (:class:`horm.jobs.OutputLocked`). Returns the run's :class:`LabelSummary`.
     """
     if workers is not None and workers < 1:
@@ -225,8 +231,9 @@ def label(input: str | os.PathLike, engine, out_store: str | os.PathLike, *, wor
         created = not Path(out_store).exists()
         store = open_or_create_store(out_store, engine, str(Path(input).resolve()), allow_mixed)
         try:
-            sink = _StoreSink(store, summary, retry_failed, engine.name)
-            stats = run_jobs(((s.key, (strip_labels(s), want, threads)) for s in items()), Job(partial(_the, engine), _label_task),
+            sink = _StoreSink(store, summary, retry_failed, engine.name, allow_outliers)
+            stats = run_jobs(((s.key, (strip_labels(s), want, threads, allow_outliers)) for s in items()),
+                             Job(partial(_the, engine), _label_task),
                              sink, opts, total=n, title=f"label ({engine.name})")
             summary.skipped += stats.skipped.get("stored", 0) + stats.skipped.get("repeated in the input", 0)
             summary.skipped_failed = stats.skipped.get("failed before", 0)

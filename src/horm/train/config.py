@@ -21,10 +21,18 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from horm.data.sample import MAX_ATOMS
 from horm.errors import UsageError
+from horm.settings import check_fields as _check_fields
 from horm.settings import coerce as _coerce
+from horm.settings import field_range as _field_range
 from horm.settings import field_types as _field_types
 from horm.settings import parse_scalar as _parse_scalar
+from horm.settings import ranged
+
+# every numeric field states its range (interval notation, printed by a refused value's error)
+SEED_RANGE = "[0, 4294967295]"  # seeds of numpy and Lightning are unsigned 32-bit integers
+WEIGHT_RANGE = "[0, inf)"  # loss weights
 Precision = Literal["float32", "float64"]
 Schedule = Literal["cosine", "plateau", "constant"]
 Strategy = Literal["auto", "ddp", "ddp_spawn"]
@@ -43,15 +51,16 @@ class ModelSection:
 class DataSection:
     train: Optional[str] = None  # training data: HORM LMDB (file/dir), horm store, or xyz
     val: Optional[str] = None  # validation data; None: a reaction-level split of ``train``
-    val_fraction: float = 0.1  # share of reactions held out when ``val`` is None
-    split_seed: int = 0  # seed of the reaction split
-    max_train: Optional[int] = None  # use at most this many training samples (first ones after the split)
-    max_val: Optional[int] = None  # use at most this many validation samples
-    ref_samples: int = 20000  # samples used to fit per-element reference energies
-    num_workers: int = 0  # DataLoader workers
+    val_fraction: float = ranged(0.1, "[0, 1)")  # share of reactions held out when ``val`` is None
+    split_seed: int = ranged(0, SEED_RANGE)  # seed of the reaction split
+    max_train: Optional[int] = ranged(None, "[1, inf)")  # use at most this many training samples (first ones after the split)
+    max_val: Optional[int] = ranged(None, "[0, inf)")  # use at most this many validation samples
+    ref_samples: int = ranged(20000, "[1, inf)")  # samples used to fit per-element reference energies
+    num_workers: int = ranged(0, "[0, 256]")  # DataLoader workers
     energy_key: Optional[str] = None  # xyz/ASE input: field holding the energy (e.g. REF_energy); None: "energy"
     forces_key: Optional[str] = None  # xyz/ASE input: field holding the forces (e.g. REF_forces); None: "forces"
     hessian_key: Optional[str] = None  # xyz/ASE input: field of the flattened Hessian (e.g. REF_hessian)
+    allow_outliers: bool = False  # train on labels outside horm.data.plausibility's bounds (never NaN/inf or |E|/N > 1e7 eV)
     # draw training samples by sampler stage: {origin prefix: weight}, e.g. {ts: 10, irc: 2}
     # (horm.data.io.origin_matches; the longest matching prefix wins; unmatched samples weigh 1)
     origin_weights: dict = field(default_factory=dict)
@@ -59,49 +68,49 @@ class DataSection:
 
 @dataclass
 class LossSection:
-    energy: float = 4.0  # α, weight of the energy term (HORM: 4)
-    forces: float = 100.0  # β, weight of the force term (HORM: 100)
-    hessian: float = 4.0  # γ, weight of the sampled Hessian-row term (HORM: 4); 0 gives E-F
-    full_hessian: float = 0.0  # weight of a full-Hessian term (direct Hessian heads)
+    energy: float = ranged(4.0, WEIGHT_RANGE)  # α, weight of the energy term (HORM: 4)
+    forces: float = ranged(100.0, WEIGHT_RANGE)  # β, weight of the force term (HORM: 100)
+    hessian: float = ranged(4.0, WEIGHT_RANGE)  # γ, weight of the sampled Hessian-row term (HORM: 4); 0 gives E-F
+    full_hessian: float = ranged(0.0, WEIGHT_RANGE)  # weight of a full-Hessian term (direct Hessian heads)
     energy_metric: str = "l1"  # "l1" | "mse"
     forces_metric: str = "l1"  # "l1" | "l2" | "mse"
     hessian_metric: str = "per_atom_l2"  # "per_atom_l2" | "l2" | "l1" | "mse"
     full_hessian_metric: str = "l1"  # "l1" | "mse"
-    eigen: float = 1.0  # weight of the eigen-subspace term (HIP: 1); active only when eigen_k > 0
-    eigen_k: int = 0  # k lowest true Hessian modes in |V_kᵀ Ĥ V_k − Λ_k| (HIP: 8); 0: off
-    n_hr: int = 1  # N_HR, Hessian rows sampled per molecule and step
-    hessian_divisor: float = 10.0  # the row term is divided by this (HORM's code: 10)
+    eigen: float = ranged(1.0, WEIGHT_RANGE)  # weight of the eigen-subspace term (HIP: 1); active only when eigen_k > 0
+    eigen_k: int = ranged(0, f"[0, {3 * MAX_ATOMS}]")  # k lowest true Hessian modes in |V_kᵀ Ĥ V_k − Λ_k| (HIP: 8); 0: off
+    n_hr: int = ranged(1, f"[1, {3 * MAX_ATOMS}]")  # N_HR, Hessian rows sampled per molecule and step
+    hessian_divisor: float = ranged(10.0, "(0, inf)")  # the row term is divided by this (HORM's code: 10)
     row_vjp: RowVjp = "auto"  # how the N_HR row VJPs run: "auto" (loop on CPU, vmap on GPU) | "vmap" | "loop"
 
 
 @dataclass
 class OptimSection:
-    lr: float = 5e-4  # AdamW learning rate
-    weight_decay: float = 0.0  # AdamW weight decay
+    lr: float = ranged(5e-4, "(0, 10]")  # AdamW learning rate
+    weight_decay: float = ranged(0.0, "[0, inf)")  # AdamW weight decay
     schedule: Schedule = "cosine"  # "cosine" (to lr·min_lr_ratio at max_steps) | "plateau" | "constant"
-    warmup_steps: int = 0  # linear warm-up steps before the schedule
-    min_lr_ratio: float = 0.01  # cosine floor as a fraction of lr
-    plateau_factor: float = 0.5  # ReduceLROnPlateau factor (on val/loss)
-    plateau_patience: int = 5  # ReduceLROnPlateau patience, in validations
-    grad_clip: Optional[float] = 10.0  # gradient-norm clip; None: off
-    ema_decay: Optional[float] = None  # EMA of the weights (e.g. 0.999); None: off
+    warmup_steps: int = ranged(0, "[0, inf)")  # linear warm-up steps before the schedule
+    min_lr_ratio: float = ranged(0.01, "[0, 1]")  # cosine floor as a fraction of lr
+    plateau_factor: float = ranged(0.5, "(0, 1)")  # ReduceLROnPlateau factor (on val/loss)
+    plateau_patience: int = ranged(5, "[0, inf)")  # ReduceLROnPlateau patience, in validations
+    grad_clip: Optional[float] = ranged(10.0, "[0, inf)")  # gradient-norm clip; None: off
+    ema_decay: Optional[float] = ranged(None, "(0, 1)")  # EMA of the weights (e.g. 0.999); None: off
 
 
 @dataclass
 class TrainerSection:
-    max_steps: int = 1000  # optimizer steps (-1: use max_epochs)
-    max_epochs: int = -1  # epochs (-1: use max_steps)
+    max_steps: int = ranged(1000, "[-1, inf)")  # optimizer steps (-1: use max_epochs)
+    max_epochs: int = ranged(-1, "[-1, inf)")  # epochs (-1: use max_steps)
     max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS", summed over resumed sessions; None: none
-    batch_size: int = 8  # molecules per batch and device
+    batch_size: int = ranged(8, "[1, inf)")  # molecules per batch and device
     precision: Precision = "float32"  # "float32" | "float64"
-    devices: int = 1  # processes/devices
+    devices: int = ranged(1, "[1, 1024]")  # processes/devices
     strategy: Strategy = "auto"  # "auto" | "ddp" | "ddp_spawn" (CPU DDP uses gloo)
     accelerator: Accelerator = "auto"  # "auto" | "cpu" | "gpu"
-    seed: int = 0  # seed of weights, shuffling and row sampling
-    ckpt_every_n_steps: int = 100  # write a checkpoint (and last.ckpt) every n steps
-    val_every_n_steps: Optional[int] = None  # validate every n steps; None: once per epoch
-    limit_val_batches: Optional[int] = None  # validate on at most this many batches
-    log_every_n_steps: int = 10  # logging period
+    seed: int = ranged(0, SEED_RANGE)  # seed of weights, shuffling and row sampling
+    ckpt_every_n_steps: int = ranged(100, "[1, inf)")  # write a checkpoint (and last.ckpt) every n steps
+    val_every_n_steps: Optional[int] = ranged(None, "[1, inf)")  # validate every n steps; None: once per epoch
+    limit_val_batches: Optional[int] = ranged(None, "[1, inf)")  # validate on at most this many batches
+    log_every_n_steps: int = ranged(10, "[1, inf)")  # logging period
     progress_bar: bool = True  # rich progress bar
 
 
@@ -133,9 +142,13 @@ class TrainConfig:
             if not p.is_file():
                 raise UsageError(f"{p}: config file not found")
             try:
-                d = yaml.safe_load(p.read_text()) or {}
+                d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError as exc:
                 raise UsageError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            except UnicodeDecodeError as exc:
+                raise UsageError(f"{p}: not a YAML text file (byte {exc.start} is not UTF-8)") from None
+            except OSError as exc:
+                raise UsageError(f"{p}: cannot read the config ({exc.strerror or exc})") from None
             if not isinstance(d, dict):
                 raise UsageError(f"{p}: top level must be a mapping of sections")
         cfg = cls.from_dict(d)
@@ -172,41 +185,39 @@ class TrainConfig:
                 ftype = _field_types(type(obj))[name]
                 if dataclasses.is_dataclass(ftype):
                     raise UsageError(f"config key {key!r} names a section, give a field (e.g. {key}.<field>)")
-                setattr(obj, name, _coerce(ftype, value, key))
+                setattr(obj, name, _coerce(ftype, value, key, _field_range(type(obj), name)))
                 return
             obj = getattr(obj, name)
         raise UsageError(f"config key {key!r} names a section, give a field (e.g. {key}.<field>)")
 
     def validate(self) -> None:
+        """Every field's type and range (declared next to it), then the rules between fields and
+        the ``model.overrides`` against the model's own config; cheap, before any data is read."""
         from horm.train.losses import VALID_METRICS
 
+        _check_fields(self, "")
         for fname, metric in (("energy", self.loss.energy_metric), ("forces", self.loss.forces_metric),
                               ("hessian_rows", self.loss.hessian_metric), ("hessian", self.loss.full_hessian_metric)):
             if metric not in VALID_METRICS[fname]:
                 raise UsageError(f"loss metric {metric!r} for {fname}; valid: {', '.join(VALID_METRICS[fname])}")
+        t = self.trainer
         checks = [
-            (self.loss.n_hr >= 1, "loss.n_hr must be >= 1"),
-            (self.loss.eigen_k >= 0, "loss.eigen_k must be >= 0 (0: off)"),
-            (self.trainer.batch_size >= 1, "trainer.batch_size must be >= 1"),
-            (self.trainer.devices >= 1, "trainer.devices must be >= 1"),
-            (self.optim.lr > 0, "optim.lr must be > 0"),
-            (0.0 <= self.data.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
-            (self.trainer.max_steps > 0 or self.trainer.max_epochs > 0,
-             "set trainer.max_steps or trainer.max_epochs to a positive value"),
-            (self.optim.ema_decay is None or 0.0 < self.optim.ema_decay < 1.0, "optim.ema_decay must be in (0, 1)"),
-            (self.trainer.ckpt_every_n_steps >= 1, "trainer.ckpt_every_n_steps must be >= 1"),
-            (self.trainer.max_time is None or re.fullmatch(r"\d+:\d\d:\d\d:\d\d", self.trainer.max_time),
-             f"trainer.max_time={self.trainer.max_time!r} is not DD:HH:MM:SS (e.g. 00:02:00:00 for 2 h)"),
+            (t.max_steps > 0 or t.max_epochs > 0, "set trainer.max_steps or trainer.max_epochs to a positive value"),
+            (t.max_steps != 0 and t.max_epochs != 0,
+             "trainer.max_steps and trainer.max_epochs are -1 (unbounded) or >= 1, not 0"),
+            (t.max_time is None or re.fullmatch(r"\d+:\d\d:\d\d:\d\d", t.max_time),
+             f"trainer.max_time={t.max_time!r} is not DD:HH:MM:SS (e.g. 00:02:00:00 for 2 h)"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise UsageError(msg)
-        for w in ("energy", "forces", "hessian", "full_hessian", "eigen"):
-            if getattr(self.loss, w) < 0:
-                raise UsageError(f"loss.{w} must be >= 0")
         for k, w in self.data.origin_weights.items():
             if not str(k).strip() or isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"):
                 raise UsageError(f"data.origin_weights.{k}={w!r}: give a stage prefix and a finite weight >= 0")
+        if not self.init_from:  # fine-tuning takes the architecture of init_from; the model section is ignored
+            from horm.train.model_options import check_model_section
+
+            check_model_section(self.model)
 
     # --- output ------------------------------------------------------------------------------
     def to_dict(self) -> dict:

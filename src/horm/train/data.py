@@ -8,7 +8,7 @@ reaction contributes geometries to both sides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ import torch
 from horm.data.batch import Collater, SampleDataset
 from horm.data.formats import LabelKeys
 from horm.data.io import open_dataset
-from horm.data.refs import fit_atom_references
+from horm.data.plausibility import check_refs, scan_labels
 from horm.data.splits import reaction_split, sample_group
 from horm.errors import DataError, UsageError
 
@@ -26,6 +26,8 @@ class TrainData:
     train: SampleDataset
     val: SampleDataset | None
     atom_ref: dict[int, float]  # per-element reference energies, eV, fitted on ``train``
+    natoms_max: int = 0  # atoms of the largest molecule of train and val
+    outliers: list[str] = field(default_factory=list)  # samples outside the label bounds kept (allow_outliers)
 
     def close(self) -> None:
         """Close the files behind ``train`` and ``val`` (a store's ``close`` is idempotent, so a
@@ -41,8 +43,8 @@ def _groups(source) -> list[str]:
 
 
 def load_train_data(data_cfg, atom_ref: dict[int, float] | None = None) -> TrainData:
-    """Open ``data_cfg.train`` (and ``data_cfg.val``), split if needed, fit references
-    (unless ``atom_ref`` is given: a fine-tuned model keeps its own).
+    """Open ``data_cfg.train`` (and ``data_cfg.val``), split if needed, check every label and fit
+    references (unless ``atom_ref`` is given: a fine-tuned model keeps its own); :func:`check_labels`.
 
     ``data_cfg`` is a :class:`horm.train.config.DataSection`; its ``*_key`` fields name the
     label fields of xyz/ASE input (:mod:`horm.data.formats`).
@@ -74,26 +76,55 @@ def load_train_data(data_cfg, atom_ref: dict[int, float] | None = None) -> Train
     if val is not None and data_cfg.max_val is not None:
         val.indices = val.indices[: data_cfg.max_val]
     train = SampleDataset(src, train_idx)
-    refs = {} if atom_ref is not None else fit_references(train, data_cfg.ref_samples)
-    return TrainData(train=train, val=val, atom_ref=atom_ref if atom_ref is not None else refs)
+    refs, natoms_max, outliers = check_labels(train, val, data_cfg, atom_ref)
+    return TrainData(train=train, val=val, atom_ref=refs, natoms_max=natoms_max, outliers=outliers)
 
 
-def fit_references(ds, max_samples: int = 20000, seed: int = 0) -> dict[int, float]:
-    """Per-element energies (eV) by least squares on (up to ``max_samples`` of) ``ds``."""
-    n = len(ds)
+def check_labels(train: SampleDataset, val: SampleDataset | None, data_cfg,
+                 atom_ref: dict[int, float] | None = None) -> tuple[dict[int, float], int, list[str]]:
+    """The read check before training: one pass over every training and validation sample.
+
+    Labels are checked against :mod:`horm.data.plausibility` (impossible ones, NaN/inf or |E|/N > 1e7 eV,
+    always refused; outliers unless ``data_cfg.allow_outliers``), a DataError naming the first bad
+    sample. The references
+    are fitted by least squares on up to ``data_cfg.ref_samples`` training samples (the same draw as
+    always: all of them, or a seeded subset), or are ``atom_ref`` (fine-tuning); then |E − Σ ref|/N is
+    checked on both splits. Returns (references, largest atom count, lines on the outliers kept).
+    """
+    allow = data_cfg.allow_outliers
+    scans = [scan_labels(train.source, train.indices, str(data_cfg.train))]
+    if val is not None and len(val):
+        scans.append(scan_labels(val.source, val.indices, str(data_cfg.val or data_cfg.train)))
+    for sc in scans:
+        sc.raise_first(allow, "--allow-outliers (data.allow_outliers=true)")
+    refs, what = atom_ref, "init_from's references"
+    if refs is None:
+        refs, what = _fit(train, scans[0], data_cfg.ref_samples), "the references fitted on the training split"
+    check_refs(refs, str(data_cfg.train))
+    for sc in scans:
+        sc.add_referenced(refs, what)
+        sc.raise_first(allow, "--allow-outliers (data.allow_outliers=true)")
+    natoms = max(int(sc.natoms.max()) for sc in scans)
+    return refs, natoms, [line for sc in scans for line in sc.outlier_lines()]
+
+
+def _fit(train: SampleDataset, scan, max_samples: int, seed: int = 0) -> dict[int, float]:
+    """Per-element energies (eV) by least squares on (up to ``max_samples`` of) the training split."""
+    n = len(train)
     idx = np.arange(n)
     if n > max_samples:
         idx = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
-    numbers, energies = [], []
-    for i in idx:
-        s = ds[int(i)]
-        if s.energy is None:
-            hint = getattr(ds.source, "label_hint", "")
-            raise DataError(str(getattr(ds.source, "path", "train")),
-                            "sample has no energy label" + (f" ({hint})" if hint else ""), where=f"#{i}")
-        numbers.append(np.asarray(s.numbers))
-        energies.append(float(s.energy))
-    return fit_atom_references(numbers, energies)
+    missing = next((int(i) for i in idx if np.isnan(scan.energy[i])), None)
+    if missing is not None:
+        hint = getattr(train.source, "label_hint", "")
+        raise DataError(str(getattr(train.source, "path", "train")),
+                        "sample has no energy label" + (f" ({hint})" if hint else ""), where=f"#{missing}")
+    refs = scan.fit_refs(idx.tolist())
+    uncovered = sorted(set(np.unique(scan.numbers).tolist()) - set(refs))
+    if uncovered:
+        raise UsageError(f"data.ref_samples={max_samples}: the {len(idx)} samples of the reference fit hold no "
+                         f"element Z={uncovered[0]}, which the training split has; raise data.ref_samples")
+    return refs
 
 
 def origin_weights(ds: SampleDataset, weights: dict[str, float]) -> np.ndarray | None:

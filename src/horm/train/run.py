@@ -101,6 +101,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomic(path, buf.getbuffer())
 
 
+def check_devices(t) -> None:
+    """``trainer.devices`` against this machine, before any data is read: at most its CUDA GPUs
+    (``accelerator`` gpu, or auto with CUDA), else at most its cores (one CPU process each)."""
+    from horm.runtime import cpu_count
+
+    gpu = t.accelerator == "gpu" or (t.accelerator == "auto" and torch.cuda.is_available())
+    have, what = (torch.cuda.device_count(), "CUDA GPUs") if gpu else (cpu_count(), "CPU cores")
+    if have == 0:
+        raise UsageError(f"trainer.accelerator={t.accelerator}: no CUDA GPU is visible here; use trainer.accelerator=cpu")
+    if t.devices > have:
+        raise UsageError(f"trainer.devices={t.devices} is not valid here: this machine has {have} {what} "
+                         f"(trainer.accelerator={t.accelerator}); valid: [1, {have}]")
+
+
 def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
     t, out = cfg.trainer, Path(cfg.out)
     ckpt_dir = out / "checkpoints"
@@ -202,6 +216,8 @@ def train(cfg: TrainConfig, console=None) -> Path | None:
 
 def _train(cfg: TrainConfig, console=None) -> Path | None:
     """Run the training job described by ``cfg``; returns the path of ``model.pt`` (None on DDP ranks > 0)."""
+    cfg.validate()
+    check_devices(cfg.trainer)
     out = Path(cfg.out)
     ckpt = None
     if cfg.resume:
@@ -222,6 +238,7 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
 def _fit(cfg: TrainConfig, data, init, ckpt, console) -> Path | None:
     """Build the module (from the fine-tuned model ``init`` when given), fit, save model.pt and run.json."""
     out = Path(cfg.out)
+    _check_rows(cfg, data)
     if init is not None:
         module = HormModule(cfg.to_dict(), model_config=init[1]["config"], atom_ref=init[1]["atom_ref"])
         module.model.load_state_dict(init[0].state_dict())
@@ -256,6 +273,17 @@ def _fit(cfg: TrainConfig, data, init, ckpt, console) -> Path | None:
         (out / "run.json").write_text(json.dumps(info, indent=1))
         return model_path
     return None
+
+
+def _check_rows(cfg: TrainConfig, data) -> None:
+    """``loss.n_hr`` and ``loss.eigen_k`` against the data, as soon as its atom counts are known (before
+    any step): more rows or modes than the largest molecule's 3N do not exist, so asking for them is
+    a usage error (a smaller molecule of the batch gives all of its own)."""
+    rows, lo = 3 * data.natoms_max, cfg.loss
+    for name, value, used in (("n_hr", lo.n_hr, lo.hessian > 0), ("eigen_k", lo.eigen_k, lo.eigen > 0)):
+        if used and value > rows:
+            raise UsageError(f"loss.{name}={value} is more Hessian rows than the data's largest molecule has "
+                             f"({data.natoms_max} atoms, 3N = {rows}); valid here: [{int(name == 'n_hr')}, {rows}]")
 
 
 def _model_meta(cfg: TrainConfig, data) -> dict:
@@ -315,6 +343,9 @@ def _announce(cfg: TrainConfig, data, ckpt, console) -> None:
     nval = len(data.val) if data.val is not None else 0
     refs = ", ".join(f"Z={z}: {e:.4f}" for z, e in sorted(data.atom_ref.items()))
     console.print(f"train {len(data.train)} samples, val {nval}; reference energies (eV) {refs}")
+    if data.outliers:
+        console.print(f"[yellow]warning:[/yellow] {len(data.outliers)} sample(s) outside the label bounds kept "
+                      f"(data.allow_outliers): {'; '.join(data.outliers[:3])}", highlight=False, soft_wrap=True)
     if ckpt:
         console.print(f"resuming from {ckpt}")
     elif cfg.init_from:
