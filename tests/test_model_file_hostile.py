@@ -264,3 +264,22 @@ def test_the_installed_shipped_models_match_their_manifest():
 
     for name in pre.available():
         pre.model_path(name)  # size and sha256 checked
+
+
+def test_save_model_writes_through_a_fresh_temporary_file(tmp_path):
+    """A planted ``model.pt.tmp`` link (the old fixed temporary name) is neither followed nor left."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (tmp_path / "model.pt.tmp").symlink_to(victim)
+    H.tiny_model_file(tmp_path)
+    assert victim.read_text() == "keep"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()] == []
+
+
+def test_a_device_as_training_config_is_one_usage_line(tmp_path):
+    from horm.errors import UsageError
+    from horm.train.config import TrainConfig
+
+    (tmp_path / "cfg.yaml").symlink_to("/dev/zero")
+    with pytest.raises(UsageError, match="cfg.yaml: .*not a regular file"):
+        TrainConfig.from_yaml(tmp_path / "cfg.yaml")

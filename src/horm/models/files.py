@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import datetime
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from horm.errors import DataError
+from horm.safe_io import disk_full
 from horm.models.file_checks import (check_architecture, check_archive, check_atom_refs, check_elements,
                                      check_tensors, refused_global)
 
@@ -81,9 +83,17 @@ def save_model(model, path: str | os.PathLike, train_config: dict | None = None,
             "atom_ref": atom_ref_dict(model), "train_config": train_config,
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "meta": _meta(model, meta)}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)  # never a half-written model file
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # never a planted link
+    os.close(fd)
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)  # never a half-written model file
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, (OSError, RuntimeError)) and disk_full(path.parent, exc):
+            raise DataError(str(path), "no space left on device writing the model file; nothing was written, "
+                                       f"a previous {path.name} is intact") from None
+        raise
     return path
 
 

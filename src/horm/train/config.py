@@ -22,7 +22,8 @@ from typing import Any, Literal, Optional
 import yaml
 
 from horm.data.sample import MAX_ATOMS
-from horm.errors import UsageError
+from horm.errors import DataError, UsageError
+from horm.safe_io import read_input_bytes
 from horm.settings import check_fields as _check_fields
 from horm.settings import coerce as _coerce
 from horm.settings import field_range as _field_range
@@ -31,6 +32,7 @@ from horm.settings import parse_scalar as _parse_scalar
 from horm.settings import ranged
 
 # every numeric field states its range (interval notation, printed by a refused value's error)
+MAX_CONFIG_BYTES = 16 << 20  # a training config is a few KB; more is not a config
 SEED_RANGE = "[0, 4294967295]"  # seeds of numpy and Lightning are unsigned 32-bit integers
 WEIGHT_RANGE = "[0, inf)"  # loss weights
 Precision = Literal["float32", "float64"]
@@ -139,10 +141,14 @@ class TrainConfig:
         d: dict = {}
         if path is not None:
             p = Path(path)
-            if not p.is_file():
+            if not p.exists():
                 raise UsageError(f"{p}: config file not found")
             try:
-                d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+                raw = read_input_bytes(p, limit=MAX_CONFIG_BYTES)  # a regular file, capped: never /dev/zero
+            except DataError as exc:
+                raise UsageError(str(exc)) from None
+            try:
+                d = yaml.safe_load(raw.decode("utf-8")) or {}
             except yaml.YAMLError as exc:
                 raise UsageError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
             except UnicodeDecodeError as exc:
