@@ -108,9 +108,8 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
             if cand.is_file():
                 return cand
         raise DataError(str(p), "run folder holds no model.pt or checkpoints/{best,last}.ckpt")
-    if not p.exists():
+    if not p.exists():  # a FIFO or device exists, and _torch_load's check_archive refuses it by name
         raise DataError(str(p), "no such model file")
-    check_archive(p)  # a FIFO or device is refused here, before anything opens it
     return p
 
 
@@ -157,8 +156,11 @@ def _unpack(p: Path, blob: dict) -> tuple[dict, dict, dict | None, str | None, d
         train_config = hp.get("config")
         trainer = train_config.get("trainer") if isinstance(train_config, dict) else None
         dtype = trainer.get("precision") if isinstance(trainer, dict) else None
-        sd = check_tensors(blob["state_dict"], src)
-        state = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+        sd = blob["state_dict"]
+        if not isinstance(sd, dict):
+            raise DataError(src, f"state_dict is a {type(sd).__name__}, not a mapping of names to tensors")
+        # the model's entries, checked once below with the rest; the optimiser's and others' are not read
+        state = {k[len("model."):]: v for k, v in sd.items() if isinstance(k, str) and k.startswith("model.")}
         config, meta, version = hp["model_config"], hp.get("meta") if isinstance(hp.get("meta"), dict) else {}, 0
         check_atom_refs(hp.get("atom_ref"), src)
     else:
