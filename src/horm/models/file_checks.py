@@ -31,19 +31,19 @@ from __future__ import annotations
 import math
 import os
 import re
-import stat
 import zipfile
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from horm.errors import DataError
+from horm.safe_io import check_input_file
 
 #: unpacked bytes an archive may declare, as a multiple of its size on disk (torch stores its
 #: entries uncompressed, so a real file declares about 1x), plus :data:`INFLATION_SLACK`
 MAX_INFLATION = 2
 INFLATION_SLACK = 1 << 20
+NO_SIZE_CAP = 1 << 50  # model files are not read whole: the unpacked-size bound below is the cap
 MAX_ENTRIES = 1_000_000  # zip entries (one per tensor storage, plus a handful)
 _SHOW = 4  # keys named in one message
 
@@ -60,11 +60,9 @@ def check_archive(path: str | os.PathLike, kind: str = "model file") -> int:
     """Refuse anything but a regular torch zip archive of bounded unpacked size; returns its size.
 
     ``kind`` ("model file", "checkpoint") names the file in the messages."""
-    p = Path(path)
+    p = check_input_file(path, limit=NO_SIZE_CAP)  # a regular file (a FIFO or device is refused by name)
     try:
         st = os.stat(p)
-        if not stat.S_ISREG(st.st_mode):
-            raise DataError(str(p), f"not a regular file (a FIFO, device or socket is never read as a {kind})")
         with open(p, "rb") as f:
             head = f.read(4)
         with zipfile.ZipFile(p) as z:
