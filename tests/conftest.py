@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HORM_CACHE_DIR", tempfile.mkdtemp(prefix="horm-test-cache-"))  # indexes and references of this run
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -43,13 +43,15 @@ def test_draws_follow_the_weights_and_skip_weight_zero():
     loader = make_loader(ds, 1, torch.float64, shuffle=True, seed=3, weights=w)
     assert len(list(loader)) == 3  # one epoch: len(ds) draws
     counts = {"k0": 0, "k1": 0, "k2": 0}
-    for _ in range(400):
-        for i in loader.sampler:
-            counts[f"k{i}"] += 1
+    for _ in range(400):  # each pass over the batch sampler is the next epoch's draws
+        for batch in loader.batch_sampler:
+            for i in batch:
+                counts[f"k{i}"] += 1
     assert counts["k0"] == 0
     assert 7.0 < counts["k2"] / counts["k1"] < 11.5  # 9 expected; 1,200 draws
     again = make_loader(ds, 1, torch.float64, shuffle=True, seed=3, weights=w)
-    assert list(again.sampler) == list(make_loader(ds, 1, torch.float64, shuffle=True, seed=3, weights=w).sampler)
+    assert list(again.batch_sampler) == list(make_loader(ds, 1, torch.float64, shuffle=True, seed=3,
+                                                         weights=w).batch_sampler)
 
 
 @pytest.mark.parametrize("bad", ["data.origin_weights.ts=-1", "data.origin_weights.ts=inf",

@@ -178,29 +178,42 @@ def collate(samples: Sequence[Sample], dtype: torch.dtype = torch.float32) -> Ba
 
 
 class Collater:
-    """Picklable DataLoader ``collate_fn``: ``DataLoader(ds, collate_fn=Collater(torch.float64))``."""
+    """Picklable DataLoader ``collate_fn``: ``DataLoader(ds, collate_fn=Collater(torch.float64))``.
+    The problems a :class:`SampleDataset` check found travel as ``batch.problems`` (raised by the
+    training process, not inside a worker)."""
 
     def __init__(self, dtype: torch.dtype = torch.float32):
         self.dtype = dtype
 
     def __call__(self, samples: Sequence[Sample]) -> Batch:
-        return collate(samples, dtype=self.dtype)
+        out = collate(samples, dtype=self.dtype)
+        problems = [p for s in samples if (p := getattr(s, "problem", None))]
+        if problems:
+            out.problems = problems
+        return out
 
 
 class SampleDataset(torch.utils.data.Dataset):
     """A torch Dataset over any indexable of Samples (HormLmdb, HessianStore, a list, ...).
 
-    ``indices`` selects a subset (e.g. a split); ``transform`` maps Sample -> Sample.
+    ``indices`` selects a subset (e.g. a split), held as one int64 array (no per-sample Python
+    object); ``transform`` maps Sample -> Sample; ``check(sample, source, index)`` returns a
+    problem (kept as ``sample.problem`` for the collater) or None.
     """
 
-    def __init__(self, source, indices: Sequence[int] | None = None, transform=None):
+    def __init__(self, source, indices: Sequence[int] | None = None, transform=None, check=None):
         self.source = source
-        self.indices = list(range(len(source))) if indices is None else [int(i) for i in indices]
+        self.indices = (np.arange(len(source), dtype=np.int64) if indices is None
+                        else np.asarray(indices, dtype=np.int64).reshape(-1))
         self.transform = transform
+        self.check = check
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> Sample:
-        s = self.source[self.indices[i]]
+        j = int(self.indices[i])
+        s = self.source[j]
+        if self.check is not None and (p := self.check(s, str(getattr(self.source, "path", "data")), j)):
+            s.problem = p
         return self.transform(s) if self.transform is not None else s

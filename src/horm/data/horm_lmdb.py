@@ -272,11 +272,20 @@ class HormLmdb:
         self.files = _lmdb_files(self.path)
         self._envs: list[lmdb.Environment] = []
         self._lengths: list[int] = []
+        self._pid = os.getpid()
         for f in self.files:
             env = acquire_env(f, readonly=True)
             self._envs.append(env)
             self._lengths.append(self._read_length(env, f))
         self._offsets = np.concatenate([[0], np.cumsum(self._lengths)]).astype(np.int64)
+
+    def _env(self, f: int) -> lmdb.Environment:
+        """File ``f``'s environment, opened again in a forked child (a DataLoader worker): an LMDB
+        environment must not be used across fork()."""
+        if self._pid != os.getpid():
+            self._envs = [acquire_env(p, readonly=True) for p in self.files]
+            self._pid = os.getpid()
+        return self._envs[f]
 
     @staticmethod
     def _read_length(env, f: Path) -> int:
@@ -311,7 +320,7 @@ class HormLmdb:
         f, j = self.locate(i)
         check_value_extent(self.files[f], str(j).encode(), f"key {j}")  # no SIGBUS from a damaged page
         try:
-            with self._envs[f].begin() as txn:
+            with self._env(f).begin() as txn:
                 v = txn.get(str(j).encode())
         except lmdb.Error as exc:
             raise DataError(str(self.files[f]), f"corrupt or truncated LMDB ({exc})", f"key {j}") from None
@@ -322,6 +331,35 @@ class HormLmdb:
     def record(self, i: int) -> dict:
         f, j = self.locate(i)
         return safe_loads(self.raw(i), str(self.files[f]), str(j))
+
+    raw_record = raw
+
+    def record_atoms(self, i: int) -> int:
+        """The atom count of record ``i`` (its ``charges``), decoded and checked like a sample."""
+        return self[i].natoms
+
+    def record_rxn(self, i: int) -> str:
+        f, j = self.locate(i)
+        rxn = safe_loads(self.raw(i), str(self.files[f]), str(j)).get("rxn")
+        return "" if rxn is None else str(int(np.asarray(rxn).reshape(-1)[0]))
+
+    def record_lengths(self) -> np.ndarray:
+        """(len(self),) byte length of every sample record, read from LMDB's leaf pages (the values
+        themselves are not touched: a large value lives in overflow pages that are not read)."""
+        out = np.full(len(self), -1, dtype=np.int64)
+        for f, env in enumerate(self._env(k) for k in range(len(self.files))):
+            base, n = int(self._offsets[f]), self._lengths[f]
+            try:
+                with env.begin(buffers=True) as txn:
+                    for k, v in txn.cursor():
+                        k = bytes(k)
+                        if k.isdigit() and int(k) < n:
+                            out[base + int(k)] = len(v)
+            except lmdb.Error as exc:
+                raise DataError(str(self.files[f]), f"corrupt or truncated LMDB ({exc})") from None
+        if (out < 0).any():
+            raise DataError(str(self.path), "missing record (file truncated?)", f"key {int(np.argmax(out < 0))}")
+        return out
 
     def __getitem__(self, i: int) -> Sample:
         f, j = self.locate(i)

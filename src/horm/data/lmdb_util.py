@@ -42,8 +42,10 @@ def check_min_size(path: str | os.PathLike) -> None:
         raise DataError(str(path), f"truncated or not an LMDB file ({size} bytes)")
 
 
-# LMDB refuses to open one file twice in a process; share environments by real path.
-_ENVS: dict[str, list] = {}  # realpath -> [env, readonly, refcount]
+# LMDB refuses to open one file twice in a process; share environments by real path. An
+# environment must not be used across fork() (DataLoader workers): entries carry the pid that
+# opened them, and a forked child opens its own (:func:`_forget_inherited`).
+_ENVS: dict[str, list] = {}  # realpath -> [env, readonly, refcount, pid]
 MAP_SIZE = 1 << 40  # 1 TiB of address space; the file only grows as data is written
 _MAP_FLOOR = 1 << 26  # smallest map a writable open retries with (64 MiB, and at least 2x the file)
 
@@ -99,6 +101,17 @@ def open_lmdb(path: str | os.PathLike, readonly: bool, lock: bool | None = None)
     raise AssertionError("unreachable")
 
 
+def _forget_inherited(key: str, entry: list) -> None:
+    """In a forked child: close this process's copy of a read-only environment the parent opened
+    (py-lmdb refuses a second open of the path; closing a lock-free read-only copy touches nothing
+    the parent uses). A writable one holds LMDB locks: the child must not touch it."""
+    if not entry[1]:
+        raise DataError(key, "opened for writing by the parent process; a forked worker can only read files "
+                             "the parent opened read-only")
+    del _ENVS[key]
+    entry[0].close()
+
+
 def acquire_env(path: str | os.PathLike, readonly: bool | None = True) -> lmdb.Environment:
     """Open (or share) the LMDB environment of a single-file database.
 
@@ -108,6 +121,9 @@ def acquire_env(path: str | os.PathLike, readonly: bool | None = True) -> lmdb.E
     path = Path(path)
     key = os.path.realpath(path)
     entry = _ENVS.get(key)
+    if entry is not None and entry[3] != os.getpid():
+        _forget_inherited(key, entry)
+        entry = None
     if entry is not None:
         if entry[1] and readonly is False:
             raise DataError(str(path), "already open read-only in this process; close it before writing")
@@ -121,14 +137,14 @@ def acquire_env(path: str | os.PathLike, readonly: bool | None = True) -> lmdb.E
     except DataError:
         env.close()
         raise
-    _ENVS[key] = [env, readonly, 1]
+    _ENVS[key] = [env, readonly, 1, os.getpid()]
     return env
 
 
 def release_env(path: str | os.PathLike) -> None:
     key = os.path.realpath(path)
     entry = _ENVS.get(key)
-    if entry is None:
+    if entry is None or entry[3] != os.getpid():
         return
     entry[2] -= 1
     if entry[2] <= 0:
@@ -137,7 +153,8 @@ def release_env(path: str | os.PathLike) -> None:
 
 
 def is_open(path: str | os.PathLike) -> bool:
-    return os.path.realpath(path) in _ENVS
+    entry = _ENVS.get(os.path.realpath(path))
+    return entry is not None and entry[3] == os.getpid()
 
 
 @contextmanager

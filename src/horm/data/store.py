@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -40,14 +40,12 @@ from horm.data.lmdb_util import (MAP_SIZE, acquire_env, check_value_extent, chec
                                   is_open, lmdb_errors, open_lmdb, prefix_end, release_env, remove_lmdb)
 from horm.data.plausibility import check_written
 from horm.data.sample import Sample
-from horm.data.store_codec import (chunk_key, decode_hessian, decode_sample, encode_hessian,  # noqa: F401
-                                   encode_sample, pack_chunk, unpack_chunk)
+from horm.data.store_codec import (HESSIAN_CODEC, SCHEMA_VERSION, chunk_key, decode_hessian,  # noqa: F401
+                                   decode_sample, encode_hessian, encode_sample, new_meta, pack_chunk,
+                                   unpack_chunk)
 from horm.errors import DataError
 from horm.safe_io import check_free_space
-from horm.units import UNITS
 
-SCHEMA_VERSION = 2  # 2: every record sealed with a CRC-32; 1: no checksums
-HESSIAN_CODEC = "f32-triu+xor-lower/shuffle-zlib"
 META_KEY = b"__meta__"
 DEFAULT_CHUNK = 32
 
@@ -73,7 +71,7 @@ class HessianStore:
         self.chunk_size = int(self.meta["chunk_size"])
 
     def _load(self, readonly: bool) -> None:
-        self.env = acquire_env(self.path, readonly)
+        self._env, self._pid = acquire_env(self.path, readonly), os.getpid()
         self._open = True
         check_value_extent(self.path, META_KEY, "__meta__")
         with lmdb_errors(self.path), self.env.begin() as txn:
@@ -104,22 +102,7 @@ class HessianStore:
             path.unlink()
             Path(str(path) + "-lock").unlink(missing_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "schema_version": SCHEMA_VERSION if checksums else 1,
-            "format": "horm-store",
-            **({"checksum": "crc32"} if checksums else {}),
-            "level_of_theory": level_of_theory,
-            "units": dict(UNITS),
-            "code_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "hessian_codec": HESSIAN_CODEC,
-            "hessian_dtype": "float32",
-            "chunk_size": int(chunk_size),
-            "count": 0,
-            "n_keys": 0,
-            "n_failures": 0,
-            "provenance": provenance,
-        }
+        meta = new_meta(level_of_theory, __version__, chunk_size, checksums, provenance)
         try:
             with lmdb_errors(path, write="creating the store"):
                 env = open_lmdb(path, readonly=False)
@@ -137,6 +120,13 @@ class HessianStore:
         return cls(path, readonly=readonly)
 
     # records -----------------------------------------------------------------------
+    @property
+    def env(self) -> lmdb.Environment:
+        """The LMDB environment, opened again in a forked child (a DataLoader worker)."""
+        if self._pid != os.getpid():
+            self._env, self._pid = acquire_env(self.path, self.readonly), os.getpid()
+        return self._env
+
     def _get(self, txn, key: bytes, where: str):
         """A record's payload (checksum verified when sealed), or None if absent.
 
@@ -201,9 +191,8 @@ class HessianStore:
         except (lmdb.Error, DataError):
             pass
         found.sort()
-        if len(found) > 5:
-            found = [found[0], found[1], f"… ({len(found) - 3} more) …", found[-1]]
-        return ", ".join(found) if found else "none indexed"
+        found = found if len(found) <= 5 else [found[0], found[1], f"… ({len(found) - 3} more) …", found[-1]]
+        return ", ".join(found) or "none indexed"
 
     @staticmethod
     def _scan(txn, prefix: bytes):
@@ -252,12 +241,15 @@ class HessianStore:
             blob = bytes(self._chunk(txn, c)[slot])
         return decode_sample(blob, str(self.path), f"sample {i}")
 
+    def chunk_blobs(self, c: int) -> list[bytes]:
+        """The sample blobs of chunk ``c`` (checksum verified)."""
+        with lmdb_errors(self.path, f"chunk {c}"), self.env.begin(buffers=True) as txn:
+            return [bytes(b) for b in self._chunk(txn, c)]
+
     def chunk_samples(self, c: int) -> list[tuple[int, Sample]]:
         """(index, Sample) for every sample of chunk ``c``."""
-        with lmdb_errors(self.path, f"chunk {c}"), self.env.begin(buffers=True) as txn:
-            blobs = [bytes(b) for b in self._chunk(txn, c)]
         a = c * self.chunk_size
-        return [(a + s, decode_sample(b, str(self.path), f"sample {a + s}")) for s, b in enumerate(blobs)]
+        return [(a + s, decode_sample(b, str(self.path), f"sample {a + s}")) for s, b in enumerate(self.chunk_blobs(c))]
 
     def __iter__(self) -> Iterator[Sample]:
         for c in range(self.n_chunks):
@@ -382,10 +374,8 @@ class HessianStore:
             release_env(self.path)
 
     def __del__(self):
-        try:
+        with suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     def __enter__(self):
         return self

@@ -16,6 +16,32 @@ import numpy as np
 
 from horm.data.sample import MAX_ATOMS, Sample
 from horm.errors import DataError
+from horm.units import UNITS
+
+SCHEMA_VERSION = 2  # 2: every record sealed with a CRC-32; 1: no checksums
+HESSIAN_CODEC = "f32-triu+xor-lower/shuffle-zlib"
+
+
+def new_meta(level_of_theory: str, code_version: str, chunk_size: int, checksums: bool, provenance: dict) -> dict:
+    """The ``__meta__`` map of a new, empty store."""
+    import time
+
+    return {
+        "schema_version": SCHEMA_VERSION if checksums else 1,
+        "format": "horm-store",
+        **({"checksum": "crc32"} if checksums else {}),
+        "level_of_theory": level_of_theory,
+        "units": dict(UNITS),
+        "code_version": code_version,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "hessian_codec": HESSIAN_CODEC,
+        "hessian_dtype": "float32",
+        "chunk_size": int(chunk_size),
+        "count": 0,
+        "n_keys": 0,
+        "n_failures": 0,
+        "provenance": provenance,
+    }
 
 # --- array and Hessian codecs -----------------------------------------------------------
 

@@ -104,6 +104,8 @@ class TrainerSection:
     max_epochs: int = ranged(-1, "[-1, inf)")  # epochs (-1: use max_steps)
     max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS", summed over resumed sessions; None: none
     batch_size: int = ranged(8, "[1, inf)")  # molecules per batch and device
+    batch_max_atoms: Optional[int] = ranged(None, "[1, inf)")  # atoms per batch and device; None: no atom budget
+    batch_max_hessian: Optional[int] = ranged(None, "[9, inf)")  # Hessian entries Σ(3n)² per batch; None: no budget
     precision: Precision = "float32"  # "float32" | "float64"
     devices: int = ranged(1, "[1, 1024]")  # processes/devices
     strategy: Strategy = "auto"  # "auto" | "ddp" | "ddp_spawn" (CPU DDP uses gloo)

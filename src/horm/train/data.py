@@ -17,8 +17,11 @@ from horm.data.batch import Collater, SampleDataset
 from horm.data.formats import LabelKeys
 from horm.data.io import open_dataset
 from horm.data.plausibility import check_refs, scan_labels
-from horm.data.splits import reaction_split, sample_group
+from horm.data.splits import reaction_split
 from horm.errors import DataError, UsageError
+from horm.train.refs import ddp_rank
+
+FULL_SCAN = 20_000  # train + val samples up to which every label is checked before step 1
 
 
 @dataclass
@@ -28,6 +31,9 @@ class TrainData:
     atom_ref: dict[int, float]  # per-element reference energies, eV, fitted on ``train``
     natoms_max: int = 0  # atoms of the largest molecule of train and val
     outliers: list[str] = field(default_factory=list)  # samples outside the label bounds kept (allow_outliers)
+    notes: list[str] = field(default_factory=list)  # lines for the run's announcement (split fallback, ...)
+    train_natoms: np.ndarray | None = None  # atom count of each training sample (the batch budget)
+    val_natoms: np.ndarray | None = None
 
     def close(self) -> None:
         """Close the files behind ``train`` and ``val`` (a store's ``close`` is idempotent, so a
@@ -38,91 +44,223 @@ class TrainData:
                 d.source.close()
 
 
-def _groups(source) -> list[str]:
-    return [sample_group(source[i], i) for i in range(len(source))]
+def split_mask(src, fraction: float, seed: int, notes: list[str], name: str) -> np.ndarray:
+    """True where a sample of ``src`` goes to validation: by reaction (:func:`reaction_split` over
+    the cached reaction index), per sample where a sample has no reaction id. A file with fewer
+    than two reaction ids, or too few reactions to give both sides one, is split per sample, and a
+    line in ``notes`` says so (never silently)."""
+    from horm.data.index import reaction_ids
+
+    codes, names = reaction_ids(src, _index_progress())
+    n = len(codes)
+    groups = np.where(codes >= 0, codes, len(names) + np.arange(n))  # no id: a group of its own
+    table = [str(x) for x in names] + [f"#{i}" for i in range(n)]
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    mask = reaction_split([table[g] for g in uniq.tolist()], fraction, seed)[inverse]
+    n_ids = len(names)
+    why = None
+    if n_ids < 2:
+        why = f"its samples carry {'no reaction id' if n_ids == 0 else 'one reaction id'}"
+    elif mask.all() or not mask.any():
+        why = f"its {n_ids} reactions are too few to put one on each side at val_fraction={fraction}"
+    if why is not None:
+        rng = np.random.default_rng(seed)
+        mask = rng.random(n) < fraction
+        mask[rng.integers(n)] = True
+        if mask.all():
+            mask[0] = False
+        notes.append(f"{name}: {why}, so the validation split is per sample (geometries of one reaction "
+                     f"can land on both sides; pass data.val=FILE to choose the validation set)")
+    elif (codes < 0).any():
+        notes.append(f"{name}: {int((codes < 0).sum())} of {n} samples carry no reaction id and are split per sample")
+    return mask
 
 
-def load_train_data(data_cfg, atom_ref: dict[int, float] | None = None) -> TrainData:
-    """Open ``data_cfg.train`` (and ``data_cfg.val``), split if needed, check every label and fit
+def _index_progress():
+    """Progress callback for the one-time index passes (rank 0 only, rich)."""
+    if ddp_rank() > 0:
+        return None
+
+    def start(desc: str, total: int):
+        from horm.data.convert import progress_bar
+
+        bar = progress_bar(transient=True)
+        bar.start()
+        task = bar.add_task(desc, total=total)
+
+        def advance(k: int) -> None:
+            bar.advance(task, k)
+            if bar.tasks[0].finished:
+                bar.stop()
+        return advance
+    return start
+
+
+def load_train_data(data_cfg, atom_ref: dict[int, float] | None = None, out=None) -> TrainData:
+    """Open ``data_cfg.train`` (and ``data_cfg.val``), split if needed, check labels and fit
     references (unless ``atom_ref`` is given: a fine-tuned model keeps its own); :func:`check_labels`.
 
     ``data_cfg`` is a :class:`horm.train.config.DataSection`; its ``*_key`` fields name the
-    label fields of xyz/ASE input (:mod:`horm.data.formats`).
+    label fields of xyz/ASE input (:mod:`horm.data.formats`). Startup does not grow with the data
+    (:mod:`horm.data.index`, :mod:`horm.train.refs`); ``out`` is the run folder (reference cache).
     """
+    from horm.data.index import atom_counts
+
     if not data_cfg.train:
         raise UsageError("no training data: pass --data PATH (or data.train=PATH)")
     keys = LabelKeys(data_cfg.energy_key, data_cfg.forces_key, data_cfg.hessian_key)
     src = open_dataset(data_cfg.train, keys)
     if len(src) == 0:
         raise DataError(str(data_cfg.train), "dataset is empty")
+    notes: list[str] = []
+    natoms = atom_counts(src, _index_progress())
+    val, val_natoms = None, None
     if data_cfg.val:
         val_src = open_dataset(data_cfg.val, keys)
-        train_idx = list(range(len(src)))
-        val = SampleDataset(val_src, list(range(len(val_src))))
+        train_idx = np.arange(len(src))
+        val = SampleDataset(val_src)
+        val_natoms = atom_counts(val_src, _index_progress())
     elif data_cfg.val_fraction > 0:
-        mask = reaction_split(_groups(src), data_cfg.val_fraction, data_cfg.split_seed)
-        if mask.all() or not mask.any():  # too few reactions to split: fall back to samples
-            rng = np.random.default_rng(data_cfg.split_seed)
-            mask = rng.random(len(src)) < data_cfg.val_fraction
-            mask[rng.integers(len(src))] = True
-            if mask.all():
-                mask[0] = False
-        train_idx = np.flatnonzero(~mask).tolist()
-        val = SampleDataset(src, np.flatnonzero(mask).tolist())
+        mask = split_mask(src, data_cfg.val_fraction, data_cfg.split_seed, notes, str(data_cfg.train))
+        train_idx = np.flatnonzero(~mask)
+        val = SampleDataset(src, np.flatnonzero(mask))
+        val_natoms = natoms
     else:
-        train_idx, val = list(range(len(src))), None
+        train_idx = np.arange(len(src))
     if data_cfg.max_train is not None:
         train_idx = train_idx[: data_cfg.max_train]
     if val is not None and data_cfg.max_val is not None:
         val.indices = val.indices[: data_cfg.max_val]
     train = SampleDataset(src, train_idx)
-    refs, natoms_max, outliers = check_labels(train, val, data_cfg, atom_ref)
-    return TrainData(train=train, val=val, atom_ref=refs, natoms_max=natoms_max, outliers=outliers)
+    refs, outliers = check_labels(train, val, data_cfg, atom_ref, out=out, notes=notes)
+    tn = natoms[train.indices]
+    vn = val_natoms[val.indices] if val is not None and len(val) else None
+    big = max(int(tn.max()), int(vn.max()) if vn is not None else 0)
+    return TrainData(train=train, val=val, atom_ref=refs, natoms_max=big, outliers=outliers, notes=notes,
+                     train_natoms=tn, val_natoms=vn)
 
 
 def check_labels(train: SampleDataset, val: SampleDataset | None, data_cfg,
-                 atom_ref: dict[int, float] | None = None) -> tuple[dict[int, float], int, list[str]]:
-    """The read check before training: one pass over every training and validation sample.
+                 atom_ref: dict[int, float] | None = None, out=None,
+                 notes: list[str] | None = None) -> tuple[dict[int, float], list[str]]:
+    """The label check before training, and the references.
 
-    Labels are checked against :mod:`horm.data.plausibility` (impossible ones, NaN/inf or |E|/N > 1e7 eV,
-    always refused; outliers unless ``data_cfg.allow_outliers``), a DataError naming the first bad
-    sample. The references
-    are fitted by least squares on up to ``data_cfg.ref_samples`` training samples (the same draw as
-    always: all of them, or a seeded subset), or are ``atom_ref`` (fine-tuning); then |E − Σ ref|/N is
-    checked on both splits. Returns (references, largest atom count, lines on the outliers kept).
+    Up to ``FULL_SCAN`` samples in train and val together: every sample is read
+    once before step 1 and checked against :mod:`horm.data.plausibility` (impossible labels, NaN/inf
+    or |E|/N > 1e7 eV, always refused; outliers unless ``data_cfg.allow_outliers``), a DataError
+    naming the first bad sample. Larger splits: the seeded reference subset is read before step 1,
+    and every sample is checked as a batch reads it (:class:`LabelGuard`: the same checks, the
+    same one line, at the step that reads it). The references are ``atom_ref`` (fine-tuning), the
+    cached ones, the file's ``ae`` (:mod:`horm.train.refs`) or a least-squares fit on up to
+    ``ref_samples`` training samples (all of them, or a seeded subset). Returns (references, lines
+    on the outliers kept).
     """
-    allow = data_cfg.allow_outliers
-    scans = [scan_labels(train.source, train.indices, str(data_cfg.train))]
-    if val is not None and len(val):
-        scans.append(scan_labels(val.source, val.indices, str(data_cfg.val or data_cfg.train)))
-    for sc in scans:
-        sc.raise_first(allow, "--allow-outliers (data.allow_outliers=true)")
-    refs, what = atom_ref, "init_from's references"
-    if refs is None:
-        refs, what = _fit(train, scans[0], data_cfg.ref_samples), "the references fitted on the training split"
+    from horm.train.refs import cached_refs, refs_key, save_refs
+
+    notes = [] if notes is None else notes
+    allow, limit = data_cfg.allow_outliers, data_cfg.ref_samples
+    full = len(train) + (len(val) if val is not None else 0) <= FULL_SCAN
+    idx = np.arange(len(train))
+    if len(train) > limit:
+        idx = np.sort(np.random.default_rng(0).choice(len(train), limit, replace=False))
+    key = refs_key(train.source, train.indices, limit) if atom_ref is None and not full else None
+    got = cached_refs(out, key)
+    if got is not None:
+        refs, how, scans = got["atom_ref"], got["how"], []
+    else:
+        scans = [scan_labels(train.source, train.indices if full else train.indices[idx], str(data_cfg.train))]
+        if full and val is not None and len(val):
+            scans.append(scan_labels(val.source, val.indices, str(data_cfg.val or data_cfg.train)))
+        for sc in scans:
+            sc.raise_first(allow, "--allow-outliers (data.allow_outliers=true)")
+        refs, how = atom_ref, "init_from's references"
+        if refs is None:
+            refs, how = _references(train, scans[0], idx, limit, full)
     check_refs(refs, str(data_cfg.train))
     for sc in scans:
-        sc.add_referenced(refs, what)
+        sc.add_referenced(refs, how)
         sc.raise_first(allow, "--allow-outliers (data.allow_outliers=true)")
-    natoms = max(int(sc.natoms.max()) for sc in scans)
-    return refs, natoms, [line for sc in scans for line in sc.outlier_lines()]
+    if got is None and atom_ref is None and ddp_rank() == 0:
+        save_refs(out, key, refs, how)
+    if not full:
+        guard = LabelGuard(refs, allow, how)
+        for d in (train, val):
+            if d is not None:
+                d.check = guard
+        notes.append(f"labels: {len(idx)} of {len(train)} training samples checked before step 1 "
+                     f"({'cached' if got else 'the seeded reference subset'}); every sample is checked as it "
+                     f"is read; references: {how}")
+    return refs, [line for sc in scans for line in sc.outlier_lines()]
 
 
-def _fit(train: SampleDataset, scan, max_samples: int, seed: int = 0) -> dict[int, float]:
-    """Per-element energies (eV) by least squares on (up to ``max_samples`` of) the training split."""
-    n = len(train)
-    idx = np.arange(n)
-    if n > max_samples:
-        idx = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
-    missing = next((int(i) for i in idx if np.isnan(scan.energy[i])), None)
+def _references(train: SampleDataset, scan, idx: np.ndarray, limit: int, full: bool) -> tuple[dict[int, float], str]:
+    """The file's ``ae`` when it pins the references down, else the least-squares fit on the training
+    positions ``idx`` (the scan holds every training sample when ``full``, else only those)."""
+    from horm.train.refs import AE_PROBE, AE_TOLERANCE, refs_from_ae
+
+    probe = [train.source[int(i)] for i in train.indices[idx[:AE_PROBE]]]
+    got = refs_from_ae(probe)
+    if got is not None and got[1] <= AE_TOLERANCE:
+        return got[0], f"the file's ae field (energy − ae on {len(probe)} samples, residual {got[1]:.2g} eV)"
+    positions = idx if full else np.arange(len(idx))
+    return _fit(train, scan, positions, limit), f"the references fitted on {len(idx)} training samples"
+
+
+class LabelGuard:
+    """The label checks of one sample as a batch reads it (picklable, for DataLoader workers):
+    the problem is attached to the sample and raised in the training process
+    (:func:`raise_batch_problems`), as one line naming the file and the sample."""
+
+    def __init__(self, refs: dict[int, float], allow_outliers: bool, how: str):
+        self.table = np.full(256, np.nan)
+        for z, e in refs.items():
+            self.table[int(z)] = e
+        self.allow, self.how = allow_outliers, how
+
+    def __call__(self, s, source: str, index: int) -> tuple[str, str, str] | None:
+        """(source, sample, problem) of the first failed check, or None."""
+        from horm.data.plausibility import REFERENCED_ENERGY_PER_ATOM_MAX, impossible, out_of_bounds, sample_name
+
+        name = sample_name(index, s.key)
+        if (p := impossible(s)):
+            return source, name, f"impossible label: {p}"
+        nums = np.asarray(s.numbers, dtype=np.int64)
+        if len(nums) and np.isnan(self.table[nums]).any():
+            z = int(nums[np.isnan(self.table[nums])][0])
+            return source, name, (f"element Z={z} has no reference energy: the reference fit ({self.how}) held no "
+                                  f"Z={z}; raise data.ref_samples")
+        if self.allow:
+            return None
+        p = out_of_bounds(s)
+        if p is None and s.energy is not None and len(s.numbers):
+            per_atom = abs(float(s.energy) - float(self.table[np.asarray(s.numbers, dtype=np.int64)].sum())) / len(s.numbers)
+            if per_atom > REFERENCED_ENERGY_PER_ATOM_MAX:  # NaN (no reference): not checked
+                p = (f"|E − Σ ref[Z]|/N = {per_atom:.3g} eV beyond {REFERENCED_ENERGY_PER_ATOM_MAX:g} eV per atom "
+                     f"({self.how})")
+        return None if p is None else (source, name, f"implausible label: {p} (pass --allow-outliers to use it anyway)")
+
+
+def raise_batch_problems(batch) -> None:
+    """Raise the first label problem :class:`LabelGuard` found in ``batch`` (one DataError line)."""
+    problems = getattr(batch, "problems", None)
+    if problems:
+        src, where, what = problems[0]
+        more = f"; {len(problems) - 1} more in this batch" if len(problems) > 1 else ""
+        raise DataError(src, what + more, where)
+
+
+def _fit(train: SampleDataset, scan, positions, max_samples: int) -> dict[int, float]:
+    """Per-element energies (eV) by least squares on the scan's ``positions`` (the seeded subset of up
+    to ``max_samples`` training samples); every element the scan holds must get one."""
+    missing = next((int(p) for p in positions if np.isnan(scan.energy[p])), None)
     if missing is not None:
         hint = getattr(train.source, "label_hint", "")
         raise DataError(str(getattr(train.source, "path", "train")),
-                        "sample has no energy label" + (f" ({hint})" if hint else ""), where=f"#{missing}")
-    refs = scan.fit_refs(idx.tolist())
+                        "sample has no energy label" + (f" ({hint})" if hint else ""), where=f"#{scan.indices[missing]}")
+    refs = scan.fit_refs([int(p) for p in positions])
     uncovered = sorted(set(np.unique(scan.numbers).tolist()) - set(refs))
     if uncovered:
-        raise UsageError(f"data.ref_samples={max_samples}: the {len(idx)} samples of the reference fit hold no "
+        raise UsageError(f"data.ref_samples={max_samples}: the {len(positions)} samples of the reference fit hold no "
                          f"element Z={uncovered[0]}, which the training split has; raise data.ref_samples")
     return refs
 
@@ -147,15 +285,21 @@ def origin_weights(ds: SampleDataset, weights: dict[str, float]) -> np.ndarray |
 
 
 def make_loader(ds: SampleDataset, batch_size: int, dtype: torch.dtype, shuffle: bool, num_workers: int = 0,
-                seed: int = 0, weights: np.ndarray | None = None) -> torch.utils.data.DataLoader:
-    """Batches of ``ds``: shuffled, in order, or (``weights``) drawn with replacement, ``len(ds)``
-    draws per epoch, with probability proportional to each sample's weight."""
-    g = torch.Generator().manual_seed(seed)
-    sampler = None
-    if weights is not None:
-        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(ds),
-                                                         replacement=True, generator=g)
-        shuffle = False
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
-                                       collate_fn=Collater(dtype), num_workers=num_workers,
-                                       generator=g if shuffle else None, persistent_workers=num_workers > 0)
+                seed: int = 0, weights: np.ndarray | None = None, natoms: np.ndarray | None = None,
+                max_atoms: int | None = None, max_hessian: int | None = None) -> torch.utils.data.DataLoader:
+    """Batches of ``ds`` by :class:`horm.data.sampler.BudgetBatchSampler`: at most ``batch_size``
+    molecules (and ``max_atoms`` atoms, ``max_hessian`` Hessian entries), shuffled per epoch from
+    ``seed``, in order, or (``weights``) ``len(ds)`` draws with replacement, with probability
+    proportional to each sample's weight. ``natoms``: the atom count of each sample of ``ds``
+    (default: :func:`horm.data.index.atom_counts` of its source). The sampler is
+    ``loader.batch_sampler``; a DDP run shards it (:meth:`~BudgetBatchSampler.shard`)."""
+    from horm.data.index import atom_counts
+    from horm.data.sampler import BudgetBatchSampler
+
+    if natoms is None:
+        natoms = atom_counts(ds.source)[ds.indices]
+    sampler = BudgetBatchSampler(natoms, batch_size=batch_size, max_atoms=max_atoms, max_hessian=max_hessian,
+                                 shuffle=shuffle, seed=seed, weights=weights,
+                                 source=str(getattr(ds.source, "path", "data")))
+    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=Collater(dtype), num_workers=num_workers,
+                                       persistent_workers=num_workers > 0)

@@ -54,7 +54,41 @@ class HormModule(L.LightningModule):
     def forward(self, batch, **kw):
         return self.model(batch, **kw)
 
+    # batches: sharded across ranks, resumed mid-epoch, label problems raised here ----------------
+    _samplers: tuple = (None, None)
+    _consumed = 0  # training batches of the current epoch this rank has run
+
+    def attach_samplers(self, train_sampler, val_sampler=None) -> None:
+        """The :class:`horm.data.sampler.BudgetBatchSampler` of the training (and validation)
+        loader: sharded in :meth:`setup`, its place saved in every checkpoint and restored."""
+        self._samplers = (train_sampler, val_sampler)
+
+    def setup(self, stage: str) -> None:
+        for s in self._samplers:
+            if s is not None:
+                s.shard(self.trainer.world_size, self.trainer.global_rank)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["horm_sampler"] = {"epoch": int(self.trainer.current_epoch), "consumed": int(self._consumed)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("horm_sampler")
+        if self._samplers[0] is not None and isinstance(state, dict):
+            self._samplers[0].resume(int(state.get("epoch", 0)), int(state.get("consumed", 0)))
+            self._resumed = (int(state.get("epoch", 0)), int(state.get("consumed", 0)))
+
+    def on_train_epoch_start(self) -> None:
+        resumed = self.__dict__.pop("_resumed", None)
+        self._consumed = resumed[1] if resumed and resumed[0] == self.trainer.current_epoch else 0
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int = 0):
+        from horm.train.data import raise_batch_problems
+
+        raise_batch_problems(batch)
+        return batch
+
     def training_step(self, batch, batch_idx):
+        self._consumed += 1
         out = compute_loss(self.model, batch, self.spec, training=True)
         if not torch.isfinite(out.total.detach()):
             parts = ", ".join(f"{k} {float(v.detach()):.3g}" for k, v in out.parts.items())

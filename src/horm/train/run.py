@@ -152,7 +152,8 @@ def build_trainer(cfg: TrainConfig, has_val: bool) -> L.Trainer:
         gradient_clip_val=cfg.optim.grad_clip,
         callbacks=callbacks, logger=loggers, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar, inference_mode=False, num_sanity_val_steps=0,
-        default_root_dir=str(out), enable_model_summary=False, plugins=[AtomicCheckpointIO()], **val_kw)
+        default_root_dir=str(out), enable_model_summary=False, plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False, **val_kw)  # the batch samplers shard themselves (HormModule.setup)
 
 
 class _ProgressBar(RichProgressBar):
@@ -230,7 +231,7 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
     # fine-tune: the loaded architecture, weights and references (resumed: its architecture and
     # references, and the checkpoint's weights)
     init = _load_init(cfg) if cfg.init_from else None
-    data = load_train_data(cfg.data, atom_ref=init[1]["atom_ref"] if init else None)
+    data = load_train_data(cfg.data, atom_ref=init[1]["atom_ref"] if init else None, out=cfg.out)
     with contextlib.closing(data):  # released even when training fails
         return _fit(cfg, data, init, ckpt, console)
 
@@ -246,10 +247,14 @@ def _fit(cfg: TrainConfig, data, init, ckpt, console) -> Path | None:
         module = HormModule(cfg.to_dict(), atom_ref=data.atom_ref)
     dtype = _DTYPES[cfg.trainer.precision]
     t = cfg.trainer
+    budget = {"max_atoms": t.batch_max_atoms, "max_hessian": t.batch_max_hessian}
     train_loader = make_loader(data.train, t.batch_size, dtype, shuffle=True, num_workers=cfg.data.num_workers,
-                               seed=t.seed, weights=_draw_weights(cfg, data, console))
-    val_loader = (make_loader(data.val, t.batch_size, dtype, shuffle=False, num_workers=cfg.data.num_workers)
+                               seed=t.seed, weights=_draw_weights(cfg, data, console), natoms=data.train_natoms,
+                               **budget)
+    val_loader = (make_loader(data.val, t.batch_size, dtype, shuffle=False, num_workers=cfg.data.num_workers,
+                              natoms=data.val_natoms, **budget)
                   if data.val is not None and len(data.val) > 0 else None)
+    module.attach_samplers(train_loader.batch_sampler, val_loader.batch_sampler if val_loader else None)
     _announce(cfg, data, ckpt, console)
     trainer = build_trainer(cfg, val_loader is not None)
     init_val = None
@@ -343,6 +348,8 @@ def _announce(cfg: TrainConfig, data, ckpt, console) -> None:
     nval = len(data.val) if data.val is not None else 0
     refs = ", ".join(f"Z={z}: {e:.4f}" for z, e in sorted(data.atom_ref.items()))
     console.print(f"train {len(data.train)} samples, val {nval}; reference energies (eV) {refs}")
+    for note in data.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if data.outliers:
         console.print(f"[yellow]warning:[/yellow] {len(data.outliers)} sample(s) outside the label bounds kept "
                       f"(data.allow_outliers): {'; '.join(data.outliers[:3])}", highlight=False, soft_wrap=True)
