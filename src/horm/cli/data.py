@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -27,13 +28,17 @@ out = Console()
 @friendly
 def info_cmd(path: Path = typer.Argument(..., help=_SRC_HELP),
              as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+             full: bool = typer.Option(False, "--full", help="read every sample (default: the count from the "
+                                       "file, the rest from a seeded sample of 1,000)"),
              energy_key: Optional[str] = _EK, forces_key: Optional[str] = _FK, hessian_key: Optional[str] = _HK):
     """Print sample count, atom-count range, elements, fields and units."""
     from horm.data.io import level_of_theory, open_dataset
-    from horm.data.stats import dataset_info
+    from horm.data.stats import INFO_SAMPLE, dataset_info
 
     ds = open_dataset(path, _keys(energy_key, forces_key, hessian_key))
-    info = dataset_info(ds, str(path), level_of_theory(ds))
+    with _bar(full and not as_json) as progress:
+        info = dataset_info(ds, str(path), level_of_theory(ds), sample=None if full else INFO_SAMPLE,
+                            progress=progress)
     if as_json:
         import dataclasses
         import json
@@ -42,9 +47,12 @@ def info_cmd(path: Path = typer.Argument(..., help=_SRC_HELP),
         return
     t = Table(title=f"{path}", show_header=False)
     t.add_row("samples", str(info.n_samples))
+    sampled = info.n_read < info.n_samples
+    if sampled:
+        t.add_row("read", f"a seeded sample of {info.n_read} (the rows below are estimates; --full reads all)")
     t.add_row("atoms per sample", f"{info.natoms_min}–{info.natoms_max} (mean {info.natoms_mean:.1f})")
     t.add_row("elements", " ".join(info.elements))
-    t.add_row("reactions", str(info.n_reactions))
+    t.add_row("reactions", f"≥ {info.n_reactions} (in the sample)" if sampled else str(info.n_reactions))
     t.add_row("fields", ", ".join(info.fields))
     t.add_row("units", ", ".join(f"{k} {v}" for k, v in info.units.items()))
     t.add_row("level of theory", info.level_of_theory)
@@ -52,6 +60,21 @@ def info_cmd(path: Path = typer.Argument(..., help=_SRC_HELP),
     if info.n_failures:
         t.add_row("failures", f"{info.n_failures} (in the store's failures table)")
     out.print(t)
+
+
+@contextlib.contextmanager
+def _bar(show: bool):
+    """``progress(total) -> advance()`` for a long pass, shown on the terminal; None when not shown."""
+    if not show:
+        yield None
+        return
+    from horm.data.convert import progress_bar
+
+    with progress_bar(transient=True) as bar:
+        def progress(total: int):
+            task = bar.add_task("reading every sample", total=total)
+            return lambda: bar.advance(task)
+        yield progress
 
 
 @data_app.command("convert")

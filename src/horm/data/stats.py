@@ -33,11 +33,30 @@ class DatasetInfo:
     n_reactions: int
     n_failures: int = 0
     origins: dict[str, int] = field(default_factory=dict)
+    n_read: int = 0  # samples read for the other fields (all of them, or a seeded sample)
 
 
-def dataset_info(ds, path: str, level: str) -> DatasetInfo:
+INFO_SAMPLE = 1000  # samples ``horm data info`` reads without --full
+
+
+def _positions(n: int, sample: int | None) -> np.ndarray:
+    if sample is None or n <= sample:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, sample, replace=False))
+
+
+def dataset_info(ds, path: str, level: str, sample: int | None = None, progress=None) -> DatasetInfo:
+    """Summary of ``ds``: the sample count is the file's own; the other fields come from every
+    sample (``sample=None``) or from a seeded sample of that many (then they are estimates: atom
+    range, elements, fields and origins as seen, reactions as a lower bound). ``progress(total)``
+    returns an ``advance()`` callable for a long pass."""
     nat, els, fields, rxns, origins = [], set(), Counter(), set(), Counter()
-    for s in ds:
+    positions = _positions(len(ds), sample)
+    advance = progress(len(positions)) if progress is not None else None
+    for i in positions.tolist():
+        s = ds[i]
+        if advance is not None:
+            advance()
         nat.append(s.natoms)
         els.update(int(z) for z in s.numbers)
         for f in ("energy", "forces", "hessian"):
@@ -52,7 +71,8 @@ def dataset_info(ds, path: str, level: str) -> DatasetInfo:
     meta = getattr(ds, "meta", {}) or {}
     return DatasetInfo(
         path=path,
-        n_samples=n,
+        n_samples=len(ds),
+        n_read=n,
         natoms_min=min(nat) if nat else 0,
         natoms_max=max(nat) if nat else 0,
         natoms_mean=float(np.mean(nat)) if nat else 0.0,
