@@ -91,11 +91,13 @@ def test_reactions_group_one_composition(synth):
 def test_length_record_and_layout(synth, source, horm_sample_path):
     mod, out, _ = synth
     _, raws = source
-    src_env = lmdb.open(str(horm_sample_path), readonly=True, lock=False, subdir=False)
+    from horm.data.lmdb_util import acquire_env, release_env
+
+    src_env = acquire_env(horm_sample_path)  # shared with any reader of it in this process
     with src_env.begin() as txn:
         assert txn.get(b"length") == pickle.dumps(100, protocol=4)
-    src_env.close()
-    env = lmdb.open(str(out), readonly=True, lock=False, subdir=False)
+    release_env(horm_sample_path)
+    env = acquire_env(out)
     try:
         with env.begin() as txn:
             # the published writer's bytes: pickle protocol 4 (b"\x80\x04Kd." for 100 in the shared file)
@@ -103,7 +105,7 @@ def test_length_record_and_layout(synth, source, horm_sample_path):
             assert env.stat()["entries"] == N + 1
             raw = txn.get(b"7")
     finally:
-        env.close()
+        release_env(out)
     j = _source_of(7, len(raws))
     src_raw, src_rec = raws[j], source[0][j]
     assert len(raw) == len(src_raw)

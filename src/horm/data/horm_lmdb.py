@@ -26,7 +26,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from horm.data.lmdb_util import MapError, acquire_env, check_value_extent, release_env
+from horm.data.lmdb_util import MapError, acquire_env, check_value_extent, release_env, value_sizes
 from horm.data.sample import Sample
 from horm.errors import DataError
 from horm.safe_pickle import AllowListUnpickler, StateOnly
@@ -344,21 +344,16 @@ class HormLmdb:
         return "" if rxn is None else str(int(np.asarray(rxn).reshape(-1)[0]))
 
     def record_lengths(self) -> np.ndarray:
-        """(len(self),) byte length of every sample record, read from LMDB's leaf pages (the values
-        themselves are not touched: a large value lives in overflow pages that are not read)."""
+        """(len(self),) byte length of every sample record, from LMDB's leaf pages alone (read with
+        pread: no value page is touched, so 1.7 M records cost ~40 MB of reads, not 23 GB)."""
         out = np.full(len(self), -1, dtype=np.int64)
-        for f, env in enumerate(self._env(k) for k in range(len(self.files))):
+        for f, path in enumerate(self.files):
             base, n = int(self._offsets[f]), self._lengths[f]
-            try:
-                with env.begin(buffers=True) as txn:
-                    for k, v in txn.cursor():
-                        k = bytes(k)
-                        if k.isdigit() and int(k) < n:
-                            out[base + int(k)] = len(v)
-            except lmdb.Error as exc:
-                raise DataError(str(self.files[f]), f"corrupt or truncated LMDB ({exc})") from None
+            for k, size in value_sizes(path):
+                if k.isdigit() and int(k) < n:
+                    out[base + int(k)] = size
         if (out < 0).any():
-            raise DataError(str(self.path), "missing record (file truncated?)", f"key {int(np.argmax(out < 0))}")
+            raise DataError(str(self.path), "missing record (file truncated?)", f"sample {int(np.argmax(out < 0))}")
         return out
 
     def __getitem__(self, i: int) -> Sample:

@@ -266,44 +266,60 @@ def _check_node(page: bytes, pgno: int, off: int, dsize: int, flags: int, klen: 
         raise ValueError(f"value of {dsize} bytes past page {pgno}")
 
 
+def _walk_values(fd: int, lo: bytes, hi: bytes | None):
+    """(key, value size) of every key in ``[lo, hi)``, each value checked to lie inside the file;
+    only branch and leaf pages are read (pread)."""
+    size = os.fstat(fd).st_size
+    psize, root, last = _meta(fd)
+    stack, seen = ([(root, 0)] if root >= 0 else []), set()
+    while stack:
+        pgno, depth = stack.pop()
+        if pgno > last or (pgno + 1) * psize > size or depth > _MAX_DEPTH or pgno in seen:
+            raise ValueError(f"page {pgno} past the end, too deep or visited twice")
+        seen.add(pgno)
+        page = os.pread(fd, psize, pgno * psize)
+        flags = _u("<H", page, 10)
+        nodes = list(_nodes(page, psize))
+        if flags & _P_BRANCH:
+            for i, (_, lo_hi, fl, k) in enumerate(nodes):
+                nxt = nodes[i + 1][3] if i + 1 < len(nodes) else None
+                if (i == 0 or hi is None or k < hi) and (nxt is None or nxt > lo):
+                    stack.append((lo_hi | (fl << 32), depth + 1))
+        elif flags & _P_LEAF:
+            for off, dsize, fl, k in nodes:
+                if k >= lo and (hi is None or k < hi):
+                    _check_node(page, pgno, off, dsize, fl, len(k), psize, last, size)
+                    yield k, dsize
+        else:
+            raise ValueError(f"page {pgno} is neither branch nor leaf")
+
+
+def _read_pages(path: Path, where: str | None, fn):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise DataError(str(path), f"cannot read ({exc.strerror})") from None
+    try:
+        return fn(fd)
+    except (ValueError, struct.error) as exc:
+        raise DataError(str(path), f"damaged LMDB page structure ({exc})", where) from None
+    finally:
+        os.close(fd)
+
+
 def check_value_extents(path: str | os.PathLike, lo: bytes, hi: bytes | None = None,
                         where: str | None = None) -> None:
     """Raise DataError unless the value of every key in ``[lo, hi)`` lies inside the file.
 
     Reads only the branch and leaf pages on the way to those keys (with pread).
     """
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise DataError(str(path), f"cannot read ({exc.strerror})") from None
-    try:
-        size = os.fstat(fd).st_size
-        psize, root, last = _meta(fd)
-        stack, seen = ([(root, 0)] if root >= 0 else []), set()
-        while stack:
-            pgno, depth = stack.pop()
-            if pgno > last or (pgno + 1) * psize > size or depth > _MAX_DEPTH or pgno in seen:
-                raise ValueError(f"page {pgno} past the end, too deep or visited twice")
-            seen.add(pgno)
-            page = os.pread(fd, psize, pgno * psize)
-            flags = _u("<H", page, 10)
-            nodes = list(_nodes(page, psize))
-            if flags & _P_BRANCH:
-                for i, (_, lo_hi, fl, k) in enumerate(nodes):
-                    nxt = nodes[i + 1][3] if i + 1 < len(nodes) else None
-                    if (i == 0 or hi is None or k < hi) and (nxt is None or nxt > lo):
-                        stack.append((lo_hi | (fl << 32), depth + 1))
-            elif flags & _P_LEAF:
-                for off, dsize, fl, k in nodes:
-                    if k >= lo and (hi is None or k < hi):
-                        _check_node(page, pgno, off, dsize, fl, len(k), psize, last, size)
-            else:
-                raise ValueError(f"page {pgno} is neither branch nor leaf")
-    except (ValueError, struct.error) as exc:
-        raise DataError(str(path), f"damaged LMDB page structure ({exc})", where) from None
-    finally:
-        os.close(fd)
+    _read_pages(Path(path), where, lambda fd: all(True for _ in _walk_values(fd, lo, hi)))
+
+
+def value_sizes(path: str | os.PathLike) -> list[tuple[bytes, int]]:
+    """(key, value size in bytes) of every record, from the leaf pages alone (pread): no value page
+    is read, so this costs a few MB of I/O per million records (the values may be gigabytes)."""
+    return _read_pages(Path(path), None, lambda fd: list(_walk_values(fd, b"", None)))
 
 
 def check_value_extent(path: str | os.PathLike, key: bytes, where: str | None = None) -> None:

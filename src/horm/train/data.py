@@ -19,7 +19,7 @@ from horm.data.io import open_dataset
 from horm.data.plausibility import check_refs, scan_labels
 from horm.data.splits import reaction_split
 from horm.errors import DataError, UsageError
-from horm.train.refs import ddp_rank
+from horm.train.refs import AE_PROBE, ddp_rank
 
 FULL_SCAN = 20_000  # train + val samples up to which every label is checked before step 1
 
@@ -165,17 +165,21 @@ def check_labels(train: SampleDataset, val: SampleDataset | None, data_cfg,
         idx = np.sort(np.random.default_rng(0).choice(len(train), limit, replace=False))
     key = refs_key(train.source, train.indices, limit) if atom_ref is None and not full else None
     got = cached_refs(out, key)
+    checked = idx
     if got is not None:
         refs, how, scans = got["atom_ref"], got["how"], []
     else:
-        scans = [scan_labels(train.source, train.indices if full else train.indices[idx], str(data_cfg.train))]
+        ae = _ae_references(train, idx) if atom_ref is None else None
+        checked = idx[:AE_PROBE] if ae is not None and not full else idx  # the ae probe needs no wider read
+        scans = [scan_labels(train.source, train.indices if full else train.indices[checked], str(data_cfg.train))]
         if full and val is not None and len(val):
             scans.append(scan_labels(val.source, val.indices, str(data_cfg.val or data_cfg.train)))
         for sc in scans:
             sc.raise_first(allow, "--allow-outliers (data.allow_outliers=true)")
-        refs, how = atom_ref, "init_from's references"
+        refs, how = (atom_ref, "init_from's references") if atom_ref is not None else ae or (None, "")
         if refs is None:
-            refs, how = _references(train, scans[0], idx, limit, full)
+            refs = _fit(train, scans[0], idx if full else np.arange(len(idx)), limit)
+            how = f"the references fitted on {len(idx)} training samples"
     check_refs(refs, str(data_cfg.train))
     for sc in scans:
         sc.add_referenced(refs, how)
@@ -187,23 +191,22 @@ def check_labels(train: SampleDataset, val: SampleDataset | None, data_cfg,
         for d in (train, val):
             if d is not None:
                 d.check = guard
-        notes.append(f"labels: {len(idx)} of {len(train)} training samples checked before step 1 "
+        notes.append(f"labels: {len(checked)} of {len(train)} training samples checked before step 1 "
                      f"({'cached' if got else 'the seeded reference subset'}); every sample is checked as it "
                      f"is read; references: {how}")
     return refs, [line for sc in scans for line in sc.outlier_lines()]
 
 
-def _references(train: SampleDataset, scan, idx: np.ndarray, limit: int, full: bool) -> tuple[dict[int, float], str]:
-    """The file's ``ae`` when it pins the references down, else the least-squares fit on the training
-    positions ``idx`` (the scan holds every training sample when ``full``, else only those)."""
-    from horm.train.refs import AE_PROBE, AE_TOLERANCE, refs_from_ae
+def _ae_references(train: SampleDataset, idx: np.ndarray) -> tuple[dict[int, float], str] | None:
+    """(references, how) from the file's ``ae`` on the first ``AE_PROBE`` samples of the seeded
+    subset, when it pins them down (:func:`horm.train.refs.refs_from_ae`); else None."""
+    from horm.train.refs import AE_TOLERANCE, refs_from_ae
 
     probe = [train.source[int(i)] for i in train.indices[idx[:AE_PROBE]]]
     got = refs_from_ae(probe)
-    if got is not None and got[1] <= AE_TOLERANCE:
-        return got[0], f"the file's ae field (energy − ae on {len(probe)} samples, residual {got[1]:.2g} eV)"
-    positions = idx if full else np.arange(len(idx))
-    return _fit(train, scan, positions, limit), f"the references fitted on {len(idx)} training samples"
+    if got is None or got[1] > AE_TOLERANCE:
+        return None
+    return got[0], f"the file's ae field (energy − ae on {len(probe)} samples, residual {got[1]:.2g} eV)"
 
 
 class LabelGuard:
