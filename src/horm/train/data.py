@@ -202,8 +202,8 @@ def _ae_references(train: SampleDataset, idx: np.ndarray) -> tuple[dict[int, flo
     subset, when it pins them down (:func:`horm.train.refs.refs_from_ae`); else None."""
     from horm.train.refs import AE_TOLERANCE, refs_from_ae
 
-    probe = [train.source[int(i)] for i in train.indices[idx[:AE_PROBE]]]
-    got = refs_from_ae(probe)
+    probe = train.indices[idx[:AE_PROBE]]
+    got = refs_from_ae(train.source[int(i)] for i in probe)  # stops at the first sample without ae
     if got is None or got[1] > AE_TOLERANCE:
         return None
     return got[0], f"the file's ae field (energy − ae on {len(probe)} samples, residual {got[1]:.2g} eV)"
