@@ -75,7 +75,7 @@ def test_streaming_split_matches_the_reaction_mask_and_fig1_streams(tmp_path, ho
     """split_dataset in small batches puts each sample where reaction_split says; Fig. 1
     quantities from one pass equal those from a list of samples."""
     from horm.data.io import open_dataset
-    from horm.data.splits import reaction_split, sample_group, split_dataset
+    from horm.data.splits import reaction_split, split_dataset
     from horm.data.stats import fig1_quantities
 
     samples = list(open_dataset(horm_sample_path))
@@ -85,14 +85,35 @@ def test_streaming_split_matches_the_reaction_mask_and_fig1_streams(tmp_path, ho
         st.extend(samples)
     ds = open_dataset(tmp_path / "in.hstore")
     res = split_dataset(tmp_path / "in.hstore", tmp_path / "s", 0.3, seed=1, batch=7)
-    mask = reaction_split([sample_group(s, i) for i, s in enumerate(samples)], 0.3, 1)
+    mask = reaction_split([s.rxn for s in samples], 0.3, 1)  # what a per-sample hash of the id says
     with HessianStore.open(res["val"]["path"]) as va, HessianStore.open(res["train"]["path"]) as tr:
         assert [s.key for s in va] == [s.key for s, m in zip(samples, mask) if m]  # order kept
         assert [s.key for s in tr] == [s.key for s, m in zip(samples, mask) if not m]
         np.testing.assert_array_equal(va[0].hessian, [s for s, m in zip(samples, mask) if m][0].hessian)
     assert res["val"]["reactions"] + res["train"]["reactions"] == 34 and 0 < res["val"]["samples"] < 100
+    assert res["notes"] == []
     q_stream = fig1_quantities(iter(ds))
     assert len(q_stream["n_imag"]) == 100 and set(np.unique(q_stream["n_imag"])) <= set(range(10))
     q_no_imag = fig1_quantities(iter(ds), imaginary=False)
     assert "n_imag" not in q_no_imag
     np.testing.assert_allclose(q_no_imag["ref_energy"], q_stream["ref_energy"])
+
+
+def test_split_of_a_one_reaction_file_says_it_is_per_sample_and_matches_train(tmp_path, horm_sample_path):
+    """The shared HORM sample carries rxn == 1 everywhere: `data split` says it splits per sample
+    (never all 100 to one side silently), and puts in val exactly what `horm train` would."""
+    from horm.train.config import DataSection
+    from horm.train.data import load_train_data
+
+    r = CliRunner().invoke(app, ["data", "split", str(horm_sample_path), "--out", str(tmp_path / "s"),
+                                 "--val", "0.2", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    assert "one reaction id" in r.output and "per sample" in r.output
+    data = load_train_data(DataSection(train=str(horm_sample_path), val_fraction=0.2, split_seed=3))
+    try:
+        want = [data.val.source[int(i)].pos for i in data.val.indices]
+    finally:
+        data.close()
+    with HessianStore.open(tmp_path / "s" / "val.hstore") as va, HessianStore.open(tmp_path / "s" / "train.hstore") as tr:
+        assert 0 < len(va) == len(want) < 100 and len(va) + len(tr) == 100
+        assert all(np.array_equal(s.pos, p) for s, p in zip(va, want))

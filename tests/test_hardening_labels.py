@@ -255,3 +255,27 @@ def test_split_refuses_an_outlier_and_allow_outliers_keeps_it(tmp_path):
     assert res.exit_code == 1 and "|H_ij|" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["data", "split", str(p), "--out", str(tmp_path / "s2"), "--allow-outliers"])
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("change, words", [(dict(forces=_nan), "forces contain nan"),
+                                           (dict(energy=lambda e: e + 5000.0), "|E − Σ ref[Z]|/N")])
+def test_a_large_split_checks_each_sample_as_a_batch_reads_it(tmp_path, monkeypatch, change, words):
+    """Above FULL_SCAN samples only the reference subset is read before step 1; every other sample
+    is checked when a batch reads it, in a worker or not, and the problem is raised as one line."""
+    import torch
+
+    import horm.train.data as td
+    from horm.train.data import load_train_data, make_loader, raise_batch_problems
+
+    monkeypatch.setattr(td, "FULL_SCAN", 4)
+    p = _store(tmp_path, **change)
+    data = load_train_data(_data_cfg(p, ref_samples=3))  # the seeded subset, samples 6-8, misses sample 3
+    assert any("checked as it is read" in n for n in data.notes), data.notes
+    for workers in (0, 1):
+        loader = make_loader(data.train, 4, torch.float32, shuffle=False, num_workers=workers,
+                             natoms=data.train_natoms)
+        with pytest.raises(DataError) as e:
+            for batch in loader:
+                raise_batch_problems(batch)
+        assert "sample 3" in str(e.value) and words in str(e.value), str(e.value)
+    data.close()

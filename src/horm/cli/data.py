@@ -180,6 +180,9 @@ def split_cmd(src: Path = typer.Argument(..., help="dataset to split"),
     from horm.data.splits import split_dataset
 
     check_out_dir(out_dir)
-    res = split_dataset(src, out_dir, val, seed, overwrite=overwrite, allow_outliers=allow_outliers)
-    out.print("\n".join(f"{name}: {r['samples']} samples from {r['reactions']} reactions -> {r['path']}"
-                        for name, r in res.items()))
+    res = split_dataset(src, out_dir, val, seed, overwrite=overwrite, allow_outliers=allow_outliers,
+                        show_progress=True)
+    notes = res.pop("notes")
+    out.print("\n".join([f"note: {line}" for line in notes] +
+                        [f"{name}: {r['samples']} samples from {r['reactions']} reactions -> {r['path']}"
+                         for name, r in res.items()]))

@@ -21,6 +21,10 @@ disjoint except for that padding, and every rank runs the same number of steps.
 
 **Resume** (:meth:`resume`): the epoch and the batches already consumed in it; the next
 iteration skips those batches of this rank's share, so a resumed run continues the same order.
+
+**Epochs are the sampler's own**: each complete iteration advances ``epoch``; nothing is taken
+from the trainer's epoch counter (Lightning counts a run stopped at ``max_steps`` mid-epoch as
+a finished epoch, so its number and the data's place part after such a stop).
 """
 
 from __future__ import annotations
@@ -29,16 +33,6 @@ import numpy as np
 import torch
 
 from horm.errors import UsageError
-
-
-class _EpochClock:
-    """What Lightning calls ``set_epoch`` on (it looks for ``batch_sampler.sampler``)."""
-
-    def __init__(self, owner: "BudgetBatchSampler"):
-        self.owner = owner
-
-    def set_epoch(self, epoch: int) -> None:
-        self.owner.set_epoch(epoch)
 
 
 class BudgetBatchSampler(torch.utils.data.Sampler):
@@ -52,7 +46,7 @@ class BudgetBatchSampler(torch.utils.data.Sampler):
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
         self.world, self.rank = 1, 0
         self.epoch, self._skip = 0, 0
-        self.sampler = _EpochClock(self)
+        self.current = 0  # the epoch the latest iteration is in (what a checkpoint records)
         self._plans: dict[int, list[np.ndarray]] = {}
         if len(self.natoms) == 0:
             raise UsageError(f"{source}: no samples to batch")
@@ -132,18 +126,20 @@ class BudgetBatchSampler(torch.utils.data.Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def resume(self, epoch: int, consumed: int) -> None:
-        """Continue ``epoch`` after its first ``consumed`` batches of this rank."""
+    def resume(self, epoch: int, consumed: int) -> int:
+        """Continue ``epoch`` after its first ``consumed`` batches of this rank; returns the batches
+        the next iteration skips (0 when ``epoch`` was complete: the next one starts)."""
         if consumed >= len(self.plan(epoch)):
             epoch, consumed = epoch + 1, 0
         self.epoch, self._skip = int(epoch), int(consumed)
+        return self._skip
 
     def __len__(self) -> int:
         return len(self.plan(self.epoch))
 
     def __iter__(self):
         epoch, skip = self.epoch, self._skip
-        self._skip = 0
+        self._skip, self.current = 0, epoch
         for b in self.plan(epoch)[skip:]:
             yield b.tolist()
         self.epoch = epoch + 1

@@ -8,6 +8,7 @@ reaction contributes geometries to both sides.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,11 +18,11 @@ from horm.data.batch import Collater, SampleDataset
 from horm.data.formats import LabelKeys
 from horm.data.io import open_dataset
 from horm.data.plausibility import check_refs, scan_labels
-from horm.data.splits import reaction_split
+from horm.data.splits import split_mask
 from horm.errors import DataError, UsageError
 from horm.train.refs import AE_PROBE, ddp_rank
 
-FULL_SCAN = 20_000  # train + val samples up to which every label is checked before step 1
+FULL_SCAN = 5_000  # train + val samples up to which every label is checked before step 1 (≤ ~2 s)
 
 
 @dataclass
@@ -44,56 +45,28 @@ class TrainData:
                 d.source.close()
 
 
-def split_mask(src, fraction: float, seed: int, notes: list[str], name: str) -> np.ndarray:
-    """True where a sample of ``src`` goes to validation: by reaction (:func:`reaction_split` over
-    the cached reaction index), per sample where a sample has no reaction id. A file with fewer
-    than two reaction ids, or too few reactions to give both sides one, is split per sample, and a
-    line in ``notes`` says so (never silently)."""
-    from horm.data.index import reaction_ids
-
-    codes, names = reaction_ids(src, _index_progress())
-    n = len(codes)
-    groups = np.where(codes >= 0, codes, len(names) + np.arange(n))  # no id: a group of its own
-    table = [str(x) for x in names] + [f"#{i}" for i in range(n)]
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    mask = reaction_split([table[g] for g in uniq.tolist()], fraction, seed)[inverse]
-    n_ids = len(names)
-    why = None
-    if n_ids < 2:
-        why = f"its samples carry {'no reaction id' if n_ids == 0 else 'one reaction id'}"
-    elif mask.all() or not mask.any():
-        why = f"its {n_ids} reactions are too few to put one on each side at val_fraction={fraction}"
-    if why is not None:
-        rng = np.random.default_rng(seed)
-        mask = rng.random(n) < fraction
-        mask[rng.integers(n)] = True
-        if mask.all():
-            mask[0] = False
-        notes.append(f"{name}: {why}, so the validation split is per sample (geometries of one reaction "
-                     f"can land on both sides; pass data.val=FILE to choose the validation set)")
-    elif (codes < 0).any():
-        notes.append(f"{name}: {int((codes < 0).sum())} of {n} samples carry no reaction id and are split per sample")
-    return mask
-
-
+@contextlib.contextmanager
 def _index_progress():
-    """Progress callback for the one-time index passes (rank 0 only, rich)."""
+    """Progress callback for the one-time index passes (rank 0 only, rich); every bar it started is
+    stopped on the way out, also when a pass raises."""
     if ddp_rank() > 0:
-        return None
+        yield None
+        return
+    from horm.data.convert import progress_bar
+
+    bars = []
 
     def start(desc: str, total: int):
-        from horm.data.convert import progress_bar
-
         bar = progress_bar(transient=True)
+        bars.append(bar)
         bar.start()
         task = bar.add_task(desc, total=total)
-
-        def advance(k: int) -> None:
-            bar.advance(task, k)
-            if bar.tasks[0].finished:
-                bar.stop()
-        return advance
-    return start
+        return lambda k: bar.advance(task, k)
+    try:
+        yield start
+    finally:
+        for bar in bars:
+            bar.stop()
 
 
 def load_train_data(data_cfg, atom_ref: dict[int, float] | None = None, out=None) -> TrainData:
@@ -113,15 +86,19 @@ def load_train_data(data_cfg, atom_ref: dict[int, float] | None = None, out=None
     if len(src) == 0:
         raise DataError(str(data_cfg.train), "dataset is empty")
     notes: list[str] = []
-    natoms = atom_counts(src, _index_progress())
+    with _index_progress() as progress:
+        natoms = atom_counts(src, progress)
     val, val_natoms = None, None
     if data_cfg.val:
         val_src = open_dataset(data_cfg.val, keys)
         train_idx = np.arange(len(src))
         val = SampleDataset(val_src)
-        val_natoms = atom_counts(val_src, _index_progress())
+        with _index_progress() as progress:
+            val_natoms = atom_counts(val_src, progress)
     elif data_cfg.val_fraction > 0:
-        mask = split_mask(src, data_cfg.val_fraction, data_cfg.split_seed, notes, str(data_cfg.train))
+        with _index_progress() as progress:
+            mask = split_mask(src, data_cfg.val_fraction, data_cfg.split_seed, notes, str(data_cfg.train), progress,
+                              hint="pass data.val=FILE to choose the validation set")
         train_idx = np.flatnonzero(~mask)
         val = SampleDataset(src, np.flatnonzero(mask))
         val_natoms = natoms

@@ -17,8 +17,11 @@ rebuilds a trained model from a checkpoint, ``model.pt`` or run folder in one ca
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
+import time
 from pathlib import Path
 
 import lightning as L
@@ -69,17 +72,23 @@ class HormModule(L.LightningModule):
                 s.shard(self.trainer.world_size, self.trainer.global_rank)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["horm_sampler"] = {"epoch": int(self.trainer.current_epoch), "consumed": int(self._consumed)}
+        s = self._samplers[0]
+        epoch = s.current if s is not None else self.trainer.current_epoch
+        checkpoint["horm_sampler"] = {"epoch": int(epoch), "consumed": int(self._consumed)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("horm_sampler")
         if self._samplers[0] is not None and isinstance(state, dict):
-            self._samplers[0].resume(int(state.get("epoch", 0)), int(state.get("consumed", 0)))
-            self._resumed = (int(state.get("epoch", 0)), int(state.get("consumed", 0)))
+            self._resumed = self._samplers[0].resume(int(state.get("epoch", 0)), int(state.get("consumed", 0)))
 
     def on_train_epoch_start(self) -> None:
-        resumed = self.__dict__.pop("_resumed", None)
-        self._consumed = resumed[1] if resumed and resumed[0] == self.trainer.current_epoch else 0
+        self._consumed = self.__dict__.pop("_resumed", 0)  # the first epoch of a resumed run goes on counting
+
+    first_step_at: float | None = None  # time.time() at the end of this process's first optimiser step
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int = 0):
         from horm.train.data import raise_batch_problems
@@ -124,13 +133,8 @@ class HormModule(L.LightningModule):
         sched = None
         if o.schedule == "cosine":
             total = max(int(self.trainer.estimated_stepping_batches), 1)
-            warm = min(o.warmup_steps, total - 1)
-            cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total - warm, 1),
-                                                             eta_min=o.lr * o.min_lr_ratio)
-            sched = cos
-            if warm > 0:
-                lin = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-3, total_iters=warm)
-                sched = torch.optim.lr_scheduler.SequentialLR(opt, [lin, cos], milestones=[warm])
+            curve = functools.partial(cosine_factor, total=total, warmup=o.warmup_steps, floor=o.min_lr_ratio)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, curve)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         if o.schedule == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=o.plateau_factor,
@@ -141,6 +145,21 @@ class HormModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-3, total_iters=o.warmup_steps)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         return opt
+
+
+def cosine_factor(step: int, *, total: int, warmup: int, floor: float) -> float:
+    """The learning rate of step ``step`` over ``optim.lr`` with ``schedule: cosine``: linear warmup
+    from 1e-3 over ``warmup`` steps (at most ``total − 1``), then a half cosine from 1 down to
+    ``floor`` (``min_lr_ratio``) at step ``total`` (``max_steps``), flat after it.
+
+    A function of the step and this run's ``max_steps`` only: a run resumed with a larger
+    ``max_steps`` follows the schedule of the new budget from its step on (a restored
+    ``CosineAnnealingLR`` would keep the old period and climb back after it)."""
+    warm = min(int(warmup), total - 1)
+    if step < warm:
+        return 1e-3 + (1.0 - 1e-3) * step / warm
+    t = min(step - warm, total - warm) / max(total - warm, 1)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def param_fingerprint(module: torch.nn.Module) -> tuple[str, float]:

@@ -202,9 +202,10 @@ def train(cfg: TrainConfig, console=None) -> Path | None:
     (:func:`horm.jobs.output_lock` on ``<out>.lock``): a second run into it is refused at once.
     A full disk is one :class:`TrainingError` line (checkpoints are written whole or not at all)."""
     cfg.validate()
+    started = time.time()  # run.json's first_step_s counts from here
     try:
         with _quiet(), launcher_lock(cfg.out):
-            return _train(cfg, console)
+            return _train(cfg, console, started)
     except HormError:
         raise
     except OSError as exc:
@@ -215,7 +216,7 @@ def train(cfg: TrainConfig, console=None) -> Path | None:
                             f"freeing space)") from None
 
 
-def _train(cfg: TrainConfig, console=None) -> Path | None:
+def _train(cfg: TrainConfig, console=None, started: float | None = None) -> Path | None:
     """Run the training job described by ``cfg``; returns the path of ``model.pt`` (None on DDP ranks > 0)."""
     cfg.validate()
     check_devices(cfg.trainer)
@@ -233,10 +234,10 @@ def _train(cfg: TrainConfig, console=None) -> Path | None:
     init = _load_init(cfg) if cfg.init_from else None
     data = load_train_data(cfg.data, atom_ref=init[1]["atom_ref"] if init else None, out=cfg.out)
     with contextlib.closing(data):  # released even when training fails
-        return _fit(cfg, data, init, ckpt, console)
+        return _fit(cfg, data, init, ckpt, console, started)
 
 
-def _fit(cfg: TrainConfig, data, init, ckpt, console) -> Path | None:
+def _fit(cfg: TrainConfig, data, init, ckpt, console, started: float | None = None) -> Path | None:
     """Build the module (from the fine-tuned model ``init`` when given), fit, save model.pt and run.json."""
     out = Path(cfg.out)
     _check_rows(cfg, data)
@@ -272,12 +273,19 @@ def _fit(cfg: TrainConfig, data, init, ckpt, console) -> Path | None:
     if trainer.is_global_zero:
         save_model(module.model, model_path, cfg.to_dict(), meta=_model_meta(cfg, data))
         info = {"n_train": len(data.train), "n_val": len(data.val) if data.val is not None else 0,
-                "global_step": trainer.global_step, "wall_s": wall, "resumed_from": str(ckpt) if ckpt else None,
+                "global_step": trainer.global_step, "wall_s": wall,
+                **_first_step(module.first_step_at, started), "resumed_from": str(ckpt) if ckpt else None,
                 "atom_ref": {str(z): e for z, e in data.atom_ref.items()}, "model": module.model.config,
                 "init_from": _abs(cfg.init_from), "init_val_loss": init_val}
         (out / "run.json").write_text(json.dumps(info, indent=1))
         return model_path
     return None
+
+
+def _first_step(at: float | None, started: float | None) -> dict:
+    """When this run's first optimiser step ended: as a Unix time and in seconds after ``train()`` was
+    called (data indexes, references, model build and the first batch included; imports not)."""
+    return {"first_step_unix": at, "first_step_s": at - started if at is not None and started else None}
 
 
 def _check_rows(cfg: TrainConfig, data) -> None:
