@@ -1,7 +1,7 @@
 """Startup, loader and memory at published scale: the HORM LMDB format and the horm store side by side.
 
     python benchmarks/scale.py [--sizes 20000 200000] [--work /tmp/horm_scale] [--ddp-steps 50]
-        [--loader-samples 3000] [--json OUT.json]
+        [--loader-samples 3000] [--split] [--json OUT.json]
 
 For each size N it writes (once; reused when present) a synthetic file in the published format
 (``make_synthetic_horm.py``) and its horm store (``horm data convert``, timed, peak RSS), then
@@ -120,6 +120,15 @@ def prepare(n: int, work: Path) -> tuple[Path, Path, dict]:
         facts_file.write_text(json.dumps({"convert_s": wall, "convert_rss_mib": rss,
                                           "convert_anon_mib": LAST_ANON_MIB[0]}))
     return lmdb_path, store, json.loads(facts_file.read_text())
+
+
+def split_figures(path: Path, work: Path) -> dict:
+    """``horm data split`` of the HORM file into two stores: wall, peak RSS and anonymous RSS."""
+    out = work / "split"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    _, wall, rss = run(HORM + ["data", "split", str(path), "--out", str(out), "--val", "0.1"], work / "cache-split")
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    return {"split_s": wall, "split_rss_mib": rss, "split_anon_mib": LAST_ANON_MIB[0]}
 
 
 def info_time(path: Path, cache: Path) -> float:
@@ -288,6 +297,10 @@ def report(results: dict, sizes: list[int]) -> None:
                       f"(anonymous {c['convert_anon_mib']:.0f} MiB; the rest is mapped file pages); "
                       f"read one record: plain pickle.loads {a['plain_pickle_ms']:.3f} ms, horm's safe reader "
                       f"{a['safe_reader_ms']:.3f} ms (ratio {a['safe_over_plain']:.2f}; target ≤ 1.5)")
+        if "split" in results[n]:
+            sp = results[n]["split"]
+            console.print(f"{n:,}: data split {sp['split_s']:.1f} s, peak RSS {sp['split_rss_mib']:.0f} MiB "
+                          f"(anonymous {sp['split_anon_mib']:.0f} MiB)")
     for key in ("ddp", "shares"):
         if key in results:
             console.print(f"{key}: {results[key]}")
@@ -299,6 +312,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "horm_scale")
     ap.add_argument("--ddp-steps", type=int, default=50, help="DDP run on the largest file (0: none)")
     ap.add_argument("--loader-samples", type=int, default=3000)
+    ap.add_argument("--split", action="store_true", help="also time `horm data split` of each HORM file")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -308,6 +322,8 @@ def main(argv=None) -> int:
         results[n] = {"convert": conv, "anchor": anchor(lmdb_path),
                       "horm": measure(lmdb_path, args.work, f"{n}-horm", args.loader_samples),
                       "store": measure(store, args.work, f"{n}-store", args.loader_samples)}
+        if args.split:
+            results[n]["split"] = split_figures(lmdb_path, args.work)
         print(f"{n}: {json.dumps(results[n])}", flush=True)
     big = args.work / f"synth{args.sizes[-1]}.lmdb"
     results["shares"] = shares_disjoint(big, args.work / f"cache-warm-{args.sizes[-1]}-horm")

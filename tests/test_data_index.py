@@ -131,3 +131,33 @@ def test_forked_workers_read_what_the_main_process_reads(kind, horm_sample_path)
         assert src[0].natoms > 0  # the parent's own environment still works after the workers
     finally:
         src.close()
+
+
+def test_a_store_keeps_atom_counts_beside_its_chunks_and_verify_checks_them(tmp_path, cache):
+    """Batching reads a new store's ``a:`` records, not its samples; appends to a partial chunk keep
+    them right; a record that disagrees with its chunk is found by ``data verify``; an old store
+    without them is indexed from its blobs."""
+    from horm.data.integrity import verify_store
+    from horm.data.store_codec import atoms_key, pack_atoms
+
+    with HessianStore.open(BUNDLED / "val.hstore") as src:
+        samples = [src[i] for i in range(45)]
+    p = tmp_path / "s.hstore"
+    with HessianStore.create(p, "GFN2-xTB") as st:
+        for a, b in ((0, 7), (7, 40), (40, 45)):  # partial chunks re-packed twice
+            st.extend(samples[a:b])
+    want = [len(s.numbers) for s in samples]
+    with HessianStore.open(p) as st:
+        assert st.meta["atoms_index"] and st.n_chunks > 1
+        assert index._store_atom_records(st).tolist() == want
+        reads, blobs = [], st.chunk_blobs
+        st.chunk_blobs = lambda c: reads.append(c) or blobs(c)
+        assert index.atom_counts(st).tolist() == want
+        assert sorted(reads) == [0, st.n_chunks - 1]  # only the cache key's first and last records
+    assert verify_store(p).damaged == []
+    with HessianStore.open(p, readonly=False) as st, st._writing("test") as txn:
+        st._put(txn, atoms_key(0), pack_atoms([w + 1 for w in want[:st.chunk_size]]))  # a well-sealed lie
+    assert any("atom counts differ" in d for d in verify_store(p).damaged)
+    with HessianStore.open(BUNDLED / "val.hstore") as old:  # written before the records
+        assert "atoms_index" not in old.meta
+        assert index.atom_counts(old).tolist() == [s.natoms for s in old]

@@ -121,7 +121,7 @@ def test_enospc_during_training_is_one_training_error_line(tmp_path, monkeypatch
     if not HORM_SAMPLE.exists():
         pytest.skip(f"shared HORM sample not found at {HORM_SAMPLE}")
 
-    def full(cfg, console=None):
+    def full(*args, **kw):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "logs" / "metrics.csv"))
 
     monkeypatch.setattr(run, "_train", full)

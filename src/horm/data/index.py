@@ -2,8 +2,9 @@
 size-bucketed batching, :mod:`horm.data.sampler`) and its reaction (for the split by reaction).
 
 **Atom counts.**
-- A horm store: the atom count is the length of the first field of each sample blob (``z``),
-  read from the blob's msgpack header without decoding it (any other header: the blob is decoded).
+- A horm store: its ``a:`` records, one of 64 bytes beside each chunk, written with it. A store
+  written before those records: the length of the first field of each sample blob (``z``), read
+  from the blob's msgpack header without decoding it (any other header: the blob is decoded).
 - A published HORM LMDB: a record is dominated by its (3N)² Hessian, so its byte length fixes N.
   The lengths come from LMDB's leaf pages (no value is touched); a seeded probe of 64 records is
   decoded to fit length = a + bN + cN², and the fit is used only when it recovers every probe
@@ -32,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from horm.data.sample import MAX_ATOMS
+from horm.errors import DataError
 
 _PROBE = 64
 IndexProgress = Callable[[str, int], Callable[[int], None]] | None  # (description, total) -> advance(n)
@@ -141,28 +143,41 @@ def _decoded_counts(ds, positions, progress: IndexProgress, out: np.ndarray | No
     return out
 
 
-def _blob_atoms(blob: bytes) -> int | None:
-    """The atom count from a store blob's msgpack header: a map whose first entry is ``z`` (bin 8
-    or bin 16 of one byte per atom); None for any other layout."""
-    if len(blob) < 6 or not 0x80 <= blob[0] <= 0x8F or blob[1:3] != b"\xa1z":
-        return None
-    if blob[3] == 0xC4:
-        return blob[4]
-    return int.from_bytes(blob[4:6], "big") if blob[3] == 0xC5 else None
-
-
 def _store_counts(ds, progress: IndexProgress) -> np.ndarray:
-    from horm.data.store_codec import decode_sample
+    """From the store's ``a:`` records when it has them (64 bytes a chunk), else from the msgpack
+    header of every sample blob (a store written before those records: every chunk is read)."""
+    from horm.data.store_codec import blob_atoms, decode_sample
 
+    if ds.meta.get("atoms_index"):
+        return _store_atom_records(ds)
     out = np.zeros(len(ds), dtype=np.int32)
     advance = progress("reading atom counts", ds.n_chunks) if progress and len(ds) > 10_000 else None
     for c in range(ds.n_chunks):
         for slot, blob in enumerate(ds.chunk_blobs(c)):
             i = c * ds.chunk_size + slot
-            n = _blob_atoms(blob)
+            n = blob_atoms(blob)
             out[i] = n if n else decode_sample(blob, str(ds.path), f"sample {i}").natoms
         if advance is not None:
             advance(1)
+    return out
+
+
+def _store_atom_records(ds) -> np.ndarray:
+    """Every ``a:`` record (checksums verified), one per chunk, each the size of its chunk."""
+    from horm.data.store_codec import atoms_key, unpack_atoms
+
+    n, k = len(ds), ds.chunk_size
+    got = dict(ds.records(b"a:"))
+    out = np.zeros(n, dtype=np.int32)
+    for c in range(ds.n_chunks):
+        where = f"atom counts of chunk {c}"
+        v = got.get(atoms_key(c))
+        if v is None:
+            raise DataError(str(ds.path), "missing atom-count record (store truncated?)", where)
+        if isinstance(v, DataError):
+            raise v
+        a = c * k
+        out[a:min(a + k, n)] = unpack_atoms(v, min(a + k, n) - a, str(ds.path), where)
     return out
 
 

@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import msgpack
+import numpy as np
 
 from horm.errors import DataError
 
@@ -102,14 +103,17 @@ def verify_store(path) -> VerifyReport:
         rep = VerifyReport(str(path), protected=store.sealed, n_samples=len(store), n_chunks=store.n_chunks)
         keys_at: dict[str, int] = {}
         bad_ranges = []
+        natoms: dict[int, list[int]] = {}
         for c in range(store.n_chunks):
             try:
-                keys_at.update({s.key: i for i, s in store.chunk_samples(c) if s.key})
+                samples = store.chunk_samples(c)
+                keys_at.update({s.key: i for i, s in samples if s.key})
+                natoms[c] = [s.natoms for _, s in samples]
             except DataError as exc:
                 rep.damaged.append(str(exc))
                 bad_ranges.append(range(c * store.chunk_size, (c + 1) * store.chunk_size))
         for check in (lambda: _check_chunk_keys(store), lambda: _check_index(store, keys_at, bad_ranges, rep),
-                      lambda: _check_failures(store, rep)):
+                      lambda: _check_failures(store, rep), lambda: _check_atoms(store, natoms)):
             try:
                 rep.damaged += check()
             except DataError as exc:  # the LMDB pages of a whole table are damaged
@@ -120,6 +124,27 @@ def verify_store(path) -> VerifyReport:
 def _check_chunk_keys(store) -> list[str]:
     return [f"{store.path}: {k.decode(errors='replace')}: chunk record beyond the sample count"
             for k, _ in store.records(b"c:") if not (k[2:].isdigit() and int(k[2:]) < store.n_chunks)]
+
+
+def _check_atoms(store, natoms: dict[int, list[int]]) -> list[str]:
+    """Each ``a:`` record must hold the atom counts of its (readable) chunk, and no other may exist."""
+    if not store.meta.get("atoms_index"):
+        return []
+    out, seen = [], set()
+    for k, v in store.records(b"a:"):
+        name = k.decode(errors="replace")
+        c = int(k[2:]) if k[2:].isdigit() else -1
+        seen.add(c)
+        if isinstance(v, DataError):
+            out.append(str(v))
+        elif not 0 <= c < store.n_chunks:
+            out.append(f"{store.path}: {name}: atom-count record beyond the sample count")
+        elif c in natoms and bytes(v) != np.asarray(natoms[c], dtype="<u2").tobytes():
+            out.append(f"{store.path}: {name}: atom counts differ from those of the chunk's samples")
+    missing = sorted(set(range(store.n_chunks)) - seen)
+    if missing:
+        out.append(f"{store.path}: {len(missing)} chunks without their atom-count record (e.g. chunk {missing[0]})")
+    return out
 
 
 def _check_index(store, keys_at: dict[str, int], bad_ranges: list[range], rep: VerifyReport) -> list[str]:

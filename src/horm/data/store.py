@@ -9,6 +9,8 @@ Layout (schema 2). One LMDB file (``subdir=False``) with records:
   reading one sample decodes only its own blob. Chunking keeps LMDB's 4 KiB page
   overhead off each sample (one Hessian blob is ~4–8 KB and would waste half a page).
 * ``k:<key>``  ``<u8`` index of the sample with that key (resume and dedupe).
+* ``a:%012d``  ``<u2`` atom count of each sample of chunk c (stores with ``meta["atoms_index"]``),
+  for batching without reading samples (:mod:`horm.data.index`).
 * ``f:<key>``  msgpack map of a failed item: reason, time, details (the failures table).
 
 Every value carries a CRC-32 checked on each read (``horm.data.integrity``); schema 1
@@ -40,8 +42,8 @@ from horm.data.lmdb_util import (MAP_SIZE, acquire_env, check_value_extent, chec
                                   is_open, lmdb_errors, open_lmdb, prefix_end, release_env, remove_lmdb)
 from horm.data.plausibility import check_written
 from horm.data.sample import Sample
-from horm.data.store_codec import (HESSIAN_CODEC, SCHEMA_VERSION, chunk_key, decode_hessian,  # noqa: F401
-                                   decode_sample, encode_hessian, encode_sample, new_meta, pack_chunk,
+from horm.data.store_codec import (HESSIAN_CODEC, SCHEMA_VERSION, atoms_key, blob_atoms, chunk_key,  # noqa: F401
+                                   decode_hessian, pack_atoms, decode_sample, encode_hessian, encode_sample, new_meta, pack_chunk,
                                    unpack_chunk)
 from horm.errors import DataError
 from horm.safe_io import check_free_space
@@ -313,6 +315,9 @@ class HessianStore:
             c = n // k
             # the partial last chunk is verified before it is re-packed, never laundered
             blobs: list[bytes] = [bytes(b) for b in self._chunk(txn, c)] if n % k else []
+            indexed = bool(self.meta.get("atoms_index"))
+            atoms = [blob_atoms(b) or decode_sample(b, str(self.path), f"chunk {c}").natoms
+                     for b in blobs] if indexed else []
             seen: set[str] = set()
             cleared = 0
             n_keys = int(self.meta.get("n_keys", 0))
@@ -332,19 +337,25 @@ class HessianStore:
                     if txn.delete(b"f:" + s.key.encode()):  # a later success clears its failure row
                         cleared += 1
                 blobs.append(encode_sample(s))
+                atoms.append(len(s.numbers))
                 idx.append(n)
                 n += 1
                 if len(blobs) == k:
-                    self._put(txn, chunk_key(c), pack_chunk(blobs))
-                    c, blobs = c + 1, []
+                    self._put_chunk(txn, c, blobs, atoms if indexed else None)
+                    c, blobs, atoms = c + 1, [], []
             if blobs:
-                self._put(txn, chunk_key(c), pack_chunk(blobs))
+                self._put_chunk(txn, c, blobs, atoms if indexed else None)
             self.meta["count"] = n
             if "n_keys" in self.meta:
                 self.meta["n_keys"] = n_keys
             self.meta["n_failures"] = int(self.meta.get("n_failures", 0)) - cleared
             self._put_meta(txn)
         return idx
+
+    def _put_chunk(self, txn, c: int, blobs: list[bytes], atoms: list[int] | None) -> None:
+        self._put(txn, chunk_key(c), pack_chunk(blobs))
+        if atoms is not None:
+            self._put(txn, atoms_key(c), pack_atoms(atoms))
 
     def record_failure(self, key: str, reason: str, **details: Any) -> None:
         """Add (or replace) a row of the failures table. Nothing is added to the data."""

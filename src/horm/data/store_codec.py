@@ -40,6 +40,7 @@ def new_meta(level_of_theory: str, code_version: str, chunk_size: int, checksums
         "count": 0,
         "n_keys": 0,
         "n_failures": 0,
+        "atoms_index": True,  # an ``a:`` record of atom counts beside every chunk (see atoms_key)
         "provenance": provenance,
     }
 
@@ -175,3 +176,36 @@ def unpack_chunk(buf, source: str, where: str) -> list[memoryview]:
 
 def chunk_key(c: int) -> bytes:
     return b"c:%012d" % c
+
+
+# --- atom counts beside the chunks ---------------------------------------------------------
+# ``a:%012d`` holds the atom count of each sample of chunk c as ``<u2`` (a sample has at most
+# 10,000 atoms), written in the same transaction as the chunk: batching by atoms reads these
+# 64-byte records, not the samples (a store written before them reads its chunk headers instead).
+
+def atoms_key(c: int) -> bytes:
+    return b"a:%012d" % c
+
+
+def pack_atoms(counts: list[int]) -> bytes:
+    return np.asarray(counts, dtype="<u2").tobytes()
+
+
+def unpack_atoms(buf, expected: int, source: str, where: str) -> np.ndarray:
+    """The atom counts of a chunk of ``expected`` samples; DataError on any other size or a zero."""
+    if len(buf) != 2 * expected:
+        raise DataError(source, f"atom-count record of {len(buf)} bytes for {expected} samples", where)
+    out = np.frombuffer(bytes(buf), dtype="<u2").astype(np.int32)
+    if expected and out.min() < 1:
+        raise DataError(source, "atom-count record holds a sample of 0 atoms", where)
+    return out
+
+
+def blob_atoms(blob) -> int | None:
+    """The atom count from a sample blob's msgpack header: a map whose first entry is ``z`` (bin 8
+    or bin 16 of one byte per atom, as :func:`encode_sample` writes it); None for any other layout."""
+    if len(blob) < 6 or not 0x80 <= blob[0] <= 0x8F or bytes(blob[1:3]) != b"\xa1z":
+        return None
+    if blob[3] == 0xC4:
+        return blob[4]
+    return int.from_bytes(bytes(blob[4:6]), "big") if blob[3] == 0xC5 else None
