@@ -161,3 +161,27 @@ def test_a_store_keeps_atom_counts_beside_its_chunks_and_verify_checks_them(tmp_
     with HessianStore.open(BUNDLED / "val.hstore") as old:  # written before the records
         assert "atoms_index" not in old.meta
         assert index.atom_counts(old).tolist() == [s.natoms for s in old]
+
+
+def test_origin_weights_come_from_the_cached_origin_index_not_a_read(cache, horm_sample_path):
+    """Weights by origin prefix, equal to the per-sample rule; the second call reads no sample; a HORM
+    file's samples all have the origin 'horm', and are never read for it."""
+    from horm.data.batch import SampleDataset
+    from horm.data.io import origin_matches
+    from horm.train.data import origin_weights
+
+    rules = {"reactant": 10.0, "neb:final": 2.0, "neb:final:img3": 3.0}
+    with HessianStore.open(BUNDLED / "train.hstore") as st:
+        ds = SampleDataset(st, np.arange(5, len(st)))
+        origins = [st[int(i)].origin for i in ds.indices]
+        longest = sorted(rules, key=len, reverse=True)
+        want = [next((rules[k] for k in longest if origin_matches(o, [k])), 1.0) for o in origins]
+        assert len(set(want)) > 1  # the bundled store holds several stages
+        assert origin_weights(ds, rules).tolist() == want
+        reads, blobs = [], st.chunk_blobs
+        st.chunk_blobs = lambda c: reads.append(c) or blobs(c)
+        assert origin_weights(ds, rules).tolist() == want  # cached: only the cache key's two records
+        assert sorted(reads) == [0, st.n_chunks - 1]
+    with HormLmdb(horm_sample_path) as h:
+        h.raw = None
+        assert origin_weights(SampleDataset(h, np.arange(len(h))), {"horm": 0.5}).tolist() == [0.5] * len(h)

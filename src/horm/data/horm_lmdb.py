@@ -213,6 +213,9 @@ def safe_loads(data: bytes, source: str = "<bytes>", key: str = "?"):
     return {k: _materialise(v, (source, f"key {key}: field {k!s:.40}")) for k, v in mapping.items()}
 
 
+ORIGIN = "horm"  # the origin of every sample of a published file (they carry none of their own)
+
+
 def record_to_sample(rec: dict, source: str, key: str) -> Sample:
     """Map one HORM record (dict of arrays) to a validated Sample."""
     where = f"key {key}"
@@ -242,7 +245,7 @@ def record_to_sample(rec: dict, source: str, key: str) -> Sample:
         forces=None if forces is None else np.asarray(forces).reshape(n, 3),
         hessian=hess,
         rxn="" if rxn is None else str(int(np.asarray(rxn).reshape(-1)[0])),
-        origin="horm",
+        origin=ORIGIN,
         key=f"{Path(source).name}:{key}",
         extras=extras,
     )

@@ -181,16 +181,16 @@ def _store_atom_records(ds) -> np.ndarray:
     return out
 
 
-def _store_rxn(ds):
+def _store_field(ds, field: str):
     import msgpack
 
-    def rxn(i: int) -> str:
+    def value(i: int) -> str:
         try:
             d = msgpack.unpackb(_raw(ds, i), raw=False)
-            return str(d.get("rxn", "")) if isinstance(d, dict) else ""
+            return str(d.get(field, "")) if isinstance(d, dict) else ""
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
             return ""
-    return rxn
+    return value
 
 
 def _lmdb_counts(ds, progress: IndexProgress) -> np.ndarray:
@@ -236,17 +236,38 @@ def _length_model(lengths: np.ndarray, natoms: np.ndarray) -> tuple[np.ndarray, 
 def reaction_ids(ds, progress: IndexProgress = None) -> tuple[np.ndarray, np.ndarray]:
     """(codes (len(ds),) int64, names): sample i belongs to reaction ``names[codes[i]]``; code −1
     where the sample carries no reaction id. Cached like :func:`atom_counts`."""
+    return _label_index(ds, "rxn", progress)
+
+
+def origin_ids(ds, progress: IndexProgress = None) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, names) of each sample's ``origin`` (the sampler stage that made it, e.g. ``ts``),
+    as :func:`reaction_ids`. Every sample of a published HORM file has the one origin
+    :data:`horm.data.horm_lmdb.ORIGIN`: nothing is read."""
+    if hasattr(ds, "record_rxn") and not _is_store(ds):
+        from horm.data.horm_lmdb import ORIGIN
+
+        return np.zeros(len(ds), dtype=np.int64), np.array([ORIGIN])
+    return _label_index(ds, "origin", progress)
+
+
+def _label_index(ds, field: str, progress: IndexProgress) -> tuple[np.ndarray, np.ndarray]:
     n = len(ds)
-    path = _cache_path(ds, "rxn")
+    path = _cache_path(ds, field)
     got = _load(path, n, ("codes", "names"))
     if got is not None and got["codes"].max(initial=-1) < len(got["names"]) and got["codes"].min(initial=-1) >= -1:
         return got["codes"].astype(np.int64), got["names"].astype(str)
-    rxn_of = _store_rxn(ds) if _is_store(ds) else getattr(ds, "record_rxn", None) or (lambda i: ds[i].rxn)
+    if _is_store(ds):
+        value_of = _store_field(ds, field)
+    elif field == "rxn" and hasattr(ds, "record_rxn"):
+        value_of = ds.record_rxn
+    else:
+        value_of = lambda i: getattr(ds[i], field)  # noqa: E731
     table: dict[str, int] = {}
     codes = np.full(n, -1, dtype=np.int64)
-    advance = progress("reading reaction ids", n) if progress and n > 1000 else None
+    what = "reaction ids" if field == "rxn" else f"{field}s"
+    advance = progress(f"reading {what}", n) if progress and n > 1000 else None
     for i in range(n):
-        r = rxn_of(i)
+        r = value_of(i)
         if r:
             codes[i] = table.setdefault(str(r), len(table))
         if advance is not None and i % 1000 == 999:

@@ -247,22 +247,23 @@ def _fit(train: SampleDataset, scan, positions, max_samples: int) -> dict[int, f
 
 def origin_weights(ds: SampleDataset, weights: dict[str, float]) -> np.ndarray | None:
     """Per-sample draw weights from ``{origin prefix: weight}`` (:func:`horm.data.io.origin_matches`;
-    the longest matching prefix wins, an unmatched sample weighs 1); None for no weights. Reads
-    every sample of ``ds`` once."""
+    the longest matching prefix wins, an unmatched sample weighs 1); None for no weights. The
+    origins come from the cached index (:func:`horm.data.index.origin_ids`), not a read of ``ds``."""
+    from horm.data.index import origin_ids
     from horm.data.io import origin_matches
 
     if not weights:
         return None
     by_length = sorted(((str(k).strip().rstrip(":"), float(v)) for k, v in weights.items()), key=lambda kv: -len(kv[0]))
-    w = np.ones(len(ds))
-    for i in range(len(ds)):
-        origin = str(ds[i].origin or "")
-        w[i] = next((v for k, v in by_length if origin_matches(origin, [k])), 1.0)
+    with _index_progress() as progress:
+        codes, names = origin_ids(ds.source, progress)
+    table = np.array([next((v for k, v in by_length if origin_matches(str(o), [k])), 1.0) for o in names] + [
+        next((v for k, v in by_length if origin_matches("", [k])), 1.0)])
+    w = table[codes[ds.indices]]  # code −1: the sample without an origin (last entry)
     if not w.sum() > 0:
         raise DataError(str(getattr(ds.source, "path", "train")), f"data.origin_weights {weights} give every "
                         f"training sample weight 0")
     return w
-
 
 def make_loader(ds: SampleDataset, batch_size: int, dtype: torch.dtype, shuffle: bool, num_workers: int = 0,
                 seed: int = 0, weights: np.ndarray | None = None, natoms: np.ndarray | None = None,
