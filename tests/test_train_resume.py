@@ -135,3 +135,33 @@ def test_the_cosine_schedule_is_a_function_of_the_step_and_the_budget():
         assert opt.param_groups[0]["lr"] == pytest.approx(f(s), rel=1e-6, abs=1e-9), s
         opt.step()
         seq.step()
+
+
+@pytest.mark.parametrize("warmup", [0, 10])
+def test_an_older_cosine_scheduler_state_resumes_at_its_step(warmup):
+    """A checkpoint from before the closed-form schedule holds a SequentialLR (or, without warmup, a
+    CosineAnnealingLR) state; it is rewritten so the LambdaLR loads it and goes on from its step."""
+    import functools
+
+    import torch
+
+    from horm.train.module import cosine_factor, upgrade_cosine_state
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.5)
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100 - warmup, eta_min=0.005)
+    old = cos if not warmup else torch.optim.lr_scheduler.SequentialLR(
+        opt, [torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-3, total_iters=warmup), cos], [warmup])
+    for _ in range(37):
+        opt.step()
+        old.step()
+    states = [old.state_dict()]
+    upgrade_cosine_state(states)
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    new = torch.optim.lr_scheduler.LambdaLR(opt2, functools.partial(cosine_factor, total=100, warmup=warmup,
+                                                                    floor=0.01))
+    new.load_state_dict(states[0])
+    assert new.last_epoch == 37 and new.base_lrs == [0.5]
+    opt2.step()
+    new.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.5 * cosine_factor(38, total=100, warmup=warmup, floor=0.01))

@@ -77,6 +77,8 @@ class HormModule(L.LightningModule):
         checkpoint["horm_sampler"] = {"epoch": int(epoch), "consumed": int(self._consumed)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.cfg.optim.schedule == "cosine":
+            upgrade_cosine_state(checkpoint.get("lr_schedulers") or [])
         state = checkpoint.get("horm_sampler")
         if self._samplers[0] is not None and isinstance(state, dict):
             self._resumed = self._samplers[0].resume(int(state.get("epoch", 0)), int(state.get("consumed", 0)))
@@ -160,6 +162,21 @@ def cosine_factor(step: int, *, total: int, warmup: int, floor: float) -> float:
         return 1e-3 + (1.0 - 1e-3) * step / warm
     t = min(step - warm, total - warm) / max(total - warm, 1)
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def upgrade_cosine_state(states: list[dict]) -> None:
+    """Checkpoints written before :func:`cosine_factor` kept a ``SequentialLR``/``CosineAnnealingLR``
+    state for the cosine schedule; the ``LambdaLR`` of :func:`cosine_factor` needs only the step, so such a state is
+    rewritten in place to one at the same step (the optimiser's restored learning rate is kept)."""
+    for st in states:
+        if isinstance(st, dict) and "lr_lambdas" not in st and isinstance(st.get("last_epoch"), int):
+            last_lr = st.get("_last_lr") or [0.0]
+            base = [g.get("base_lrs", [None])[0] for g in st.get("_schedulers", []) if isinstance(g, dict)]
+            base_lrs = st.get("base_lrs") or ([b for b in base if b is not None][:1] or last_lr)
+            kept = {"last_epoch": st["last_epoch"], "_last_lr": last_lr, "base_lrs": base_lrs,
+                    "_step_count": st["last_epoch"] + 1}
+            st.clear()
+            st.update(kept, lr_lambdas=[None])
 
 
 def param_fingerprint(module: torch.nn.Module) -> tuple[str, float]:
