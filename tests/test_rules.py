@@ -2,6 +2,7 @@
 
 - no file under ``src/`` over 400 lines, no function over 80 lines;
 - the library never imports the CLI; data knows no model; derivatives are model-agnostic;
+- no module imports the package face ``horm/__init__``;
 - none of our own models imports another model's module (shared blocks: ``models/layers.py``);
 - ``horm.cli`` holds no loops over models or reactions (a verb parses, builds settings and
   calls one library function).
@@ -61,6 +62,14 @@ def test_layering(part, forbidden):
     bad = [f"{_rel(p)} imports {m}" for p in files for m in sorted(_imports(p))
            if any(m == f or m.startswith(f + ".") for f in forbidden)]
     assert files and not bad, "\n".join(bad)
+
+
+def test_no_library_module_imports_the_package_face():
+    """``horm/__init__`` names the public API (and imports it lazily); a module that imported it
+    would depend on every layer. The version lives in the leaf ``horm._version``."""
+    bad = [f"{_rel(p)} imports horm" for p in FILES if p != SRC / "__init__.py"
+           for m in _imports(p) if m == "horm"]
+    assert not bad, "\n".join(bad)
 
 
 def test_no_model_imports_another_models_module():

@@ -20,7 +20,7 @@ import importlib
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone costs more than the rest
 
-__version__ = "0.1.0"
+from horm._version import __version__
 
 # name -> module that defines it; resolved on first attribute access (PEP 562)
 _LAZY = {

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from horm import __version__
+from horm._version import __version__
 
 
 @dataclass

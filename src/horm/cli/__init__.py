@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 
 def _print_version(value: bool) -> None:
     if value:
-        from horm import __version__
+        from horm._version import __version__
 
         typer.echo(f"horm {__version__}")
         raise typer.Exit()

@@ -35,7 +35,7 @@ import lmdb
 import msgpack
 import numpy as np
 
-from horm import __version__
+from horm._version import __version__
 from horm.data.formats import check_store_path
 from horm.data.integrity import decode_meta, encode_meta, grew_since_open, seal, unseal
 from horm.data.lmdb_util import (MAP_SIZE, acquire_env, check_value_extent, check_value_extents, has_record,

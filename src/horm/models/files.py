@@ -56,7 +56,7 @@ def atom_ref_dict(model) -> dict[int, float]:
 
 
 def _meta(model, meta: dict | None) -> dict[str, Any]:
-    from horm import __version__
+    from horm._version import __version__
 
     meta = dict(meta or {})
     elements = meta.get("elements")

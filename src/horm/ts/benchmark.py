@@ -107,7 +107,7 @@ def _no_symlinks(out: Path) -> None:
 def _failure(rxn: str, status: str, seconds: float, error: str, settings: dict | None = None,
              partial: dict | None = None) -> dict:
     """The record of a reaction that did not finish; ``partial``: the stages it recorded before."""
-    from horm import __version__
+    from horm._version import __version__
 
     rec = {"path_success": False, "ts_success": False, "irc_success": False, "irc_converged": False,
            "irc_ends_relaxed": False, "intended": False, "outcome": None, "barrier_kcal_mol": None,

@@ -157,7 +157,7 @@ class _Recorder:
 
 def new_record(reactant, calc, settings: RunSettings, name: str = "", notes: list[str] | None = None) -> dict:
     """The record's header (identity, settings, horm version) with every outcome still unset."""
-    from horm import __version__
+    from horm._version import __version__
 
     return {"version": RECORD_VERSION, "horm_version": __version__, "rxn": name, "natoms": len(reactant),
             "formula": reactant.get_chemical_formula(mode="hill"),
