@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -34,9 +33,10 @@ def info_cmd(path: Path = typer.Argument(..., help=_SRC_HELP),
     """Print sample count, atom-count range, elements, fields and units."""
     from horm.data.io import level_of_theory, open_dataset
     from horm.data.stats import INFO_SAMPLE, dataset_info
+    from horm.progress import passes
 
     ds = open_dataset(path, _keys(energy_key, forces_key, hessian_key))
-    with _bar(full and not as_json) as progress:
+    with passes(full and not as_json) as progress:
         info = dataset_info(ds, str(path), level_of_theory(ds), sample=None if full else INFO_SAMPLE,
                             progress=progress)
     if as_json:
@@ -60,21 +60,6 @@ def info_cmd(path: Path = typer.Argument(..., help=_SRC_HELP),
     if info.n_failures:
         t.add_row("failures", f"{info.n_failures} (in the store's failures table)")
     out.print(t)
-
-
-@contextlib.contextmanager
-def _bar(show: bool):
-    """``progress(total) -> advance()`` for a long pass, shown on the terminal; None when not shown."""
-    if not show:
-        yield None
-        return
-    from horm.data.convert import progress_bar
-
-    with progress_bar(transient=True) as bar:
-        def progress(total: int):
-            task = bar.add_task("reading every sample", total=total)
-            return lambda: bar.advance(task)
-        yield progress
 
 
 @data_app.command("convert")

@@ -12,19 +12,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from horm.data.formats import LabelKeys, check_store_path, export_samples
 from horm.data.lmdb_util import remove_lmdb
 from horm.data.io import level_of_theory, open_dataset
 from horm.data.provenance import check_append, label_provenance, store_provenance
 from horm.data.store import HessianStore
 from horm.errors import UsageError
-
-
-def progress_bar(transient: bool = False, disable: bool = False) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), transient=transient, disable=disable)
+from horm.progress import progress_bar
 
 
 def source_provenance(ds) -> dict:

@@ -28,15 +28,15 @@ import hashlib
 import os
 import zlib
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from horm.data.sample import MAX_ATOMS
 from horm.errors import DataError
+from horm.progress import ProgressStart
 
 _PROBE = 64
-IndexProgress = Callable[[str, int], Callable[[int], None]] | None  # (description, total) -> advance(n)
+IndexProgress = ProgressStart  # (description, total) -> advance(n), or None
 
 
 def cache_dir() -> Path:

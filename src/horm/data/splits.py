@@ -86,7 +86,6 @@ def split_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, val_fracti
     Returns ``{"train" | "val": {"path", "samples", "reactions"}, "notes": [lines]}``; ``reactions``
     counts distinct reaction ids (a sample without one counts as its own).
     """
-    from horm.data.convert import progress_bar
     from horm.data.index import reaction_ids
     from horm.data.io import level_of_theory, open_dataset
     from horm.data.store import HessianStore
@@ -95,10 +94,9 @@ def split_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, val_fracti
         raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}")
     ds = open_dataset(src)
     lot, out, names, stores, notes = level_of_theory(ds), Path(out_dir), ("train", "val"), {}, []
-    with progress_bar(transient=True, disable=not show_progress) as bar:
-        def progress(desc, total):
-            task = bar.add_task(desc, total=total)
-            return lambda k: bar.advance(task, k)
+    from horm.progress import passes
+
+    with passes(show_progress) as progress:
         mask = split_mask(ds, val_fraction, seed, notes, str(src), progress,
                           hint="split it yourself and pass both files to horm train --data/--val")
         codes, _ = reaction_ids(ds)
@@ -121,7 +119,7 @@ def _stream(ds, mask: np.ndarray, stores: dict, batch: int, allow_outliers: bool
     """Append every sample of ``ds`` to ``stores["val"]`` where ``mask``, else ``stores["train"]``,
     in batches of ``batch``, in order."""
     pending: dict[str, list] = {n: [] for n in stores}
-    advance = progress("splitting", len(ds))
+    advance = progress("splitting", len(ds)) if progress else (lambda k: None)
     for i, s in enumerate(ds):
         name = "val" if mask[i] else "train"
         pending[name].append(s)

@@ -48,11 +48,11 @@ def _positions(n: int, sample: int | None) -> np.ndarray:
 def dataset_info(ds, path: str, level: str, sample: int | None = None, progress=None) -> DatasetInfo:
     """Summary of ``ds``: the sample count is the file's own; the other fields come from every
     sample (``sample=None``) or from a seeded sample of that many (then they are estimates: atom
-    range, elements, fields and origins as seen, reactions as a lower bound). ``progress(total)``
-    returns an ``advance()`` callable for a long pass."""
+    range, elements, fields and origins as seen, reactions as a lower bound). ``progress``:
+    :data:`horm.progress.ProgressStart`."""
     nat, els, fields, rxns, origins = [], set(), Counter(), set(), Counter()
     positions = _positions(len(ds), sample)
-    advance = progress(len(positions)) if progress is not None else None
+    advance = progress("reading every sample", len(positions)) if progress is not None else None
     for i in positions.tolist():
         s = ds[i]
         if advance is not None:

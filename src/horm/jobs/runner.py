@@ -36,7 +36,7 @@ def run_jobs(items: Iterable[tuple[str, Any]], job: Job, sink: Sink, options: Jo
     ``total``: the number of items, for the progress bar and the Ray batch size.
     Returns the run's :class:`JobStats`.
     """
-    from horm.data.convert import progress_bar
+    from horm.progress import progress_bar
 
     stats = JobStats(backend=options.backend, workers=options.workers)
     backend = None

@@ -8,7 +8,6 @@ reaction contributes geometries to both sides.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,28 +44,11 @@ class TrainData:
                 d.source.close()
 
 
-@contextlib.contextmanager
 def _index_progress():
-    """Progress callback for the one-time index passes (rank 0 only, rich); every bar it started is
-    stopped on the way out, also when a pass raises."""
-    if ddp_rank() > 0:
-        yield None
-        return
-    from horm.data.convert import progress_bar
+    """Bars for the one-time index passes, on rank 0 only (:func:`horm.progress.passes`)."""
+    from horm.progress import passes
 
-    bars = []
-
-    def start(desc: str, total: int):
-        bar = progress_bar(transient=True)
-        bars.append(bar)
-        bar.start()
-        task = bar.add_task(desc, total=total)
-        return lambda k: bar.advance(task, k)
-    try:
-        yield start
-    finally:
-        for bar in bars:
-            bar.stop()
+    return passes(ddp_rank() == 0)
 
 
 def load_train_data(data_cfg, atom_ref: dict[int, float] | None = None, out=None) -> TrainData:
