@@ -44,6 +44,13 @@ class Range:
         return f"Range({self.text!r})"
 
 
+def check_choice(value: Any, options: Any, what: str) -> None:
+    """``value`` against the ``Literal`` type ``options``: a one-line UsageError naming what is valid."""
+    valid = typing.get_args(options)
+    if value not in valid:
+        raise UsageError(f"{what} {value!r} is not valid; choose one of {', '.join(map(str, valid))}")
+
+
 def ranged(default: Any, text: str, **kw):
     """A dataclass field whose value must lie in the interval ``text`` (None passes where the type allows)."""
     return dataclasses.field(default=default, metadata={"range": Range(text)}, **kw)

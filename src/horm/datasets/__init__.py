@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
-from horm.errors import UsageError
+from horm.settings import check_choice
 
 Bundled = Literal["t1x_xtb", "t1x_xtb_large"]
 Split = Literal["train", "val", "ood", "test"]
@@ -27,15 +27,9 @@ _REBUILD = {"t1x_xtb": "python -m horm.datasets.build_t1x_xtb",
 _TS_REACTIONS = {"t1x_xtb": "test_reactions", "t1x_xtb_large": "ts_reactions"}
 
 
-def _check(value, options, what):
-    valid = get_args(options)
-    if value not in valid:
-        raise UsageError(f"{what} {value!r} is not valid; choose one of {', '.join(valid)}")
-
-
 def bundled_path(name: Bundled = "t1x_xtb") -> Path:
     """Directory of a bundled dataset (a real path; the package is installed unzipped)."""
-    _check(name, Bundled, "bundled dataset")
+    check_choice(name, Bundled, "bundled dataset")
     res = files("horm.datasets").joinpath(name)
     with as_file(res) as p:
         path = Path(p)
@@ -47,7 +41,7 @@ def bundled_path(name: Bundled = "t1x_xtb") -> Path:
 
 
 def bundled_split_path(split: Split = "train", name: Bundled = "t1x_xtb") -> Path:
-    _check(split, Split, "split")
+    check_choice(split, Split, "split")
     path = bundled_path(name) / f"{split}.hstore"
     if not path.is_file():
         from horm.errors import DataError

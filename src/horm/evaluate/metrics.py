@@ -37,11 +37,13 @@ import torch
 
 from horm.data.batch import Collater, hessian_blocks
 from horm.hessian.analysis import cartesian_eigenvalues, n_imaginary, vibrational_analysis
+from horm.units import UNITS as QUANTITY_UNITS
 
-UNITS: dict[str, str] = {
-    "energy_mae": "eV", "forces_mae": "eV/Å", "hessian_mae": "eV/Å²", "eigval_mae": "eV/Å²",
-    "lambda1_mae": "eV/Å²", "asym_mae": "eV/Å²", "asym_rel": "1", "freq_mae": "cm⁻¹", "freq1_mae": "cm⁻¹",
-    "cos_mode1": "1", "n_neg_agree": "1", "n_neg_pred": "1", "n_neg_ref": "1",
+_E, _F, _H, _NU = (QUANTITY_UNITS[k] for k in ("energy", "forces", "hessian", "frequency"))
+UNITS: dict[str, str] = {  # each metric's unit, from horm.units
+    "energy_mae": _E, "forces_mae": _F, "hessian_mae": _H, "eigval_mae": _H, "lambda1_mae": _H, "asym_mae": _H,
+    "asym_rel": "1", "freq_mae": _NU, "freq1_mae": _NU, "cos_mode1": "1", "n_neg_agree": "1", "n_neg_pred": "1",
+    "n_neg_ref": "1",
 }
 HIGHER_IS_BETTER = {"cos_mode1", "n_neg_agree"}
 

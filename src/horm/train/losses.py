@@ -64,6 +64,7 @@ from horm.data.batch import Batch, gather_hessian_rows
 from horm.errors import UsageError
 from horm.hessian.autograd import draw_row_indices, sample_hessian_rows
 from horm.models.graph import scatter_mean, scatter_sum
+from horm.units import UNITS as QUANTITY_UNITS
 
 LossField = Literal["energy", "forces", "hessian_rows", "hessian", "eigen"]
 LossMetric = Literal["l1", "l2", "mse", "per_atom_l2"]
@@ -75,7 +76,9 @@ VALID_METRICS: dict[str, tuple[str, ...]] = {
     "hessian": ("l1", "mse"),
     "eigen": ("l1",),
 }
-UNITS = {"energy": "eV", "forces": "eV/Å", "hessian_rows": "eV/Å²", "hessian": "eV/Å²", "eigen": "eV/Å²"}
+_H = QUANTITY_UNITS["hessian"]
+UNITS = {"energy": QUANTITY_UNITS["energy"], "forces": QUANTITY_UNITS["forces"], "hessian_rows": _H, "hessian": _H,
+         "eigen": _H}  # each loss term's unit, from horm.units
 ROW_VJP = ("auto", "vmap", "loop")
 HORM_HESSIAN_DIVISOR = 10.0  # HORM's get_force_jac_loss: loss / num_molecules / 10
 

@@ -21,21 +21,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 
 from horm.errors import UsageError
+from horm.settings import check_choice
 
 Interpolation = Literal["geodesic", "idpp", "linear"]
 PathMethod = Literal["neb", "none"]
 NebOptimizer = Literal["fire", "ode", "bfgs", "mdmin"]
-
-
-def _check(value, options, name):
-    valid = get_args(options)
-    if value not in valid:
-        raise UsageError(f"{name} {value!r} is not valid; choose one of {', '.join(valid)}")
 
 
 @dataclass
@@ -51,9 +46,9 @@ class PathSettings:
     align: bool = True  # rotate/translate P onto R (Kabsch) before interpolating
 
     def __post_init__(self):
-        _check(self.interpolation, Interpolation, "interpolation")
-        _check(self.method, PathMethod, "path method")
-        _check(self.optimizer, NebOptimizer, "NEB optimizer")
+        check_choice(self.interpolation, Interpolation, "interpolation")
+        check_choice(self.method, PathMethod, "path method")
+        check_choice(self.optimizer, NebOptimizer, "NEB optimizer")
         if self.n_images < 3:
             raise UsageError(f"n_images must be >= 3 (R, one image, P), got {self.n_images}")
 
@@ -84,7 +79,7 @@ class PathResult:
 
 def interpolate(reactant, product, n_images: int, method: Interpolation = "geodesic") -> tuple[list, str, list[str]]:
     """n_images ASE Atoms from reactant to product (endpoints included), the method used, notes."""
-    _check(method, Interpolation, "interpolation")
+    check_choice(method, Interpolation, "interpolation")
     notes: list[str] = []
     if method == "geodesic":
         try:
