@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from horm.data.convert import convert
-from horm.data.integrity import verify_store
+from horm.data.verify import verify_store
 from horm.data.store import HessianStore
 from horm.errors import DataError
 

@@ -137,7 +137,7 @@ def test_a_store_keeps_atom_counts_beside_its_chunks_and_verify_checks_them(tmp_
     """Batching reads a new store's ``a:`` records, not its samples; appends to a partial chunk keep
     them right; a record that disagrees with its chunk is found by ``data verify``; an old store
     without them is indexed from its blobs."""
-    from horm.data.integrity import verify_store
+    from horm.data.verify import verify_store
     from horm.data.store_codec import atoms_key, pack_atoms
 
     with HessianStore.open(BUNDLED / "val.hstore") as src:

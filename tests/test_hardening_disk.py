@@ -46,7 +46,7 @@ def test_a_commit_that_hits_enospc_rolls_back(tmp_path, monkeypatch):
     """The free-space check passes (a racing writer fills the disk): LMDB's commit fails, and the
     store keeps every earlier batch and nothing of this one."""
     import horm.data.store as store_mod
-    from horm.data.integrity import verify_store
+    from horm.data.verify import verify_store
     from horm.data.store import HessianStore
 
     with small_tmpfs(tmp_path / "fs") as fs:
@@ -66,7 +66,7 @@ def test_a_commit_that_hits_enospc_rolls_back(tmp_path, monkeypatch):
 
 def test_label_onto_a_full_disk_is_one_line_and_leaves_no_empty_store(tmp_path, monkeypatch):
     import horm.data.store as store_mod
-    from horm.data.integrity import verify_store
+    from horm.data.verify import verify_store
     from horm.data.store import HessianStore
     from horm.data.xyz import write_xyz
     from horm.label.runner import label

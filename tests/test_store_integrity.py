@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from horm.cli import app
-from horm.data.integrity import verify_store
+from horm.data.verify import verify_store
 from horm.data.store import HessianStore
 from horm.errors import DataError
 

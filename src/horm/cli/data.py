@@ -124,7 +124,7 @@ def verify_cmd(path: Path = typer.Argument(..., help="horm store"),
                                            "within the bounds of horm.data.plausibility (see README)")):
     """Check every record's checksum and the store's structure (with --labels, the labels too);
     exit 1 if anything is damaged or implausible."""
-    from horm.data.integrity import verify_store
+    from horm.data.verify import verify_store
 
     rep = verify_store(path)
     bad_labels = _label_lines(path) if labels and rep.ok else []
