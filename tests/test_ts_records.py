@@ -131,7 +131,8 @@ def test_sigkill_mid_run_leaves_a_valid_partial_record(h3, tmp_path):
 def test_benchmark_timeout_record_keeps_the_finished_stages(tmp_path):
     """A reaction killed at its timeout keeps the stages its partial record.json holds."""
     from horm.ts.benchmark import _failure, _partial
-    from horm.ts.workflow import RunSettings, write_json_atomic
+    from horm.safe_io import write_json_atomic
+    from horm.ts.workflow import RunSettings
 
     partial = {"rxn": "r1", "status": "running", "path_success": True, "horm_version": "x",
                "stages": {"path": {"success": True, "seconds": 1.0}}, "multiplicity": 2}

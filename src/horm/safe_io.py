@@ -185,3 +185,21 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
                                        f"written, a previous {path.name} is intact") from None
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+    """``obj`` as indented JSON, written by :func:`write_atomic` (numpy scalars and arrays as numbers
+    and lists)."""
+    import json
+
+    return write_atomic(path, json.dumps(obj, indent=1, default=_json_default))
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-able: {type(o).__name__}")

@@ -88,7 +88,7 @@ def _stage_select(s: LearnSettings, out: Path, state: dict) -> None:
     from horm.learn.committee import load_committee, score_pool
     from horm.learn.pool import collect_visited, subsample
     from horm.learn.selection import GeometryIndex, select, store_index
-    from horm.ts.workflow import write_json_atomic
+    from horm.safe_io import write_json_atomic
 
     r, rd = state["round"], round_dir(out, state["round"])
     t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def _stage_evaluate(s: LearnSettings, out: Path, state: dict, ts) -> None:
 def _stage_done(s: LearnSettings, out: Path, state: dict) -> None:
     """The round's record, then the next round's start (and report.md)."""
     from horm.learn.report import write_report
-    from horm.ts.workflow import write_json_atomic
+    from horm.safe_io import write_json_atomic
 
     r = state["round"]
     models = state.get("next_models") or state["models"]

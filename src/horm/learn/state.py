@@ -32,7 +32,7 @@ def round_dir(out, r: int) -> Path:
 
 
 def save_state(out, state: dict) -> Path:
-    from horm.ts.workflow import write_json_atomic
+    from horm.safe_io import write_json_atomic
 
     return write_json_atomic(Path(out) / STATE, state)
 

@@ -36,7 +36,8 @@ import numpy as np
 
 from horm.errors import DataError, HormError, UsageError
 from horm.jobs import Job, JobOptions, output_lock, run_jobs
-from horm.ts.workflow import RunSettings, write_json_atomic
+from horm.safe_io import write_json_atomic
+from horm.ts.workflow import RunSettings
 
 RESULTS = "results.jsonl"
 META = "benchmark.json"

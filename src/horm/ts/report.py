@@ -191,7 +191,7 @@ def benchmark_report(out_dir: str | Path, reference_dir: str | Path | None = Non
     """Summary of the benchmark in ``out_dir`` (its ``records``, default all in the folder),
     compared with ``reference_dir`` when given; writes ``ts_benchmark.png`` and
     ``summary.json`` there. Returns ``{"summary", "reference"?, "name", "chart", "lines"}``."""
-    from horm.ts.workflow import write_json_atomic
+    from horm.safe_io import write_json_atomic
 
     out_dir = Path(out_dir)
     name = name or Path(run_potential(out_dir)).name

@@ -26,7 +26,6 @@ false (the branch stopped at ``max_steps`` but its relaxation reached the same b
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 
 from horm.data.sample import Sample
 from horm.errors import UsageError
+from horm.safe_io import write_json_atomic
 from horm.settings import coerce
 from horm.settings import from_dict as settings_from_dict
 from horm.ts.irc import IRCSettings, run_irc
@@ -98,20 +98,6 @@ def write_frames(path: Path, atoms_list) -> Path:
         samples.append(Sample(numbers=np.asarray(a.numbers, dtype=np.int64), pos=np.array(a.positions),
                               energy=None if e is None else float(e)))
     return write_extxyz(path, samples)
-
-
-def write_json_atomic(path: Path, obj) -> Path:
-    from horm.safe_io import write_atomic
-
-    return write_atomic(path, json.dumps(obj, indent=1, default=_json_default))
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON-able: {type(o).__name__}")
 
 
 def prepare_reaction(path, charge: int | None = None, multiplicity: int | None = None):
