@@ -21,7 +21,7 @@ from pathlib import Path
 
 def stability(reactions: list[Path], potential: str, fmax: float, max_steps: int, dtype: str) -> dict:
     from horm.data.xyz import read_reaction
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
     from horm.ts.irc import relax
     from horm.ts.verify import same_species
 

@@ -70,7 +70,7 @@ def main() -> None:
     from horm.label.runner import compute_one
     from horm.models.base import build_model
     from horm.runtime import cpu_count
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     cores = cpu_count()
     settings = {"old": cores, "new": None}

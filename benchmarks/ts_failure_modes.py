@@ -121,7 +121,7 @@ def main(argv=None) -> None:
             ap.error(f"{d}: no such folder")
     import torch
 
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
 
     torch.set_num_threads(1)
     calc = load_potential(a.reference, threads=1)
@@ -146,7 +146,7 @@ def _from_reference_table(a, start: str, everything: dict) -> None:
     """One line per model: its TS search and IRC started from the reference's path guess or TS."""
     import statistics
 
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
 
     where = "path guess" if start == "path" else "converged TS"
     print(f"\n{'model, from the reference ' + where:42s} {'ref intended':>12s} {'model intended':>14s} "

@@ -26,7 +26,7 @@ def hcno_model(tmp_path_factory):
 
 @pytest.fixture()
 def calc(hcno_model):
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     return HormCalculator.from_file(hcno_model)
 
@@ -79,7 +79,7 @@ def test_charge_and_spin_other_than_neutral_singlet_are_refused(calc, info, matc
 
 
 def test_opt_out_computes_anyway(hcno_model):
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     calc = HormCalculator.from_file(hcno_model, check_domain=False)
     atoms = molecule("CH3Cl")
@@ -90,7 +90,7 @@ def test_opt_out_computes_anyway(hcno_model):
 
 def test_elements_default_to_those_with_a_fitted_reference():
     from horm.models.base import build_model
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     model = build_model("leftnet", "tiny")
     model.set_atom_ref({1: -13.6, 6: -1030.0})
@@ -101,7 +101,7 @@ def test_elements_default_to_those_with_a_fitted_reference():
 
 
 def test_engine_checks_cell_but_honours_charge():
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
 
     xtb = load_potential("xtb")
     atoms = molecule("H2O")

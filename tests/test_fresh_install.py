@@ -46,7 +46,7 @@ def test_pip_install_then_calculator_from_file_gives_the_hessian(tmp_path):
 
     from horm.models.base import build_model
     from horm.models.files import save_model
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     torch.manual_seed(0)
     model = build_model("leftnet", "tiny").double()

@@ -149,7 +149,7 @@ def test_rows_term_reads_the_head_hessian(four):
 
 def test_calculator_and_saved_model_use_the_head(model, mols, tmp_path):
     from horm.models.files import load_model, save_model
-    from horm.ts.calculator import HormCalculator, load_potential
+    from horm.calculators.potential import HormCalculator, load_potential
 
     s = mols[0]
     (h_head,) = hessians(model, [s])

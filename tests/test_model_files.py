@@ -34,7 +34,7 @@ def test_a_newer_format_version_is_refused_naming_file_and_versions(model_file):
     with pytest.raises(DataError, match=rf"model\.pt: model file format version 99 is newer than this horm reads "
                                         rf"\(version {VERSION}\)"):
         load_model(model_file)
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     with pytest.raises(DataError, match="version 99"):
         HormCalculator.from_file(model_file)

@@ -26,7 +26,7 @@ def _forward_counter(model):
 
 
 def test_batched_band_matches_per_image_calls_in_float64():
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
     from horm.ts.path import PathSettings, find_path, interpolate
 
     reactant, product, model = _setup()
@@ -57,7 +57,7 @@ def test_batched_band_matches_per_image_calls_in_float64():
 
 
 def test_engines_do_not_batch_and_a_moved_image_is_recomputed():
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     reactant, _, model = _setup()
     calc = HormCalculator(model, check_domain=False, dtype="float64")

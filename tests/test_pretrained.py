@@ -44,7 +44,7 @@ def test_names_readme_and_list_first_column():
 
 def test_missing_file_is_one_line_in_every_verb(pkg, tmp_path):
     from horm.models.files import load_model
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
 
     for call in (lambda: load_model(NAME), lambda: load_potential(NAME)):
         with pytest.raises(DataError, match="not shipped in this version"):
@@ -65,7 +65,7 @@ def test_missing_file_is_one_line_in_every_verb(pkg, tmp_path):
 def test_installed_name_loads_everywhere(pkg, tmp_path):
     from horm.models.base import build_model
     from horm.models.files import load_model, save_model
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
 
     torch.manual_seed(0)
     model = build_model("leftnet", "tiny", hidden_channels=8, num_layers=1)

@@ -36,7 +36,7 @@ def test_public_names_resolve_to_the_library_objects():
     import horm
     from horm.data.io import open_dataset
     from horm.models.files import load_model
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     assert horm.HormCalculator is HormCalculator
     assert horm.load_model is load_model

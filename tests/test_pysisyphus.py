@@ -27,7 +27,7 @@ def _in_tmp(tmp_path, monkeypatch):
 def model_calc(tmp_path_factory):
     from horm.models.base import build_model
     from horm.models.files import save_model
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     torch.manual_seed(0)
     model = build_model("leftnet", "tiny").double()

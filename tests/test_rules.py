@@ -2,7 +2,7 @@
 
 - no file under ``src/`` over 400 lines, no function over 80 lines;
 - the library never imports the CLI; data knows no model; derivatives are model-agnostic;
-- no module imports the package face ``horm/__init__``;
+- no module imports the package face ``horm/__init__``; calculators and models import no layer above;
 - none of our own models imports another model's module (shared blocks: ``models/layers.py``);
 - ``horm.cli`` holds no loops over models or reactions (a verb parses, builds settings and
   calls one library function).
@@ -56,6 +56,9 @@ def test_files_and_functions_are_short():
     ("data", ("horm.models", "horm.train", "horm.evaluate", "horm.ts")),  # data knows no model
     ("hessian", ("horm.models", "horm.train")),  # derivatives are model-agnostic
     ("jobs", ("horm.models", "horm.label", "horm.ts", "horm.sample", "horm.train")),  # the runner knows no job
+    # calculators stand below every search, sampler and learner (DESIGN.md's import floors)
+    ("calculators", ("horm.ts", "horm.sample", "horm.learn", "horm.train", "horm.evaluate", "horm.interop")),
+    ("models", ("horm.calculators", "horm.ts", "horm.sample", "horm.learn", "horm.train", "horm.label")),
 ])
 def test_layering(part, forbidden):
     files = [p for p in FILES if (SRC / part) in p.parents and "cli" not in p.relative_to(SRC).parts[:1]]

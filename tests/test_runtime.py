@@ -65,7 +65,7 @@ def test_resolve_dtype_and_device():
 def test_an_engine_with_its_own_thread_setting_keeps_control():
     from horm.label.engine import get_engine
     from horm.runtime import threads_for
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
 
     assert threads_for(get_engine("xtb"), None, 12) == 1
     assert threads_for(get_engine("dft"), None, 12) is None  # PySCF's own setting (environment by default)

@@ -18,7 +18,7 @@ def small_reaction(t1x_dir):
 
 def _calc(**settings):
     from horm.label.engine import get_engine
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     return HormCalculator(get_engine("xtb", **settings), name="xtb")
 

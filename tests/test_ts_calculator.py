@@ -26,7 +26,7 @@ def _formaldehyde():
 
 
 def test_loaded_model_gives_consistent_energy_forces_and_hessian(model_file):
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
 
     calc = load_potential(str(model_file))
     atoms = _formaldehyde()
@@ -57,7 +57,7 @@ def test_loaded_model_gives_consistent_energy_forces_and_hessian(model_file):
 
 
 def test_hessian_is_cached_per_geometry_and_sets_results(model_file):
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
 
     calc = load_potential(str(model_file))
     atoms = _formaldehyde()
@@ -70,7 +70,7 @@ def test_hessian_is_cached_per_geometry_and_sets_results(model_file):
 
 
 def test_bad_potential_specs(tmp_path):
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
 
     with pytest.raises(ValueError, match="xtb"):
         load_potential("gfn9")

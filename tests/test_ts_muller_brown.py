@@ -128,7 +128,7 @@ def _mb_potential():
 
 
 def test_horm_calculator_over_a_potential_gives_the_analytic_hessian_and_finds_the_saddle():
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     calc = HormCalculator(_mb_potential(), name="mb-potential")
     ref = MullerBrownCalculator()

@@ -19,7 +19,7 @@ def record(tmp_path_factory):
     if not RXN.exists():
         pytest.skip(f"shared reaction set not found at {RXN}")
     from horm.data.xyz import read_reaction
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
     from horm.ts.workflow import run_reaction
 
     out = tmp_path_factory.mktemp("ts_xtb")
@@ -64,7 +64,7 @@ def test_molecular_irc_converges_at_its_minima_and_stops_there(tmp_path):
     so before the force test every branch walked on to max_steps and none "converged"."""
     from horm.data.xyz import read_reaction
     from horm.datasets import bundled_path
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
     from horm.ts.irc import DESCENT_EV
     from horm.ts.workflow import run_reaction
 

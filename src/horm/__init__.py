@@ -24,8 +24,8 @@ from horm._version import __version__
 
 # name -> module that defines it; resolved on first attribute access (PEP 562)
 _LAZY = {
-    "HormCalculator": "horm.ts.calculator",
-    "load_potential": "horm.ts.calculator",
+    "HormCalculator": "horm.calculators.potential",
+    "load_potential": "horm.calculators.potential",
     "load_model": "horm.models.files",
     "save_model": "horm.models.files",
     "model_info": "horm.models.files",
@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from horm.label.engine import get_engine
     from horm.models.base import build_model, list_models
     from horm.models.files import load_model, model_info, save_model
-    from horm.ts.calculator import HormCalculator, load_potential
+    from horm.calculators.potential import HormCalculator, load_potential
 
 
 def __getattr__(name: str) -> object:

@@ -66,7 +66,7 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
     """Run the TS search on one reaction, printing a line per stage as it finishes."""
     from horm.data.xyz import read_xyz
     from horm.runtime import set_process_threads, threads_for
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
     from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
 
     check_out_dir(out_dir)
@@ -125,7 +125,7 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
                   dtype: str = dtype_option()):
     """Run the TS search on a reaction set in parallel; resumes a killed run in the same --out."""
     from horm.ts.benchmark import run_benchmark, select_reactions
-    from horm.ts.calculator import ENGINE_SPECS, load_potential
+    from horm.calculators.potential import ENGINE_SPECS, load_potential
 
     check_out_dir(out_dir)
     settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)

@@ -94,7 +94,7 @@ def write_test_reactions(cands: list[Path], n: int, engine, out_dir: Path) -> li
     """Relax reactant and product with the engine; keep reactions whose bond graphs survive."""
     from horm.data.xyz import read_reaction, write_reaction
     from horm.sample.neb import geometry
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
     from horm.ts.irc import relax
     from horm.ts.verify import bond_graph, same_graph
 

@@ -4,7 +4,7 @@ pysisyphus (J. Steinmetzer, S. Kupfer, S. Gräfe, Int. J. Quantum Chem. 121, e26
 speaks atomic units: it passes element symbols and flat Cartesian coordinates in Bohr, and
 expects ``{"energy": Eh, "forces": (3N,) Eh/Bohr, "hessian": (3N, 3N) Eh/Bohr²}`` back.
 :class:`HormPysisCalculator` converts at this boundary with the constants of
-:mod:`horm.units` and delegates to a :class:`~horm.ts.calculator.HormCalculator`, so the
+:mod:`horm.units` and delegates to a :class:`~horm.calculators.potential.HormCalculator`, so the
 domain check, threads, device and dtype are the calculator's. The pysisyphus ``charge`` and
 ``mult`` are handed to it as ``atoms.info`` (a model refuses anything but a neutral singlet;
 xTB/DFT honour them).
@@ -39,7 +39,7 @@ from horm.units import BOHR_TO_ANGSTROM, HARTREE_PER_BOHR2_TO_EV_PER_ANGSTROM2, 
 
 
 class HormPysisCalculator(_PysisCalculator):
-    """pysisyphus Calculator over a :class:`~horm.ts.calculator.HessianCalculator` (eV/Å inside, Eh/Bohr outside).
+    """pysisyphus Calculator over a :class:`~horm.calculators.potential.HessianCalculator` (eV/Å inside, Eh/Bohr outside).
 
     ``calc``: the horm calculator; other keyword arguments go to pysisyphus' ``Calculator``
     (``charge``, ``mult``, ``out_dir``: default ``"."`` so nothing new is created).
@@ -55,15 +55,15 @@ class HormPysisCalculator(_PysisCalculator):
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: Any = "cpu", dtype: Any = "float64",
                   threads: int | None = None, **kwargs) -> "HormPysisCalculator":
-        """Over a trained model file (see :meth:`horm.ts.calculator.HormCalculator.from_file`)."""
-        from horm.ts.calculator import HormCalculator
+        """Over a trained model file (see :meth:`horm.calculators.potential.HormCalculator.from_file`)."""
+        from horm.calculators.potential import HormCalculator
 
         return cls(HormCalculator.from_file(path, device=device, dtype=dtype, threads=threads), **kwargs)
 
     @classmethod
     def from_spec(cls, spec: str, **kwargs) -> "HormPysisCalculator":
-        """Over ``"xtb"``, ``"dft"`` or a model path (:func:`horm.ts.calculator.load_potential`)."""
-        from horm.ts.calculator import load_potential
+        """Over ``"xtb"``, ``"dft"`` or a model path (:func:`horm.calculators.potential.load_potential`)."""
+        from horm.calculators.potential import load_potential
 
         return cls(load_potential(spec), **kwargs)
 

@@ -54,7 +54,7 @@ def _spread(n: int, k: int) -> list[int]:
 def sample_irc(reactant: Sample, product: Sample, calc, settings: IrcSampleSettings | None = None) -> ReactionSamples:
     """TS (NEB guess → Sella) then IRC points both ways, as unlabelled Samples.
 
-    calc: a :class:`horm.ts.calculator.HessianCalculator` (needs ``get_hessian``), e.g.
+    calc: a :class:`horm.calculators.potential.HessianCalculator` (needs ``get_hessian``), e.g.
     ``HormCalculator(get_engine("xtb"))``. Never raises on an engine failure.
     """
     from horm.ts.irc import IRCSettings, run_irc

@@ -108,7 +108,7 @@ def error_line(exc: BaseException) -> str:
 def sample_neb(reactant: Sample, product: Sample, calc, settings: NebSampleSettings | None = None) -> ReactionSamples:
     """Sample geometries along a (CI-)NEB from ``reactant`` to ``product`` (same atom order).
 
-    calc: an ASE calculator (e.g. :class:`horm.ts.calculator.HormCalculator` over an
+    calc: an ASE calculator (e.g. :class:`horm.calculators.potential.HormCalculator` over an
     Engine), shared by all images. Returns unlabelled Samples with ``rxn``, ``origin``
     and ``key``; never raises on an engine failure.
     """

@@ -49,7 +49,7 @@ def sample_reaction(path: str | os.PathLike, method: Method, engine, settings=No
     """
     from horm.data.xyz import read_reaction
     from horm.label.engine import resolve_spin
-    from horm.ts.calculator import HormCalculator
+    from horm.calculators.potential import HormCalculator
 
     check_method(method)
     t0 = time.perf_counter()

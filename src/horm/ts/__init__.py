@@ -5,7 +5,7 @@ Stages, each callable alone: :mod:`~horm.ts.path` (geodesic/IDPP interpolation, 
 :mod:`~horm.ts.irc` (Sella IRC both ways, relaxed ends), :mod:`~horm.ts.verify` (bond
 graphs, intended/unintended, barrier, aligned RMSD). :mod:`~horm.ts.workflow` chains them
 for one reaction, :mod:`~horm.ts.benchmark` runs a reaction set and :mod:`~horm.ts.report`
-summarises it. :mod:`~horm.ts.calculator` wraps any potential as an ASE calculator with
-``get_hessian``; :mod:`~horm.ts.muller_brown` is an analytic test surface. Sella is imported
+summarises it; the calculators they run on are in :mod:`horm.calculators`.
+:mod:`~horm.ts.muller_brown` is an analytic test surface. Sella is imported
 only when a TS optimisation or IRC runs.
 """

@@ -153,7 +153,7 @@ def _output_to(path: Path):
 
 
 def _load(potential: str, device: str, dtype: str | None, threads: int):
-    from horm.ts.calculator import load_potential
+    from horm.calculators.potential import load_potential
 
     return load_potential(potential, device=device, dtype=dtype, threads=threads)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from horm.ts.calculator import HessianCalculator
+from horm.calculators.potential import HessianCalculator
 
 _A = np.array([-200.0, -100.0, -170.0, 15.0])
 _a = np.array([-1.0, -1.0, -6.5, 0.7])

@@ -159,7 +159,7 @@ def run_reaction(reactant, product, calc, settings: RunSettings | None = None, o
                  reference_ts=None, on_stage: StageHook | None = None, notes: list[str] | None = None) -> dict:
     """Path → TS → IRC → verdict for one reaction (reactant, product: ASE Atoms, same atom order).
 
-    calc: a :class:`horm.ts.calculator.HessianCalculator`; reference_ts: optional Atoms
+    calc: a :class:`horm.calculators.potential.HessianCalculator`; reference_ts: optional Atoms
     of the same atoms to report the aligned TS RMSD against; on_stage: see
     :data:`StageHook`; notes: lines to keep in the record (e.g. a defaulted multiplicity).
     Returns the record (``status: "done"``).
