@@ -104,7 +104,7 @@ def test_tensors_larger_than_their_storage_are_refused(tmp_path):
 
 
 def test_an_archive_that_inflates_is_refused_before_unpacking(tmp_path):
-    from horm.models.published.checkpoint import import_checkpoint
+    from horm.models.files import import_checkpoint
 
     bomb = H.deflate_bomb(tmp_path, unpacked_mb=40)
     _refused(bomb, "declares", "unpacked from", "refused before unpacking")

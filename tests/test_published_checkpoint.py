@@ -30,9 +30,9 @@ from horm.data.sample import Sample
 from horm.errors import DataError, UnsafePickleError
 from horm.models.base import build_model, list_models
 from horm.models.published import FORMATS, HORM_ATOM_REFS_EV, CheckpointFormat
+from horm.models.files import import_checkpoint
 from horm.models.published.checkpoint import (
-    LEVEL_OF_THEORY, import_checkpoint, is_lightning_checkpoint, load_published_checkpoint, provenance,
-    sha256_file,
+    LEVEL_OF_THEORY, is_lightning_checkpoint, load_published_checkpoint, provenance, sha256_file,
 )
 
 REF = SHARED / "reference" / "horm_models"

@@ -83,7 +83,7 @@ def import_cmd(ckpt: Path = typer.Argument(..., help="a released HORM or HIP Lig
                                              help="per-element energies in eV, SYMBOL=eV,...; default: the HORM fit"),
                force: bool = typer.Option(False, "--force", help="overwrite OUT if it exists")):
     """Load a HORM/HIP checkpoint strictly and safely, and write it as a horm model file with metadata."""
-    from horm.models.published.checkpoint import import_checkpoint
+    from horm.models.files import import_checkpoint
 
     if out.exists() and not force:
         raise UsageError(f"{out}: exists (give --force to overwrite)")

@@ -244,3 +244,21 @@ def _published_info(p: Path) -> dict[str, Any]:
             "horm_version": "not horm (released checkpoint)", "torch_version": "unknown",
             "elements": sorted(HORM_ATOM_REFS_EV), "level_of_theory": LEVEL_OF_THEORY, "data": {},
             "created": "unknown", "atom_ref": dict(HORM_ATOM_REFS_EV), "config": dict(config)}
+
+
+def import_checkpoint(ckpt: str | os.PathLike, out_path: str | os.PathLike,
+                      atom_refs: dict | None = None, dtype: Any = torch.float32) -> tuple[Path, dict]:
+    """Convert a HORM/HIP checkpoint into our own safe model file; returns ``(out_path, info)``.
+
+    Elements and level of theory go into the file's ``meta``; the provenance
+    (:data:`PROVENANCE_FIELDS`) into ``train_config["imported_from"]``, which
+    ``load_model(out_path)`` returns in ``info["train_config"]``.
+    """
+    from horm.models.published.checkpoint import (LEVEL_OF_THEORY, PROVENANCE_FIELDS, PROVENANCE_KEY,
+                                                  load_published_checkpoint)
+
+    model, info = load_published_checkpoint(ckpt, dtype=dtype, atom_refs=atom_refs)
+    prov = {k: info[k] for k in PROVENANCE_FIELDS}
+    out = save_model(model, out_path, train_config={PROVENANCE_KEY: prov},
+                     meta={"elements": info["elements"], "level_of_theory": LEVEL_OF_THEORY})
+    return out, info

@@ -25,7 +25,7 @@
 ``info`` has the keys of :func:`horm.models.files.load_model`'s (``config``, ``atom_ref``,
 ``train_config`` (None), ``path``, ``format_version`` (0: a checkpoint), ``elements`` (atomic
 numbers with an energy reference), ``level_of_theory``, ``meta``) plus the provenance
-:data:`PROVENANCE_FIELDS`. :func:`import_checkpoint` writes our own safe model file
+:data:`PROVENANCE_FIELDS`. :func:`horm.models.files.import_checkpoint` writes our own safe model file
 (:func:`horm.models.files.save_model`): elements and level of theory in its ``meta``, the
 provenance under ``train_config["imported_from"]``; ``load_model`` reads both back.
 """
@@ -229,23 +229,6 @@ def load_published_checkpoint(path: str | os.PathLike, device: Any = "cpu", dtyp
             "architecture": fmt.model, "source_name": Path(path).name, "source_sha256": sha256_file(path),
             "atom_ref_source": "HORM fit (reference manifests)" if atom_refs is None else "user"}
     return model, info
-
-
-def import_checkpoint(ckpt: str | os.PathLike, out_path: str | os.PathLike,
-                      atom_refs: Mapping[Any, Any] | None = None, dtype: Any = torch.float32) -> tuple[Path, dict]:
-    """Convert a HORM/HIP checkpoint into our own safe model file; returns ``(out_path, info)``.
-
-    Elements and level of theory go into the file's ``meta``; the provenance
-    (:data:`PROVENANCE_FIELDS`) into ``train_config["imported_from"]``, which
-    ``horm.models.files.load_model(out_path)`` returns in ``info["train_config"]``.
-    """
-    from horm.models.files import save_model
-
-    model, info = load_published_checkpoint(ckpt, dtype=dtype, atom_refs=atom_refs)
-    prov = {k: info[k] for k in PROVENANCE_FIELDS}
-    out = save_model(model, out_path, train_config={PROVENANCE_KEY: prov},
-                     meta={"elements": info["elements"], "level_of_theory": LEVEL_OF_THEORY})
-    return out, info
 
 
 def provenance(info: Mapping[str, Any]) -> dict | None:
