@@ -4,6 +4,7 @@
 - the library never imports the CLI; data knows no model; derivatives are model-agnostic;
 - no module imports the package face ``horm/__init__``; calculators and models import no layer above;
 - none of our own models imports another model's module (shared blocks: ``models/layers.py``);
+- every registered model runs the one ``Potential.forward`` and declares its Hessian;
 - ``horm.cli`` holds no loops over models or reactions (a verb parses, builds settings and
   calls one library function).
 """
@@ -98,3 +99,16 @@ def test_cli_has_no_loops_over_models_or_reactions():
                 if names & _COLLECTIONS:
                     bad.append(f"{_rel(p)}: loops over {ast.unparse(node.iter)}")
     assert not bad, "\n".join(bad)
+
+
+def test_every_registered_model_uses_the_one_forward_and_declares_its_hessian():
+    """The Potential protocol has one owner: no registered model overrides ``forward``; each declares
+    ``forces_mode`` and ``hessian_mode``, and a direct Hessian gives ``_predict_hessian``."""
+    from horm.models.base import Potential, _model_cls, list_models
+
+    for name in list_models():
+        cls = _model_cls(name)
+        assert cls.forward is Potential.forward, f"{name} overrides forward"
+        assert cls.forces_mode in ("autograd", "direct"), name
+        if cls.hessian_mode == "direct" or isinstance(cls.__dict__.get("hessian_mode"), property):
+            assert cls._predict_hessian is not Potential._predict_hessian, f"{name} has no _predict_hessian"

@@ -6,7 +6,7 @@ Two kinds of committee (``CommitteeKind``):
   forces and its Hessian (autograd, or the direct head of a ``hessian_head`` model).
 - ``head``: each model with a direct Hessian head (``model.hessian_mode == "direct"``,
   :mod:`horm.models.hessian_head`) against its own autograd Hessian, i.e. the Jacobian of
-  the same model's forces (``Potential.forward`` of the backbone). A geometry's score is
+  the same model's forces (``model(..., jacobian_hessian=True)``). A geometry's score is
   the mean over those models. Forces agree by construction here, so the ``forces`` score
   is refused.
 
@@ -40,13 +40,11 @@ def _predict(model, sample: Sample, autograd: bool) -> tuple[np.ndarray, np.ndar
     import torch
 
     from horm.data.batch import collate
-    from horm.models.base import Potential
 
     p = next(model.parameters())
     batch = collate([sample], dtype=p.dtype).to(p.device)
-    forward = Potential.forward if autograd else type(model).forward
     with torch.enable_grad():
-        res = forward(model, batch, compute_forces=True, compute_hessian=True, create_graph=False)
+        res = model(batch, compute_forces=True, compute_hessian=True, create_graph=False, jacobian_hessian=autograd)
     n3 = 3 * len(sample.numbers)
     h = res["hessian"]
     h = h[0] if isinstance(h, (list, tuple)) else h
@@ -66,9 +64,9 @@ def committee_predictions(models: Sequence, sample: Sample, kind: CommitteeKind 
     if kind == "models":
         if len(models) < 2:
             raise UsageError(f"a committee of models needs at least 2 models, got {len(models)}")
-        preds = [_predict(m, sample, autograd=getattr(m, "hessian_mode", "autograd") != "direct") for m in models]
+        preds = [_predict(m, sample, autograd=m.hessian_mode != "direct") for m in models]
         return [(np.stack([f for f, _ in preds]), np.stack([h for _, h in preds]))]
-    heads = [m for m in models if getattr(m, "hessian_mode", "autograd") == "direct"]
+    heads = [m for m in models if m.hessian_mode == "direct"]
     if not heads:
         raise UsageError("committee 'head' needs a model with a direct Hessian head (hessian_head); none given")
     groups = []

@@ -189,6 +189,7 @@ class AlphaNet(Potential):
     """AlphaNet with an energy head; forces (and Hessians) by automatic differentiation."""
 
     forces_mode = "autograd"
+    exposes_features = True  # _predict(..., return_features=True): node_scalar, node_vector
     config_cls = AlphaNetConfig
     presets = PRESETS
 

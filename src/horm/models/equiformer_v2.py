@@ -212,6 +212,7 @@ class EquiformerV2(Potential):
     """EquiformerV2 (eSCN attention, gate activations) with energy from l = 0 and direct forces from l = 1."""
 
     forces_mode = "direct"
+    exposes_features = True  # _predict(..., return_features=True): node_scalar, node_vector
     config_cls = EquiformerV2Config
     presets = PRESETS
 

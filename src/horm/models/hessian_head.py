@@ -37,31 +37,27 @@ backbone's ``_predict(batch, pos, return_features=True)`` must also return ``nod
 (N, F) invariant and ``node_vector`` (N, 3, F) equivariant features (LEFTNet does).
 
 ``compute_hessian=True`` returns the head's Hessian (flat per-molecule row-major blocks,
-``hess_ptr`` as in :mod:`horm.models.base`), computed with no autograd Hessian. Callers can
-tell by ``model.hessian_mode == "direct"`` (autograd models have no such attribute or
-``"autograd"``). The training loss for it is the full-Hessian L1 term (``loss.full_hessian``,
-:func:`horm.train.losses.full_hessian_error`).
+``hess_ptr`` as in :mod:`horm.models.base`), computed with no autograd Hessian: the model
+declares ``hessian_mode = "direct"`` and gives :meth:`HessianHead._predict_hessian`; the one
+forward of :class:`horm.models.base.Potential` calls it. The training loss for it is the
+full-Hessian L1 term (``loss.full_hessian``, :func:`horm.train.losses.full_hessian_error`).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from horm.data.batch import Batch
 from horm.errors import UsageError
-from horm.hessian.autograd import HessianMethod
-from horm.hessian.autograd import compute_forces as forces_from_energy  # forward() has a flag named compute_forces
-from horm.models.base import Potential, build_model, register_model
+from horm.models.base import HessianMode, Potential, build_model, register_model
 from horm.models.graph import full_graph, scatter_sum
 from horm.models.layers import GaussianBasis, mlp, vector_rms_norm
 
-HessianMode = Literal["autograd", "direct"]
 
 
 @dataclass
@@ -204,9 +200,9 @@ class HessianHead(Potential):
     def __init__(self, cfg: HessianHeadConfig):
         super().__init__(cfg)
         self.backbone = build_model(cfg.backbone, cfg.backbone_preset, **cfg.backbone_overrides)
-        if "return_features" not in inspect.signature(self.backbone._predict).parameters:
-            raise UsageError(f"backbone {cfg.backbone!r} does not expose node features "
-                             f"(_predict(batch, pos, return_features=True)); valid: leftnet, leftnet-df")
+        if not type(self.backbone).exposes_features:
+            raise UsageError(f"backbone {cfg.backbone!r} does not expose node features (exposes_features; "
+                             f"_predict(batch, pos, return_features=True)); e.g. leftnet, leftnet-df, alphanet")
         self.forces_mode = self.backbone.forces_mode  # energy/forces exactly as the backbone's
         f = self._feature_width()
         self.head = DirectHessianReadout(f, cfg)
@@ -218,36 +214,9 @@ class HessianHead(Potential):
                 return int(getattr(bb, name))
         raise UsageError(f"cannot tell the feature width of backbone {self.cfg.backbone!r}")
 
-    def _predict(self, batch: Batch, pos: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.backbone._predict(batch, pos)
+    def _predict(self, batch: Batch, pos: torch.Tensor, return_features: bool = False) -> dict[str, torch.Tensor]:
+        """The backbone's energy and forces (exactly), with its node features when the head needs them."""
+        return self.backbone._predict(batch, pos, return_features=return_features)
 
-    def forward(self, batch: Batch, compute_forces: bool = True, compute_hessian: bool = False, *,
-                create_graph: bool | None = None, hessian_method: HessianMethod = "batched",
-                chunk_size: int | None = None) -> dict[str, torch.Tensor]:
-        """The Potential protocol; ``hessian`` comes from the head (no autograd Hessian).
-
-        ``hessian_method`` and ``chunk_size`` are accepted for interface compatibility and
-        ignored. With ``create_graph`` False the head runs under ``no_grad``.
-        """
-        graph = self.training if create_graph is None else bool(create_graph)
-        autograd = self.forces_mode == "autograd"
-        need_pos_grad = graph or ((compute_forces or compute_hessian) and autograd)
-        pos = batch.pos
-        if need_pos_grad and not pos.requires_grad:
-            pos = pos.detach().requires_grad_(True)
-        with torch.set_grad_enabled(need_pos_grad or torch.is_grad_enabled()):
-            pred = self.backbone._predict(batch, pos, return_features=compute_hessian)
-            energy = pred["energy"] + self.reference_energy(batch).to(pred["energy"].dtype)
-            out: dict[str, torch.Tensor] = {"energy": energy, "pos": pos}
-            if compute_forces or compute_hessian:
-                out["forces"] = forces_from_energy(energy, pos, create_graph=graph) if autograd else pred["forces"]
-        if compute_hessian:
-            with torch.set_grad_enabled(graph):
-                feats = (pred["node_scalar"], pred["node_vector"])
-                if not graph:
-                    feats = tuple(t.detach() for t in feats)
-                out["hessian"] = self.head(batch, pos if graph else pos.detach(), *feats)
-            out["hess_ptr"] = batch.hess_ptr
-        if not graph:
-            out = {k: (v.detach() if k != "pos" else v) for k, v in out.items()}
-        return out
+    def _predict_hessian(self, batch: Batch, pos: torch.Tensor, pred: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(batch, pos, pred["node_scalar"], pred["node_vector"])

@@ -131,6 +131,7 @@ class GatedEquivariantBlock(nn.Module):
 
 
 class _LEFTNetCore(Potential):
+    exposes_features = True  # _predict(..., return_features=True): node_scalar, node_vector
     config_cls = LEFTNetConfig
     presets = PRESETS
 

@@ -249,7 +249,7 @@ def compute_loss(model, batch: Batch, spec: LossSpec, training: bool,
         t = spec.active(name)
         if t is not None and getattr(batch, name) is None:
             raise UsageError(f"loss term {name!r} needs {name} labels, but the batch has none")
-    direct = getattr(model, "hessian_mode", "autograd") == "direct"  # a head predicts H, no VJPs needed
+    direct = model.hessian_mode == "direct"  # a head predicts H, no VJPs needed
     graph = training or (rows_term is not None and not direct)
     want_h = full_term is not None or eigen_term is not None or (direct and rows_term is not None)
     out = model(batch, compute_forces=True, compute_hessian=want_h, create_graph=graph)

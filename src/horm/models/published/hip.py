@@ -41,7 +41,6 @@ from e3nn import o3
 from torch import nn
 
 from horm.data.batch import Batch
-from horm.hessian.autograd import HessianMethod
 from horm.models.base import register_model
 from horm.models.published import CheckpointFormat, register_checkpoint_format
 from horm.models.published.eqv2_blocks import EdgeDegreeEmbedding, GaussianSmearing, Shared, segment_softmax
@@ -156,35 +155,23 @@ class HIPEquiformerV2(PublishedEquiformerV2):
         node = self.hessian_node_proj(x.narrow(1, 0, 9))[:, :, 0]
         return assemble_hessian(batch, edge_index, irreps_to_cartesian(edge), irreps_to_cartesian(node))
 
-    def predict_with_head(self, batch: Batch, pos: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One pass: network energy (B,), forces (N_tot, 3) and the head's flat Hessian."""
-        pos = self._centred(batch, pos)
-        t = self._trunk(batch, pos)
+    @property
+    def hessian_mode(self) -> str:  # type: ignore[override]  # per instance: the head, or the forces' Jacobian
+        return "direct" if self.hessian_from == "head" else "autograd"
+
+    def _predict(self, batch: Batch, pos: torch.Tensor, return_features: bool = False) -> dict[str, torch.Tensor]:
+        """Network energy (B,) and forces (N_tot, 3); with ``return_features`` also the trunk's node
+        features and the centred positions the head reads (one trunk pass for all three)."""
+        if not return_features:
+            return super()._predict(batch, pos)
+        centred = self._centred(batch, pos)
+        t = self._trunk(batch, centred)
         forces = self.force_block(t["x"], t["z"], t["dist"], t["edge_index"]).narrow(1, 1, 3).reshape(-1, 3)
-        return {"energy": self._energy(batch, t["x"]), "forces": forces, "hessian": self._head(batch, pos, t)}
+        return {"energy": self._energy(batch, t["x"]), "forces": forces, "trunk": t, "centred": centred}
 
-    def forward(self, batch: Batch, compute_forces: bool = True, compute_hessian: bool = False, *,
-                create_graph: bool | None = None, hessian_method: HessianMethod = "batched",
-                chunk_size: int | None = None) -> dict[str, torch.Tensor]:
-        """The Potential protocol; with ``hessian_from == "head"`` the Hessian is the head's output.
-
-        ``hessian_method``/``chunk_size`` only matter for ``hessian_from == "autograd"``.
-        """
-        if not compute_hessian or self.hessian_from == "autograd":
-            return super().forward(batch, compute_forces, compute_hessian, create_graph=create_graph,
-                                   hessian_method=hessian_method, chunk_size=chunk_size)
-        graph = self.training if create_graph is None else bool(create_graph)
-        pos = batch.pos
-        if graph and not pos.requires_grad:
-            pos = pos.detach().requires_grad_(True)
-        with torch.set_grad_enabled(graph):
-            pred = self.predict_with_head(batch, pos)
-            energy = pred["energy"] + self.reference_energy(batch).to(pred["energy"].dtype)
-            out = {"energy": energy, "pos": pos, "forces": pred["forces"], "hessian": pred["hessian"],
-                   "hess_ptr": batch.hess_ptr}
-        if not graph:
-            out = {k: (v.detach() if k != "pos" else v) for k, v in out.items()}
-        return out
+    def _predict_hessian(self, batch: Batch, pos: torch.Tensor, pred: dict) -> torch.Tensor:
+        """The head's flat per-molecule Hessians from the trunk of :meth:`_predict`."""
+        return self._head(batch, pred["centred"], pred["trunk"])
 
 
 def _hip_config(hparams, sd) -> dict[str, Any]:
