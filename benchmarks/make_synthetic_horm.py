@@ -46,7 +46,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from horm.data.convert import progress_bar
+from horm.progress import progress_bar
 from horm.data.horm_lmdb import HormLmdb, record_to_sample, safe_loads
 from horm.errors import DataError, HormError
 from horm.safe_io import check_free_space, disk_full
