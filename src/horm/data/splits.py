@@ -89,13 +89,12 @@ def split_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, val_fracti
     from horm.data.index import reaction_ids
     from horm.data.io import level_of_theory, open_dataset
     from horm.data.store import HessianStore
+    from horm.progress import passes
 
     if not 0.0 <= val_fraction < 1.0:
         raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}")
     ds = open_dataset(src)
     lot, out, names, stores, notes = level_of_theory(ds), Path(out_dir), ("train", "val"), {}, []
-    from horm.progress import passes
-
     with passes(show_progress) as progress:
         mask = split_mask(ds, val_fraction, seed, notes, str(src), progress,
                           hint="split it yourself and pass both files to horm train --data/--val")
