@@ -52,6 +52,13 @@ def split_mask(src, fraction: float, seed: int, notes: list[str], name: str, pro
     from horm.data.index import reaction_ids
 
     codes, names = reaction_ids(src, progress)
+    return mask_from_ids(codes, names, fraction, seed, notes, name, hint)
+
+
+def mask_from_ids(codes: np.ndarray, names: np.ndarray, fraction: float, seed: int, notes: list[str], name: str,
+                  hint: str = "give the validation set as its own file") -> np.ndarray:
+    """:func:`split_mask` over a reaction index already read (``codes``, ``names`` as
+    :func:`horm.data.index.reaction_ids` gives them)."""
     n = len(codes)
     if fraction <= 0:
         return np.zeros(n, dtype=bool)
@@ -96,9 +103,9 @@ def split_dataset(src: str | os.PathLike, out_dir: str | os.PathLike, val_fracti
     ds = open_dataset(src)
     lot, out, names, stores, notes = level_of_theory(ds), Path(out_dir), ("train", "val"), {}, []
     with passes(show_progress) as progress:
-        mask = split_mask(ds, val_fraction, seed, notes, str(src), progress,
-                          hint="split it yourself and pass both files to horm train --data/--val")
-        codes, _ = reaction_ids(ds)
+        codes, rxn_names = reaction_ids(ds, progress)
+        mask = mask_from_ids(codes, rxn_names, val_fraction, seed, notes, str(src),
+                             hint="split it yourself and pass both files to horm train --data/--val")
         try:
             for name in names:
                 stores[name] = HessianStore.create(out / f"{name}.hstore", lot, overwrite=overwrite, source=str(src),
