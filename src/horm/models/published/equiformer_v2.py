@@ -210,11 +210,16 @@ class PublishedEquiformerV2(Potential):
             return energy / self.cfg.avg_num_nodes
         return energy / (batch.natoms.sum() / batch.num_graphs).to(energy.dtype)
 
-    def _predict(self, batch: Batch, pos: torch.Tensor) -> dict[str, torch.Tensor]:
-        pos = self._centred(batch, pos)
-        t = self._trunk(batch, pos)
+    def _predict(self, batch: Batch, pos: torch.Tensor, return_features: bool = False) -> dict[str, torch.Tensor]:
+        """Energy (B,) and forces (N_tot, 3); ``return_features`` adds the trunk's outputs ("trunk") and
+        the centred positions ("centred"), what HIP's Hessian head reads."""
+        centred = self._centred(batch, pos)
+        t = self._trunk(batch, centred)
         forces = self.force_block(t["x"], t["z"], t["dist"], t["edge_index"]).narrow(1, 1, 3).reshape(-1, 3)
-        return {"energy": self._energy(batch, t["x"]), "forces": forces}
+        out = {"energy": self._energy(batch, t["x"]), "forces": forces}
+        if return_features:
+            out.update(trunk=t, centred=centred)
+        return out
 
 
 # --- checkpoint format -----------------------------------------------------------------------

@@ -159,16 +159,6 @@ class HIPEquiformerV2(PublishedEquiformerV2):
     def hessian_mode(self) -> str:  # type: ignore[override]  # per instance: the head, or the forces' Jacobian
         return "direct" if self.hessian_from == "head" else "autograd"
 
-    def _predict(self, batch: Batch, pos: torch.Tensor, return_features: bool = False) -> dict[str, torch.Tensor]:
-        """Network energy (B,) and forces (N_tot, 3); with ``return_features`` also the trunk's node
-        features and the centred positions the head reads (one trunk pass for all three)."""
-        if not return_features:
-            return super()._predict(batch, pos)
-        centred = self._centred(batch, pos)
-        t = self._trunk(batch, centred)
-        forces = self.force_block(t["x"], t["z"], t["dist"], t["edge_index"]).narrow(1, 1, 3).reshape(-1, 3)
-        return {"energy": self._energy(batch, t["x"]), "forces": forces, "trunk": t, "centred": centred}
-
     def _predict_hessian(self, batch: Batch, pos: torch.Tensor, pred: dict) -> torch.Tensor:
         """The head's flat per-molecule Hessians from the trunk of :meth:`_predict`."""
         return self._head(batch, pred["centred"], pred["trunk"])
