@@ -30,6 +30,7 @@ with the file), safe reader / plain pickle (target ≤ 1.5).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
@@ -149,17 +150,29 @@ def train_rss(path: Path, cache: Path, out: Path, steps: int = 20) -> float:
                cache)[2]
 
 
-def loader_rate(path: Path, cache: Path, workers: int, samples: int) -> float:
-    """Samples/s of the training loader (full Hessians collated), after its first batch."""
-    import torch
-
+@contextlib.contextmanager
+def train_data(path: Path, cache: Path):
+    """The training data of ``path`` as ``horm train`` opens it (no validation split), indexes in ``cache``."""
     from horm.train.config import TrainConfig
-    from horm.train.data import load_train_data, make_loader
+    from horm.train.data import load_train_data
 
     os.environ["HORM_CACHE_DIR"] = str(cache)
     cfg = TrainConfig.from_yaml(None, [f"data.train={path}", "data.val_fraction=0"])
     with tempfile.TemporaryDirectory() as d:
         data = load_train_data(cfg.data, out=d)
+        try:
+            yield data
+        finally:
+            data.close()
+
+
+def loader_rate(path: Path, cache: Path, workers: int, samples: int) -> float:
+    """Samples/s of the training loader (full Hessians collated), after its first batch."""
+    import torch
+
+    from horm.train.data import make_loader
+
+    with train_data(path, cache) as data:
         loader = make_loader(data.train, 32, torch.float32, shuffle=True, num_workers=workers, seed=0,
                              natoms=data.train_natoms)
         it = iter(loader)
@@ -171,7 +184,6 @@ def loader_rate(path: Path, cache: Path, workers: int, samples: int) -> float:
             got += b.num_graphs
         rate = got / (time.perf_counter() - t)
         del it, loader
-        data.close()
     return rate
 
 
@@ -223,20 +235,15 @@ def shares_disjoint(path: Path, cache: Path, world: int = 2) -> dict:
     calls it): the shares must be disjoint apart from the padding and cover every sample."""
     import torch
 
-    from horm.train.config import TrainConfig
-    from horm.train.data import load_train_data, make_loader
+    from horm.train.data import make_loader
 
-    os.environ["HORM_CACHE_DIR"] = str(cache)
-    cfg = TrainConfig.from_yaml(None, [f"data.train={path}", "data.val_fraction=0"])
-    with tempfile.TemporaryDirectory() as d:
-        data = load_train_data(cfg.data, out=d)
+    with train_data(path, cache) as data:
         shares = []
         for rank in range(world):
             s = make_loader(data.train, 8, torch.float32, shuffle=True, natoms=data.train_natoms).batch_sampler
             s.shard(world, rank)
             shares.append(np.concatenate(s.plan(0)))
         n = len(data.train)
-        data.close()
     seen = np.concatenate(shares)
     overlap = len(seen) - len(np.unique(seen))
     return {"samples": n, "per_rank": [len(x) for x in shares], "repeated": int(overlap),
