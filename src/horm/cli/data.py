@@ -170,4 +170,4 @@ def split_cmd(src: Path = typer.Argument(..., help="dataset to split"),
     notes = res.pop("notes")
     out.print("\n".join([f"note: {line}" for line in notes] +
                         [f"{name}: {r['samples']} samples from {r['reactions']} reactions -> {r['path']}"
-                         for name, r in res.items()]))
+                         for name, r in res.items()]), highlight=False, soft_wrap=True)
