@@ -49,7 +49,7 @@ from make_synthetic_horm import SHARED_SAMPLE, make_synthetic  # noqa: E402
 from horm.data.batch import collate  # noqa: E402
 from horm.data.horm_lmdb import HormLmdb  # noqa: E402
 from horm.errors import HormError  # noqa: E402
-from horm.models.base import build_model  # noqa: E402
+from horm.models.registry import build_model  # noqa: E402
 from horm.models.published import HORM_ATOM_REFS_EV  # noqa: E402
 from horm.train.losses import compute_loss, efh_loss  # noqa: E402
 

@@ -27,7 +27,7 @@ from horm.data.store import HessianStore
 from horm.datasets import bundled_split_path
 from horm.errors import UsageError
 from horm.evaluate.metrics import sample_indices
-from horm.models.base import build_model
+from horm.models.registry import build_model
 
 THRESHOLD = "131072"
 

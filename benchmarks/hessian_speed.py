@@ -26,7 +26,7 @@ import torch
 
 from _timing import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from horm.data.batch import collate, hessian_blocks
-from horm.models.base import build_model
+from horm.models.registry import build_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

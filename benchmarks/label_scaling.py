@@ -108,7 +108,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from horm.data.xyz import write_xyz
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.label.runner import label
 
     engine = get_engine("xtb")

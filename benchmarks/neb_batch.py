@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import timed  # noqa: E402
 from horm.data.xyz import read_reaction  # noqa: E402
 from horm.datasets import bundled_path  # noqa: E402
-from horm.models.base import build_model  # noqa: E402
+from horm.models.registry import build_model  # noqa: E402
 from horm.calculators.potential import HormCalculator  # noqa: E402
 from horm.ts.path import PathSettings, find_path  # noqa: E402
 

@@ -20,7 +20,7 @@ import torch
 
 from horm.data.batch import collate
 from horm.datasets import load_bundled
-from horm.models.base import build_model
+from horm.models.registry import build_model
 from horm.train.losses import LossSpec, LossTerm, compute_loss, efh_loss
 
 CANDIDATES = {  # name -> (model, preset, overrides); "small" is the preset as registered

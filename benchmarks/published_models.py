@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import timed  # noqa: E402
 from horm.data.batch import collate, hessian_blocks  # noqa: E402
 from horm.data.sample import Sample  # noqa: E402
-from horm.models.base import build_model, list_models  # noqa: E402
+from horm.models.registry import list_models  # noqa: E402
+from horm.models.registry import build_model
 
 REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "horm_models"
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}

@@ -66,9 +66,9 @@ def main() -> None:
     import torch
 
     from horm.datasets import load_bundled
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.label.runner import compute_one
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.runtime import cpu_count
     from horm.calculators.potential import HormCalculator
 

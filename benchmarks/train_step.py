@@ -23,7 +23,7 @@ import torch
 
 from horm.data.batch import collate
 from horm.data.horm_lmdb import HormLmdb
-from horm.models.base import build_model
+from horm.models.registry import build_model
 from horm.train.losses import compute_loss, ef_loss, efh_loss
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "horm_sample_100.lmdb"

@@ -17,7 +17,7 @@ from _lightning_ckpt import save_lightning_checkpoint
 
 def tiny_model_file(d: Path, name: str = "model.pt") -> Path:
     """A valid model.pt of a tiny leftnet (the base that the attacks edit)."""
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
 
     torch.manual_seed(0)

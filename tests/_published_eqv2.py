@@ -11,7 +11,7 @@ import torch
 from conftest import SHARED
 from horm.data.batch import collate
 from horm.data.sample import Sample
-from horm.models.base import build_model_from_config, list_models
+from horm.models.registry import build_model_from_config, list_models
 from horm.models.published import FORMATS
 
 REF = SHARED / "reference" / "horm_models"

@@ -22,7 +22,7 @@ from horm.hessian.autograd import (
     full_hessian,
     sample_hessian_rows,
 )
-from horm.models.base import build_model
+from horm.models.registry import build_model
 
 MODES = ("leftnet", "leftnet-df")
 

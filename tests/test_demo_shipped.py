@@ -37,7 +37,7 @@ def test_skipped_with_a_line_when_none_is_shipped(tmp_path, monkeypatch):
 
 
 def test_shipped_model_runs_next_to_the_reference(tmp_path, monkeypatch):
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
 
     d = tmp_path / "pretrained"
@@ -69,7 +69,7 @@ def test_the_deadline_leaves_out_shipped_models_that_would_overrun(tmp_path, mon
     d.mkdir()
     shutil.copy(pre.HERE / "manifest.json", d / "manifest.json")
     monkeypatch.setenv(pre.ENV, str(d))
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
 
     m = build_model("leftnet", "tiny", hidden_channels=8, num_layers=1)

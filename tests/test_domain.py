@@ -14,7 +14,7 @@ from horm.errors import DomainError
 @pytest.fixture(scope="module")
 def hcno_model(tmp_path_factory):
     """A tiny model saved as if trained on H, C, N, O (GFN2-xTB labels)."""
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
 
     torch.manual_seed(0)
@@ -89,7 +89,7 @@ def test_opt_out_computes_anyway(hcno_model):
 
 
 def test_elements_default_to_those_with_a_fitted_reference():
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.calculators.potential import HormCalculator
 
     model = build_model("leftnet", "tiny")

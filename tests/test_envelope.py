@@ -18,7 +18,7 @@ import horm.models.alphanet
 import horm.models.leftnet
 from horm.data.batch import collate
 from horm.data.sample import Sample
-from horm.models.base import build_model
+from horm.models.registry import build_model
 from horm.models.envelope import cosine_cutoff, polynomial_cutoff
 
 

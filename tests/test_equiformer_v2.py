@@ -21,7 +21,7 @@ import torch
 
 from horm.data.batch import collate, hessian_blocks
 from horm.data.sample import Sample
-from horm.models.base import build_model, build_model_from_config, list_models
+from horm.models.registry import build_model, build_model_from_config, list_models
 from horm.models.so3 import WignerD, edge_frame_layout, edge_rotation
 from _molecules import random_molecule, random_rotation, predict
 

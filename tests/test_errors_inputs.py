@@ -163,7 +163,7 @@ def test_model_file_with_a_bad_architecture_is_a_data_error(tmp_path):
     """The architecture settings inside a model file are data, not the user's options."""
     import torch
 
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import load_model, save_model
 
     p = tmp_path / "bad.pt"

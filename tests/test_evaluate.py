@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from horm.cli import app
 from horm.evaluate.metrics import asymmetry, evaluate_model, hessian_metrics, summarise
 from horm.hessian.analysis import vibrational_analysis
-from horm.models.base import build_model
+from horm.models.registry import build_model
 from horm.models.files import load_model, save_model
 
 # water-like geometry (Å) and a positive-definite internal Hessian built from random modes

@@ -44,7 +44,7 @@ def test_pip_install_then_calculator_from_file_gives_the_hessian(tmp_path):
     import torch
     from ase import Atoms
 
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
     from horm.calculators.potential import HormCalculator
 

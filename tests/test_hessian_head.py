@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from horm.data.batch import collate, hessian_blocks
-from horm.models.base import build_model, build_model_from_config, list_models
+from horm.models.registry import build_model, build_model_from_config, list_models
 from _molecules import random_molecule, random_rotation as random_orthogonal
 
 SMALL = dict(backbone_overrides={"hidden_channels": 16, "num_layers": 1, "num_radial": 8}, head_channels=8,

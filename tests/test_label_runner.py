@@ -49,7 +49,7 @@ def _store_count(path: Path) -> int:
 def test_local_ray_two_workers_labels_like_the_engine(tmp_path):
     """A real local Ray (2 workers): every geometry labelled once, same labels as in-process."""
     pytest.importorskip("ray")
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.label.runner import label
 
     geos = _molecules(["H2O", "NH3", "CH4", "H2CO", "HCN", "CH3OH"])
@@ -113,7 +113,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
 def test_unconverged_scf_is_a_failure_not_data(tmp_path):
     """max 1 SCF iteration: recorded in the failures table, nothing stored; a retry with the
     default settings (on a 2-process pool) labels it and clears the failure row."""
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.label.runner import label
 
     src = write_xyz(tmp_path / "w.xyz", _molecules(["H2O", "NH3"]))
@@ -136,7 +136,7 @@ def test_unconverged_scf_is_a_failure_not_data(tmp_path):
 def test_bad_geometry_and_level_mismatch(tmp_path):
     """Atoms on top of each other are a recorded failure; a store of another level is refused."""
     from horm.errors import DataError
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.label.runner import label
 
     bad = Sample(numbers=np.array([1, 1]), pos=np.array([[0.0, 0, 0], [0.1, 0, 0]]))

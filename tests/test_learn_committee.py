@@ -10,7 +10,7 @@ import torch
 from horm.data.sample import Sample
 from horm.errors import UsageError
 from horm.learn.committee import committee_predictions, score_pool
-from horm.models.base import build_model
+from horm.models.registry import build_model
 
 WATER = Sample(numbers=np.array([8, 1, 1]), pos=np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.05]]))
 

@@ -8,7 +8,7 @@ import torch
 
 from horm.data.batch import Batch, collate, hessian_blocks
 from horm.data.sample import Sample
-from horm.models.base import build_model, build_model_from_config, list_models
+from horm.models.registry import build_model, build_model_from_config, list_models
 from horm.models.graph import full_graph, radius_graph, scatter_mean, scatter_sum
 from _molecules import random_molecule, random_rotation, predict
 

@@ -18,7 +18,8 @@ import torch
 from horm.data.batch import collate
 from horm.data.sample import Sample
 from horm.hessian.autograd import draw_row_indices, full_hessian
-from horm.models.base import Potential, build_model
+from horm.models.base import Potential
+from horm.models.registry import build_model
 from horm.train.config import TrainConfig
 from horm.train.losses import LossSpec, LossTerm, compute_loss, ef_loss, efh_loss
 

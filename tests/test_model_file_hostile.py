@@ -46,10 +46,10 @@ def good(tmp_path):
 # --- sizes ----------------------------------------------------------------------------------------
 def test_every_registered_architecture_builds_on_the_meta_device():
     """The rule that makes the shape check free: a model added later must keep it."""
-    from horm.models.base import _model_cls, build_model, list_models
+    from horm.models.registry import model_class, build_model, list_models
 
     for name in list_models():
-        for preset in _model_cls(name).presets:
+        for preset in model_class(name).presets:
             with torch.device("meta"):
                 model = build_model(name, preset)
             params = list(model.parameters())  # constant buffers may be computed on the CPU

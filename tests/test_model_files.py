@@ -11,7 +11,7 @@ from horm.errors import DataError
 
 @pytest.fixture()
 def model_file(tmp_path):
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
 
     torch.manual_seed(0)

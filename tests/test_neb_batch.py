@@ -12,7 +12,7 @@ pytest.importorskip("sella")
 def _setup():
     from horm.data.xyz import read_reaction
     from horm.datasets import bundled_path
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
 
     r, p = read_reaction(bundled_path("t1x_xtb_large") / "ts_reactions" / "rxn102.xyz")
     torch.manual_seed(0)

@@ -72,7 +72,7 @@ def test_no_match_and_blank_prefix_are_one_line_naming_the_file(tmp_path):
 
 
 def test_horm_evaluate_origin_counts_imaginary_modes(tmp_path):
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
 
     torch.manual_seed(0)
@@ -104,7 +104,7 @@ def test_errors_by_origin_benchmark_covers_every_stage(tmp_path):
     import sys
     from pathlib import Path
 
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
 
     torch.manual_seed(0)

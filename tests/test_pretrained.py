@@ -63,7 +63,7 @@ def test_missing_file_is_one_line_in_every_verb(pkg, tmp_path):
 
 
 def test_installed_name_loads_everywhere(pkg, tmp_path):
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import load_model, save_model
     from horm.calculators.potential import load_potential
 

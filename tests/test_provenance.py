@@ -38,7 +38,7 @@ def test_convert_resume_refuses_another_level_unless_allowed(tmp_path, horm_samp
 
 def test_label_refuses_other_engine_settings(tmp_path):
     from horm.errors import DataError
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.label.runner import label
 
     src = write_xyz(tmp_path / "w.xyz", _molecules(["H2O"]))
@@ -49,7 +49,7 @@ def test_label_refuses_other_engine_settings(tmp_path):
 
 
 def test_label_resume_key_follows_the_geometry(tmp_path):
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.label.runner import label
 
     h2o, nh3 = _molecules(["H2O", "NH3"])

@@ -15,7 +15,7 @@ from horm.errors import HormError
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
 
     torch.manual_seed(0)
@@ -106,7 +106,7 @@ def test_open_dataset_reads_the_bundled_store():
 
 def test_constructor_puts_the_model_in_the_requested_dtype():
     import horm
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
 
     model = build_model("leftnet", "tiny")  # float32 weights
     model.set_atom_ref({1: -13.6, 6: -1030.0, 8: -2040.0})

@@ -24,7 +24,7 @@ import torch
 from conftest import SHARED
 from horm.data.batch import collate, hessian_blocks
 from horm.data.sample import Sample
-from horm.models.base import build_model, build_model_from_config
+from horm.models.registry import build_model, build_model_from_config
 from horm.models.published import FORMATS
 from horm.models.published import alphanet as pa
 from _molecules import random_rotation

@@ -28,7 +28,7 @@ from conftest import SHARED
 from horm.data.batch import collate
 from horm.data.sample import Sample
 from horm.errors import DataError, UnsafePickleError
-from horm.models.base import build_model, list_models
+from horm.models.registry import build_model, list_models
 from horm.models.published import FORMATS, HORM_ATOM_REFS_EV, CheckpointFormat
 from horm.models.files import import_checkpoint
 from horm.models.published.checkpoint import (

@@ -15,7 +15,7 @@ from e3nn import o3
 
 from _published_eqv2 import (autograd_hessian_deviation, check_within, fixture_dir, four_molecules, load_small,
                              manifest_keys, max_rel, reference, small_weights, split)
-from horm.models.base import build_model, build_model_from_config
+from horm.models.registry import build_model, build_model_from_config
 from horm.models.published import FORMATS
 from horm.models.published.eqv2_so3 import edge_frames, j_matrix, wigner_from_frames, z_rot_mat
 

@@ -12,7 +12,7 @@ import torch
 
 from _published_eqv2 import (autograd_hessian_deviation, check_within, four_molecules, load_small, manifest_keys,
                              max_rel, reference, split)
-from horm.models.base import build_model, build_model_from_config
+from horm.models.registry import build_model, build_model_from_config
 from horm.models.published import FORMATS
 
 MODEL, NAME = "HIP-EquiformerV2", "hip-equiformer_v2"

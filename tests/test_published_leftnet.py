@@ -16,7 +16,7 @@ import torch
 from conftest import SHARED
 from horm.data.batch import collate, hessian_blocks
 from horm.data.sample import Sample
-from horm.models.base import build_model, build_model_from_config, list_models
+from horm.models.registry import build_model, build_model_from_config, list_models
 from horm.models.published import FORMATS
 from horm.models.published.leftnet_blocks import legacy_cross
 from _molecules import random_rotation

@@ -25,7 +25,7 @@ def _in_tmp(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def model_calc(tmp_path_factory):
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
     from horm.calculators.potential import HormCalculator
 

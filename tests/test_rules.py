@@ -68,6 +68,54 @@ def test_layering(part, forbidden):
     assert files and not bad, "\n".join(bad)
 
 
+_APPS = ("horm.ts", "horm.sample", "horm.learn", "horm.demo", "horm.cli")
+
+
+@pytest.mark.parametrize("part", ["data", "hessian", "models", "calculators"])
+def test_lower_floors_import_no_application(part):
+    """DESIGN.md's floors: data, derivatives, models and calculators sit below every application
+    (the TS search, the sampler, the learner, the demo and the CLI)."""
+    files = [p for p in FILES if (SRC / part) in p.parents]
+    bad = [f"{_rel(p)} imports {m}" for p in files for m in sorted(_imports(p))
+           if any(m == a or m.startswith(a + ".") for a in _APPS)]
+    assert files and not bad, "\n".join(bad)
+
+
+def _module_name(p: Path) -> str:
+    parts = list(p.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_the_import_graph_has_no_circles():
+    """Every import, at the top of a module or inside a function, is an arrow between modules;
+    a circle means two modules cannot be read (or changed) one without the other. Registries
+    that must name what sits above them use lazy ``"module:Class"`` tables instead."""
+    import networkx as nx
+
+    modules = {_module_name(p): p for p in FILES}
+    graph = nx.DiGraph()
+    for name, p in modules.items():
+        for target in _imports(p):
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target not in (name, "horm"):
+                graph.add_edge(name, target)
+    circles = [" -> ".join(c + c[:1]) for c in nx.simple_cycles(graph)]
+    assert not circles, "\n".join(sorted(circles)[:20])
+
+
+def test_the_model_table_names_the_classes_that_register():
+    """Each built-in name of the lazy registry imports to a class registered under that name,
+    and ``models/base.py`` imports no architecture."""
+    from horm.models.registry import BUILTIN, model_class
+
+    for name, where in BUILTIN.items():
+        cls = model_class(name)
+        assert cls.name == name and f"{cls.__module__}:{cls.__qualname__}" == where, name
+    base = _imports(SRC / "models" / "base.py")
+    assert not [m for m in base if m.startswith("horm.models.") and m.split(".")[2] not in ("graph", "nn")], base
+
+
 def test_no_library_module_imports_the_package_face():
     """``horm/__init__`` names the public API (and imports it lazily); a module that imported it
     would depend on every layer. The version lives in the leaf ``horm._version``."""
@@ -104,10 +152,11 @@ def test_cli_has_no_loops_over_models_or_reactions():
 def test_every_registered_model_uses_the_one_forward_and_declares_its_hessian():
     """The Potential protocol has one owner: no registered model overrides ``forward``; each declares
     ``forces_mode`` and ``hessian_mode``, and a direct Hessian gives ``_predict_hessian``."""
-    from horm.models.base import Potential, _model_cls, list_models
+    from horm.models.base import Potential
+    from horm.models.registry import model_class, list_models
 
     for name in list_models():
-        cls = _model_cls(name)
+        cls = model_class(name)
         assert cls.forward is Potential.forward, f"{name} overrides forward"
         assert cls.forces_mode in ("autograd", "direct"), name
         if cls.hessian_mode == "direct" or isinstance(cls.__dict__.get("hessian_mode"), property):

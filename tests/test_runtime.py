@@ -63,7 +63,7 @@ def test_resolve_dtype_and_device():
 
 
 def test_an_engine_with_its_own_thread_setting_keeps_control():
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.runtime import threads_for
     from horm.calculators.potential import load_potential
 

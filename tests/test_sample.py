@@ -17,7 +17,7 @@ def small_reaction(t1x_dir):
 
 
 def _calc(**settings):
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.calculators.potential import HormCalculator
 
     return HormCalculator(get_engine("xtb", **settings), name="xtb")
@@ -59,7 +59,7 @@ def test_neb_sampler_records_scf_failure_instead_of_crashing(small_reaction):
 
 def test_irc_sampler_descends_from_a_saddle(t1x_dir):
     """RGD1-style: the TS has one imaginary mode and every IRC point lies below it."""
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.sample.irc import IrcSampleSettings, sample_irc
 
     f = t1x_dir / "rxn4440.xyz"  # 5 atoms; xTB finds its saddle in ~15 Sella steps

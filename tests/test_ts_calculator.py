@@ -12,7 +12,7 @@ from horm.errors import HormError
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    from horm.models.base import build_model
+    from horm.models.registry import build_model
     from horm.models.files import save_model
 
     torch.manual_seed(0)

@@ -29,11 +29,11 @@ _LAZY = {
     "load_model": "horm.models.files",
     "save_model": "horm.models.files",
     "model_info": "horm.models.files",
-    "build_model": "horm.models.base",
-    "list_models": "horm.models.base",
+    "build_model": "horm.models.registry",
+    "list_models": "horm.models.registry",
     "open_dataset": "horm.data.io",
     "Sample": "horm.data.sample",
-    "get_engine": "horm.label.engine",
+    "get_engine": "horm.label",
     "vibrational_analysis": "horm.hessian.analysis",
     "HormError": "horm.errors",
     "DataError": "horm.errors",
@@ -47,8 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from horm.data.sample import Sample
     from horm.errors import DataError, DomainError, HormError
     from horm.hessian.analysis import vibrational_analysis
-    from horm.label.engine import get_engine
-    from horm.models.base import build_model, list_models
+    from horm.label import get_engine
+    from horm.models.registry import build_model, list_models
     from horm.models.files import load_model, model_info, save_model
     from horm.calculators.potential import HormCalculator, load_potential
 

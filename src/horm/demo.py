@@ -82,7 +82,7 @@ class DemoSettings:
 
 def variants(quick: bool) -> list[Variant]:
     """The models trained by the demo: each backbone with E-F and E-F-H, plus extras when registered."""
-    from horm.models.base import list_models
+    from horm.models.registry import list_models
 
     v = [
         Variant("leftnet E-F", "leftnet", "E-F", {"loss.hessian": 0.0}),

@@ -57,7 +57,7 @@ def label_cmd(
     check_store_path(out)
     check_out_file(out)
     with output_lock(out):  # before anything slow: a second run on OUT is refused at once
-        from horm.label.engine import get_engine
+        from horm.label import get_engine
         from horm.label.runner import label
 
         try:

@@ -48,9 +48,9 @@ def info_cmd(model: Path = typer.Argument(..., help="model.pt, a horm train chec
 @friendly
 def list_cmd():
     """Print the shipped models (names usable wherever a model is taken: shipped or not in this
-    version, architecture, loss), then the registered architectures (forces mode, presets);
-    one per line, name first."""
-    from horm.models.base import _model_cls, list_models
+    version, architecture, loss), then the registered architectures (forces and Hessian modes,
+    presets); one per line, name first."""
+    from horm.models.registry import describe_model, list_models
     from horm.pretrained import list_lines
 
     for line in list_lines():
@@ -58,8 +58,7 @@ def list_cmd():
     names = list_models()
     width = max(map(len, names), default=0)
     for name in names:
-        cls = _model_cls(name)
-        typer.echo(f"{name:{width}s}  forces={cls.forces_mode:8s} presets={','.join(cls.presets)}")
+        typer.echo(describe_model(name).line(width))
 
 
 def _parse_refs(text: str | None) -> dict[str, float] | None:

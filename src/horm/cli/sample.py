@@ -41,7 +41,7 @@ def sample_cmd(
     from rich.console import Console
 
     from horm.jobs import JobOptions
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.runtime import default_workers
     from horm.sample.run import reaction_files, sample_to, settings_for
 

@@ -127,7 +127,7 @@ def build(reactions: Path = DEFAULT_REACTIONS, out: Path = DEFAULT_OUT, work: Pa
           val_fraction: float = 0.2) -> dict:
     from horm.data.splits import reaction_split
     from horm.data.store import HessianStore
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.label.runner import label
     from horm.sample.irc import IrcSampleSettings
     from horm.sample.neb import NebSampleSettings

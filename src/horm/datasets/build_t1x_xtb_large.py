@@ -149,7 +149,7 @@ def build(reactions: Path = DEFAULT_REACTIONS, out: Path = DEFAULT_OUT, work: Pa
           exclude: set[str] | None = None) -> dict:
     """Sample, label and split (resumable); returns the manifest also written to ``out``."""
     from horm.data.store import HessianStore
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.label.runner import label
 
     check_sizes(n_reactions, n_ts_eval, workers, val_fraction, test_fraction)

@@ -122,25 +122,3 @@ def labelled(sample: Sample, want: tuple[str, ...], energy: float | None,
         hessian=np.asarray(hessian, dtype=np.float64) if "hessian" in want and hessian is not None else None,
         extras=ex,
     )
-
-
-def get_engine(name: EngineName, **settings) -> Engine:
-    """Build an engine by name with its settings (the fields of its dataclass).
-
-    ``get_engine("xtb", electronic_temperature=300.0)``, ``get_engine("dft", density_fit=False)``.
-    An unknown name or setting raises ValueError listing the valid ones.
-    """
-    import dataclasses
-
-    if name == "xtb":
-        from horm.label.xtb import XtbEngine as cls
-    elif name == "dft":
-        from horm.label.pyscf import DftEngine as cls
-    else:
-        raise UsageError(f"engine {name!r}: expected one of {', '.join(ENGINE_NAMES)}")
-    valid = [f.name for f in dataclasses.fields(cls)]
-    bad = sorted(set(settings) - set(valid))
-    if bad:
-        raise UsageError(f"engine {name!r}: unknown setting(s) {', '.join(bad)}; "
-                         f"valid: {', '.join(valid)}")
-    return cls(**settings)

@@ -124,7 +124,7 @@ def _earlier_picks(out: Path, r: int) -> list:
 
 
 def _stage_label(s: LearnSettings, out: Path, state: dict) -> None:
-    from horm.label.engine import get_engine
+    from horm.label import get_engine
     from horm.label.runner import label
 
     rd = round_dir(out, state["round"])

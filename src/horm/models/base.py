@@ -1,4 +1,4 @@
-"""The Potential protocol, its base class, and the model registry.
+"""The Potential protocol and its base class (the registry is :mod:`horm.models.registry`).
 
 Protocol (DESIGN.md "Contracts")::
 
@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from horm.data.batch import Batch, flatten_hessians
 from horm.errors import UsageError
-from horm.settings import coerce, field_types
 from horm.hessian.autograd import HessianMethod, SavedTensorMeter, auto_chunk, compute_forces, full_hessian
 from horm.models.graph import scatter_sum
 
@@ -48,8 +47,6 @@ FORCES_MODES = ("autograd", "direct")
 HessianMode = Literal["autograd", "direct"]
 PRESETS = ("tiny", "small", "paper", "horm")
 MAX_Z = 118
-
-_REGISTRY: dict[str, type["Potential"]] = {}
 
 
 class Potential(nn.Module):
@@ -165,68 +162,3 @@ class Potential(nn.Module):
 
 
 compute_forces_fn = compute_forces  # forward() has a flag of the same name
-
-
-# --- registry ------------------------------------------------------------------------------
-def register_model(name: str) -> Callable[[type[Potential]], type[Potential]]:
-    """Class decorator: make a Potential subclass buildable by ``name``."""
-
-    def deco(cls: type[Potential]) -> type[Potential]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"model name {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_builtin() -> None:
-    import horm.models.leftnet  # noqa: F401  (registers leftnet, leftnet-df)
-    import horm.models.alphanet  # noqa: F401  (registers alphanet)
-    import horm.models.equiformer_v2  # noqa: F401  (registers equiformer_v2)
-    import horm.models.hessian_head  # noqa: F401  (registers hessian_head)
-    import horm.models.published
-
-    horm.models.published.load_all()  # the published HORM/HIP networks (horm-*, hip-*)
-
-
-def list_models() -> list[str]:
-    """Registered model names."""
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def _model_cls(name: str) -> type[Potential]:
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise UsageError(f"unknown model {name!r}; valid: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
-
-
-def _make_config(cls: type[Potential], values: dict[str, Any]):
-    """The config dataclass of ``cls`` from ``values``: unknown keys, wrong types and non-finite
-    numbers are a UsageError naming the field (:func:`horm.settings.coerce`)."""
-    valid = [f.name for f in dataclasses.fields(cls.config_cls)]
-    bad = sorted(map(str, set(values) - set(valid)))
-    if bad:
-        raise UsageError(f"unknown option(s) {', '.join(bad)} for model {cls.name!r}; valid: {', '.join(valid)}")
-    types_ = field_types(cls.config_cls)
-    return cls.config_cls(**{k: coerce(types_[k], v, f"model.{k}") for k, v in values.items()})
-
-
-def build_model(name: str, preset: str = "tiny", **overrides) -> Potential:
-    """Build a registered model from a preset ("tiny" | "small" | "paper" | "horm") plus field overrides."""
-    cls = _model_cls(name)
-    if preset not in cls.presets:
-        raise UsageError(f"unknown preset {preset!r} for model {name!r}; valid: {', '.join(cls.presets)}")
-    return cls(_make_config(cls, {**cls.presets[preset], **overrides}))
-
-
-def build_model_from_config(config: dict[str, Any]) -> Potential:
-    """Rebuild the architecture saved as ``model.config`` (weights come from the state dict)."""
-    config = dict(config)
-    if "name" not in config:
-        raise UsageError("model config has no 'name' field; valid names: " + ", ".join(list_models()))
-    cls = _model_cls(config.pop("name"))
-    return cls(_make_config(cls, config))

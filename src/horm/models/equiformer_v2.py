@@ -59,7 +59,8 @@ from torch import nn
 
 from horm.data.batch import Batch
 from horm.errors import UsageError
-from horm.models.base import MAX_Z, Potential, register_model
+from horm.models.base import MAX_Z, Potential
+from horm.models.registry import register_model
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_sum
 from horm.models.envelope import cosine_cutoff
 from horm.models.layers import GaussianBasis, lecun_init

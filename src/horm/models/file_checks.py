@@ -166,7 +166,7 @@ def state_problems(expected: Mapping[str, torch.Tensor], state: Mapping[str, tor
 
 def meta_model(config: Any, source: str):
     """The architecture of ``config`` built on the meta device (no memory): a DataError if unusable."""
-    from horm.models.base import build_model_from_config
+    from horm.models.registry import build_model_from_config
 
     if not isinstance(config, Mapping):
         raise DataError(source, f"model config is a {type(config).__name__}, not a mapping")

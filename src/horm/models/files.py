@@ -181,7 +181,7 @@ def load_model(path: str | os.PathLike, device: Any = "cpu", dtype: Any = None) 
     ``device``: "cpu", "cuda", "cuda:N", "auto" or a torch.device. ``dtype``: "float32",
     "float64", a torch.dtype, or None to keep the precision the model was trained in.
     """
-    from horm.models.base import build_model_from_config
+    from horm.models.registry import build_model_from_config
     from horm.models.published.checkpoint import is_lightning_checkpoint, load_published_checkpoint
     from horm.runtime import resolve_device, resolve_dtype
 

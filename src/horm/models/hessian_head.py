@@ -54,7 +54,8 @@ from torch import nn
 
 from horm.data.batch import Batch
 from horm.errors import UsageError
-from horm.models.base import HessianMode, Potential, build_model, register_model
+from horm.models.base import HessianMode, Potential
+from horm.models.registry import build_model, register_model
 from horm.models.graph import full_graph, scatter_sum
 from horm.models.layers import GaussianBasis, mlp, vector_rms_norm
 

@@ -54,7 +54,8 @@ from torch import nn
 
 from horm.data.batch import Batch
 from horm.errors import UsageError
-from horm.models.base import MAX_Z, Potential, register_model
+from horm.models.base import MAX_Z, Potential
+from horm.models.registry import register_model
 from horm.models.envelope import polynomial_cutoff
 from horm.models.graph import GRAPH_KINDS, build_graph, scatter_mean, scatter_sum
 from horm.models.layers import (ExpNormalRBF, FrameTransition, frame_project, lecun_init, mlp, soft_norm, soft_unit,

@@ -44,7 +44,7 @@ RowVjp = Literal["auto", "vmap", "loop"]
 
 @dataclass
 class ModelSection:
-    name: str = "leftnet"  # registered model name (horm.models.base.list_models())
+    name: str = "leftnet"  # registered model name (horm.models.registry.list_models())
     preset: str = "tiny"  # "tiny" | "small" (~2 h on 2 CPU cores) | "paper" | "horm"
     overrides: dict = field(default_factory=dict)  # architecture fields replacing the preset's
 

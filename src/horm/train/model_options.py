@@ -19,9 +19,9 @@ from horm.settings import from_dict
 
 def check_model_options(name: str, preset: str, overrides: dict[str, Any], where: str = "model.overrides") -> Any:
     """The config dataclass that ``build_model(name, preset, **overrides)`` would build, checked."""
-    from horm.models.base import _model_cls
+    from horm.models.registry import model_class
 
-    cls = _model_cls(name)
+    cls = model_class(name)
     if preset not in cls.presets:
         raise UsageError(f"unknown preset {preset!r} for model {name!r}; valid: {', '.join(cls.presets)}")
     if not isinstance(overrides, dict):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from horm.errors import TrainingError
-from horm.models.base import build_model, build_model_from_config
+from horm.models.registry import build_model, build_model_from_config
 from horm.train.config import TrainConfig
 from horm.train.losses import compute_loss
 

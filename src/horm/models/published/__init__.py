@@ -41,7 +41,7 @@ class CheckpointFormat:
     ``recognise(hparams, state_dict)``: True when this checkpoint is of this architecture
     (``hparams`` is the checkpoint's ``hyper_parameters`` or None; ``state_dict`` has the
     ``potential.`` prefix stripped). ``config(hparams, state_dict)``: the dict for
-    :func:`horm.models.base.build_model_from_config` (with ``name``) that rebuilds it.
+    :func:`horm.models.registry.build_model_from_config` (with ``name``) that rebuilds it.
     """
 
     model: str

@@ -49,7 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from horm.data.batch import Batch
-from horm.models.base import Potential, register_model
+from horm.models.base import Potential
+from horm.models.registry import register_model
 from horm.models.graph import radius_graph, scatter_mean, scatter_sum
 from horm.models.published import CheckpointFormat, HParams, StateDict, register_checkpoint_format
 from horm.models.published._alphanet_layers import (FTE, EquiMessagePassing, NeighborEmb, RadialEmbedding, SVector,

@@ -135,7 +135,7 @@ def _claims(fmt: CheckpointFormat, hp, state) -> bool:
 
 
 def _build(fmt: CheckpointFormat, hp, state, source: str):
-    from horm.models.base import build_model_from_config
+    from horm.models.registry import build_model_from_config
 
     try:
         config = dict(fmt.config(hp, state))
@@ -155,9 +155,9 @@ def _build(fmt: CheckpointFormat, hp, state, source: str):
 
 def recognise_and_build(hp: dict | None, state: Mapping[str, torch.Tensor], source: str = "<checkpoint>"):
     """``(format, config, model)`` for the checkpoint, weights not yet loaded; strict key check done."""
-    from horm.models.base import list_models
+    from horm.models.published import load_all
 
-    list_models()  # imports every published module, which registers its format
+    load_all()  # imports every published module, which registers its format
     candidates = [f for f in FORMATS if _claims(f, hp, state)]
     if not candidates:
         known = ", ".join(f.model for f in FORMATS) or "none registered"
@@ -167,7 +167,7 @@ def recognise_and_build(hp: dict | None, state: Mapping[str, torch.Tensor], sour
         config, model = _build(fmt, hp, state, source)
         problem = key_problems(model, state)
         if problem is None:
-            from horm.models.base import build_model_from_config
+            from horm.models.registry import build_model_from_config
 
             return fmt, config, build_model_from_config(config)
         first_problem = first_problem or (fmt, problem)

@@ -45,7 +45,8 @@ import torch
 from torch import nn
 
 from horm.data.batch import Batch
-from horm.models.base import Potential, register_model
+from horm.models.base import Potential
+from horm.models.registry import register_model
 from horm.models.graph import full_graph, scatter_mean, scatter_sum
 from horm.models.published import CheckpointFormat, register_checkpoint_format
 from horm.models.published.eqv2_blocks import (EdgeDegreeEmbedding, FeedForward, GaussianSmearing, GraphAttention,

@@ -41,7 +41,7 @@ from e3nn import o3
 from torch import nn
 
 from horm.data.batch import Batch
-from horm.models.base import register_model
+from horm.models.registry import register_model
 from horm.models.published import CheckpointFormat, register_checkpoint_format
 from horm.models.published.eqv2_blocks import EdgeDegreeEmbedding, GaussianSmearing, Shared, segment_softmax
 from horm.models.published.eqv2_blocks import smooth_leaky_relu

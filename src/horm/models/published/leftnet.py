@@ -57,7 +57,8 @@ from dataclasses import dataclass
 import torch
 
 from horm.data.batch import Batch
-from horm.models.base import Potential, register_model
+from horm.models.base import Potential
+from horm.models.registry import register_model
 from horm.models.graph import full_graph, scatter_mean, scatter_sum
 from horm.models.published import CheckpointFormat, HParams, StateDict, register_checkpoint_format
 from horm.models.published.leftnet_blocks import MLP, GatedMLP, LEFTNetCore
