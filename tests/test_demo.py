@@ -59,7 +59,7 @@ def test_demo_tables_are_deterministic(tmp_path):
         s = DemoSettings(out=str(tmp_path / f"d{k}"), quick=True, seed=1, steps=6, batch_size=4, max_eval=6, n_ts=0)
         d = Demo(s)
         d.plan()
-        d.variants = d.variants[:2]
+        d.results.variants = d.results.variants[:2]
         d.train()
         d.evaluate()
         tables.append([(Path(s.out) / "eval_val" / f"{t}.csv").read_text() for t in ("table1", "tableA1")])

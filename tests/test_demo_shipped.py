@@ -11,7 +11,8 @@ import torch
 from rich.console import Console
 
 import horm.pretrained as pre
-from horm.demo import Demo, DemoSettings, _slug
+from horm.demo import Demo, DemoSettings
+from horm.demo.settings import slug
 
 
 def _demo(tmp_path, **kw):
@@ -21,7 +22,6 @@ def _demo(tmp_path, **kw):
     d = Demo(DemoSettings(out=str(tmp_path / "demo"), workers=1, n_ts=1, **kw), Console(file=buf, width=200))
     d.out.mkdir(parents=True)
     d.test_reactions = bundled_test_reactions()[:1]
-    d.ts_summary, d.ts_compare = {}, {}
     return d, buf
 
 
@@ -33,7 +33,7 @@ def test_skipped_with_a_line_when_none_is_shipped(tmp_path, monkeypatch):
     demo, buf = _demo(tmp_path)
     demo.shipped()
     assert "shipped models: none in this installation" in buf.getvalue()
-    assert demo.ts_summary == {} and not (demo.out / "ts").exists()
+    assert demo.results.ts_summary == {} and not (demo.out / "ts").exists()
 
 
 def test_shipped_model_runs_next_to_the_reference(tmp_path, monkeypatch):
@@ -53,11 +53,11 @@ def test_shipped_model_runs_next_to_the_reference(tmp_path, monkeypatch):
     demo._ts_search("xtb (reference)", "xtb", 60.0)
     demo.shipped()
     label = "t1x-xtb-leftnet-efh (shipped)"
-    assert demo.shipped_models == ["t1x-xtb-leftnet-efh"]
-    assert demo.ts_summary[label]["n"] == 1 and label in demo.ts_compare
-    meta = json.loads((demo.out / "ts" / _slug(label) / "benchmark.json").read_text())
+    assert demo.results.shipped_models == ["t1x-xtb-leftnet-efh"]
+    assert demo.results.ts_summary[label]["n"] == 1 and label in demo.results.ts_compare
+    meta = json.loads((demo.out / "ts" / slug(label) / "benchmark.json").read_text())
     assert meta["potential"] == "t1x-xtb-leftnet-efh"  # the workers resolved the name
-    assert (demo.out / demo.fig2).is_file()
+    assert (demo.out / demo.results.fig2).is_file()
 
 
 def test_the_deadline_leaves_out_shipped_models_that_would_overrun(tmp_path, monkeypatch):
@@ -78,6 +78,6 @@ def test_the_deadline_leaves_out_shipped_models_that_would_overrun(tmp_path, mon
     demo, buf = _demo(tmp_path, deadline_s=100.0, report_reserve_s=10.0, shipped_min_timeout=20.0)
     demo.t_start = time.perf_counter() - 75.0  # 15 s left: under one 20 s round
     demo.shipped()
-    assert demo.shipped_models == [] and demo.shipped_left_out == ["t1x-xtb-leftnet-efh"]
+    assert demo.results.shipped_models == [] and demo.results.shipped_left_out == ["t1x-xtb-leftnet-efh"]
     assert "not run: t1x-xtb-leftnet-efh" in buf.getvalue()
     assert not (demo.out / "ts").exists()

@@ -193,3 +193,19 @@ def resolve_device(device: Any = "cpu"):
     elif dev.type != "cpu":
         raise UsageError(f"device {device!r}: expected cpu, cuda, cuda:N or auto")
     return dev
+
+
+def versions() -> dict[str, str]:
+    """horm, Python, the platform and the installed versions of the packages results depend on."""
+    import importlib.metadata as md
+    import platform
+
+    from horm._version import __version__
+
+    out = {"horm": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("torch", "lightning", "numpy", "ase", "tblite", "sella", "pyscf"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out

@@ -1,4 +1,4 @@
-"""`horm demo`: the whole pipeline on the bundled data (see horm.demo)."""
+"""`horm demo`: the whole pipeline on the bundled data (see horm.demo: settings, run, results, report)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,13 @@
-"""Render the demo's ``report.md``: summary paragraph, tables, linked PNGs, configs, versions."""
+"""Render the demo's ``report.md`` from a :class:`~horm.demo.results.DemoResults` alone: summary
+paragraph, tables, linked PNGs, configs, versions."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+
+from horm.demo.results import DemoResults
 
 
 def _f(x, nd=3) -> str:
@@ -23,7 +26,7 @@ def _change(a: float, b: float) -> str:
     return f"{100 * (b - a) / abs(a):+.0f}%"
 
 
-def summary_paragraph(demo) -> str:
+def summary_paragraph(demo: DemoResults) -> str:
     """What the numbers say, written from the numbers (no fixed claims)."""
     ev = demo.eval.get("val", {})
     parts = []
@@ -52,14 +55,14 @@ def summary_paragraph(demo) -> str:
         parts.append(f"TS search, intended outcomes per potential — {line}.")
         if ref is not None and ref["n"]:
             parts.append("The xTB reference defines what is reachable on these reactions; the small models, trained "
-                         f"for {demo.s.steps} steps on {demo.counts['train']} xTB samples, are far from converged, "
+                         f"for {demo.settings.steps} steps on {demo.counts['train']} xTB samples, are far from converged, "
                          "so their TS counts show the workflow end to end rather than the paper's effect size.")
-    if demo.s.quick:
+    if demo.settings.quick:
         parts.append("This was a `--quick` run (a smoke test of the whole pipeline); numbers from it are not meaningful.")
     return " ".join(parts)
 
 
-def _ts_table(demo) -> str:
+def _ts_table(demo: DemoResults) -> str:
     rows = ["| potential | path | TS | IRC | intended | both intended: TS RMSD (Å) / barrier MAE (kcal/mol) / n "
             "| both found a TS: TS RMSD (Å) / barrier MAE (kcal/mol) / n |",
             "|---|---|---|---|---|---|---|"]
@@ -74,7 +77,7 @@ def _ts_table(demo) -> str:
     return "\n".join(rows)
 
 
-def _tables(demo, split: str) -> str:
+def _tables(demo: DemoResults, split: str) -> str:
     out = []
     for key in ("table1", "table2", "tableA1"):
         p = demo.out / f"eval_{split}" / f"{key}.md"
@@ -83,15 +86,13 @@ def _tables(demo, split: str) -> str:
     return "\n".join(out)
 
 
-def render_report(demo) -> str:
-    from horm.demo import versions
-
-    s = demo.s
+def render_report(demo: DemoResults) -> str:
+    s = demo.settings
     lines = [
         "# horm demo report",
         "",
         f"Bundled data: GFN2-xTB labels (not DFT) on Transition1x reactions — train {demo.counts['train']}, "
-        f"val {demo.counts['val']}, ood {demo.counts['ood']} samples; {len(demo.test_reactions)} held-out test "
+        f"val {demo.counts['val']}, ood {demo.counts['ood']} samples; {demo.n_test_reactions} held-out test "
         f"reactions for TS search. Models: {', '.join(f'`{v.label}`' for v in demo.variants)}, "
         f"{s.steps} steps each, batch {s.batch_size}, lr {s.lr}, seed {s.seed}.",
         "",
@@ -113,7 +114,7 @@ def render_report(demo) -> str:
         "![radar](eval_val/radar.png)",
         "",
         "Parity plots: " + ", ".join(f"[{k}](eval_val/parity_{re.sub(r'[^A-Za-z0-9_.-]+', '_', k)}.png)"
-                                     for k in demo.models),
+                                     for k in demo.model_labels),
         "",
         "## Out-of-distribution (ood)",
         "",
@@ -126,8 +127,8 @@ def render_report(demo) -> str:
         "",
         f"![Fig. 2]({demo.fig2})",
         "",
-        *([f"Shipped models not run (the demo's {demo.s.deadline_s:.0f} s deadline): "
-           f"{', '.join(demo.shipped_left_out)}.", ""] if getattr(demo, "shipped_left_out", None) else []),
+        *([f"Shipped models not run (the demo's {demo.settings.deadline_s:.0f} s deadline): "
+           f"{', '.join(demo.shipped_left_out)}.", ""] if demo.shipped_left_out else []),
         "Per-reaction records (JSON lines), paths, TSs and IRCs as xyz: `ts/<potential>/`.",
         "",
         "## Wall times (vary between runs)",
@@ -153,7 +154,7 @@ def render_report(demo) -> str:
         "Versions:",
         "",
         "```json",
-        json.dumps(versions(), indent=1),
+        json.dumps(demo.versions, indent=1),
         "```",
         "",
     ]
