@@ -70,8 +70,8 @@ class Demo:
             r = self.results
             r.fig1 = [p.name for p in plot_fig1(q, self.out)]
             r.fig1_stats = {sp: {"natoms": f"{int(v['natoms'].min())}–{int(v['natoms'].max())}",
-                                    "n_imag_mean": float(np.mean(v["n_imag"])) if "n_imag" in v else float("nan")}
-                               for sp, v in q.items()}
+                                 "n_imag_mean": float(np.mean(v["n_imag"])) if "n_imag" in v else float("nan")}
+                            for sp, v in q.items()}
             for f in r.fig1:
                 self.say(f"wrote {self.out / f}")
 
