@@ -160,7 +160,7 @@ class Demo:
             return
         with self._stage("shipped models: TS search"):
             rounds = -(-len(self.test_reactions) // max(1, self.s.workers))  # reactions per worker
-            for i, name in enumerate(list(r.shipped_models)):
+            for i, name in enumerate(r.shipped_models):
                 left = self.s.deadline_s - self.s.report_reserve_s - (time.perf_counter() - self.t_start)
                 timeout = min(self.s.shipped_timeout, left / rounds)
                 if timeout < min(self.s.shipped_min_timeout, self.s.shipped_timeout):
