@@ -1,11 +1,7 @@
-"""ASE calculators that also give Hessians: the one interface every TS-search stage uses.
+"""horm's potentials as ASE calculators with Hessians (the interface of :mod:`horm.calculators.base`).
 
-``HessianCalculator`` is an ASE ``Calculator`` (energy in eV, forces in eV/Å) with one
-extra method, ``get_hessian(atoms) -> (3N, 3N)`` in eV/Å², index 3·atom + xyz, symmetric.
-It has the signature of Sella's ``hessian_function``, so a TS optimisation can pass
-``hessian_function=calc.get_hessian`` and have the model Hessian recomputed as often as
-it likes. Each calculator counts its evaluations (``counts``) so that the workflow can
-report model calls per stage.
+``HessianCalculator`` (re-exported here from :mod:`horm.calculators.base`) is an ASE
+``Calculator`` with ``get_hessian(atoms) -> (3N, 3N)`` in eV/Å² and call counters.
 
 ``HormCalculator`` wraps either
 
@@ -18,7 +14,8 @@ report model calls per stage.
 
 ``HormCalculator.from_file(path)`` loads a trained model file or run folder (read by
 :func:`horm.models.files.load_model`); ``load_potential(spec)`` turns one string (``"xtb"``,
-``"dft"``, or such a path) into a ``HormCalculator``. Both take ``device``, ``dtype`` and
+``"dft"``, a shipped name, such a path, or ``ase:module:factory`` for any ASE calculator) into a
+calculator. Both take ``device``, ``dtype`` and
 ``threads`` (:mod:`horm.runtime`) and check the model's domain (:mod:`horm.models.domain`).
 """
 
@@ -29,108 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ase.calculators.calculator import Calculator, all_changes
 
+from horm.calculators.base import HessianCalculator
 from horm.data.sample import Sample
 from horm.errors import HormError, UsageError
 from horm.models.domain import charge_and_multiplicity, check_structure
 
+__all__ = ["ENGINE_SPECS", "HessianCalculator", "HormCalculator", "load_potential"]
+
 ENGINE_SPECS = ("xtb", "dft")
 """Potential specs that name a labelling engine rather than a checkpoint."""
-
-
-class HessianCalculator(Calculator):
-    """Base class: an ASE calculator with ``get_hessian`` and evaluation counters.
-
-    Subclasses implement ``evaluate(atoms, hessian: bool) -> dict`` returning ``energy``
-    (float, eV), ``forces`` ((N, 3), eV/Å) and, if ``hessian``, ``hessian`` ((3N, 3N),
-    eV/Å²). ``counts`` holds ``{"energy_forces": n, "hessian": m}``: one call that returns
-    a Hessian counts once, under ``hessian``. ``atoms.get_property("hessian")`` (or
-    ``calc.get_property("hessian", atoms)``) gives the same (3N, 3N) matrix as ``get_hessian``.
-    """
-
-    implemented_properties = ["energy", "forces", "hessian"]
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.counts = {"energy_forces": 0, "hessian": 0}
-        self._hessian_cache: tuple[tuple, dict[str, Any]] | None = None
-        self._prefetched: list[tuple[tuple, dict[str, Any]]] = []
-
-    # -- to implement --------------------------------------------------------------
-    def evaluate(self, atoms, hessian: bool) -> dict[str, Any]:  # pragma: no cover
-        raise NotImplementedError
-
-    def evaluate_many(self, atoms_list) -> list[dict[str, Any]] | None:
-        """Energies and forces of several geometries at once, or None when this calculator
-        cannot batch (the default; then :meth:`prefetch` does nothing)."""
-        return None
-
-    def prefetch(self, atoms_list) -> None:
-        """Compute energy and forces of ``atoms_list`` in one batched call (a NEB band's
-        images) and keep them, so that the per-image ``get_forces`` that follow, at exactly
-        these geometries, cost nothing. Each geometry counts as one ``energy_forces`` call."""
-        outs = self.evaluate_many(list(atoms_list)) if len(atoms_list) > 1 else None
-        self._prefetched = [] if outs is None else [(_state_key(a), o) for a, o in zip(atoms_list, outs)]
-
-    # -- ASE contract --------------------------------------------------------------
-    def check_state(self, atoms, tol=1e-15):
-        """ASE's checks plus the electronic state: a new charge or multiplicity is a new system."""
-        changes = super().check_state(atoms, tol)
-        if self.atoms is not None and charge_and_multiplicity(atoms) != charge_and_multiplicity(self.atoms):
-            changes = [*changes, "charge"]
-        return changes
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        if "hessian" in properties:
-            self.get_hessian(self.atoms)
-            return
-        out = self._take_prefetched(self.atoms)
-        if out is None:
-            out = self.evaluate(self.atoms, hessian=False)
-        self.counts["energy_forces"] += 1
-        self.results = {"energy": float(out["energy"]),
-                        "forces": np.asarray(out["forces"], dtype=float).reshape(-1, 3)}
-
-    def _take_prefetched(self, atoms) -> dict[str, Any] | None:
-        key = _state_key(atoms)
-        for i, (k, out) in enumerate(self._prefetched):
-            if _same_state(k, key):
-                return self._prefetched.pop(i)[1]
-        return None
-
-    def get_hessian(self, atoms=None) -> np.ndarray:
-        """Hessian d²E/dr² at ``atoms``, (3N, 3N) eV/Å², symmetrised as (H + Hᵀ)/2.
-
-        Energy and forces computed alongside are stored as the calculator's current
-        results, so a following ``get_forces`` at the same geometry costs nothing.
-        """
-        if atoms is None:
-            atoms = self.atoms
-        key = _state_key(atoms)
-        if self._hessian_cache is None or not _same_state(self._hessian_cache[0], key):
-            out = self.evaluate(atoms, hessian=True)
-            self.counts["hessian"] += 1
-            n3 = 3 * len(atoms)
-            h = np.asarray(out["hessian"], dtype=float).reshape(n3, n3)
-            self._hessian_cache = (key, {"energy": float(out["energy"]), "hessian": 0.5 * (h + h.T),
-                                         "forces": np.asarray(out["forces"], dtype=float).reshape(-1, 3)})
-        self.atoms = atoms.copy()
-        self.results = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self._hessian_cache[1].items()}
-        return self._hessian_cache[1]["hessian"].copy()
-
-    def total_calls(self) -> int:
-        return int(self.counts["energy_forces"] + self.counts["hessian"])
-
-
-def _state_key(atoms) -> tuple:
-    """What a result depends on: numbers, positions, charge and multiplicity."""
-    return (np.array(atoms.numbers), np.array(atoms.positions, dtype=float), charge_and_multiplicity(atoms))
-
-
-def _same_state(a: tuple, b: tuple) -> bool:
-    return a[0].shape == b[0].shape and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
 
 
 def _sample_of(atoms) -> Sample:
@@ -212,6 +117,10 @@ class HormCalculator(HessianCalculator):
         return cls(model, device=device, dtype=next(model.parameters()).dtype, name=str(path), threads=threads,
                    elements=info["elements"], check_domain=check_domain, level_of_theory=info["level_of_theory"])
 
+    @property
+    def is_reference(self) -> bool:
+        return self.is_engine
+
     def evaluate(self, atoms, hessian: bool) -> dict[str, Any]:
         from horm.runtime import thread_limit, threads_for
 
@@ -272,10 +181,12 @@ class HormCalculator(HessianCalculator):
 
 
 def load_potential(spec: str, device: Any = "cpu", dtype: Any = "float64", threads: int | None = None,
-                   check_domain: bool = True) -> HormCalculator:
+                   check_domain: bool = True, kwargs: dict | None = None) -> HessianCalculator:
     """One line from a spec to a calculator: ``"xtb"``, ``"dft"``, a shipped model's name
-    (:mod:`horm.pretrained`) or a trained model (``model.pt``, a ``horm train`` checkpoint, or
-    its run folder; see :meth:`HormCalculator.from_file`).
+    (:mod:`horm.pretrained`), a trained model (``model.pt``, a ``horm train`` checkpoint, or
+    its run folder; see :meth:`HormCalculator.from_file`) or any ASE calculator,
+    ``"ase:package.module:factory"`` called with ``kwargs``
+    (:mod:`horm.calculators.ase_adapter`).
 
     Raises ValueError for a spec that is neither a known engine nor an existing path, and
     HormError (DataError) when the file cannot be loaded.
@@ -283,6 +194,12 @@ def load_potential(spec: str, device: Any = "cpu", dtype: Any = "float64", threa
     from horm.runtime import resolve_dtype
 
     spec = str(spec).strip()
+    if spec.startswith("ase:"):
+        from horm.calculators.ase_adapter import load_ase_spec
+
+        return load_ase_spec(spec, kwargs)
+    if kwargs:
+        raise UsageError(f"potential {spec!r}: calculator keyword arguments are only for ase:module:factory specs")
     dtype = resolve_dtype(dtype)
     if spec in ENGINE_SPECS:
         from horm.label import get_engine
@@ -295,5 +212,6 @@ def load_potential(spec: str, device: Any = "cpu", dtype: Any = "float64", threa
 
     if not Path(spec).exists() and not is_name(spec):
         raise UsageError(f"potential {spec!r}: expected one of {', '.join(ENGINE_SPECS)}, a shipped model "
-                         f"({', '.join(NAMES)}) or the path of a trained model (no such file or folder)")
+                         f"({', '.join(NAMES)}), the path of a trained model (no such file or folder) "
+                         f"or ase:package.module:factory")
     return HormCalculator.from_file(spec, device=device, dtype=dtype, threads=threads, check_domain=check_domain)

@@ -24,11 +24,20 @@ _POTENTIAL_HELP = "xtb, dft, a shipped model name (horm model list) or a model f
 
 
 def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_steps: Optional[int],
-              interpolation: Optional[str], path_method: Optional[str]):
+              interpolation: Optional[str], path_method: Optional[str], refine: Optional[str] = None,
+              refine_hessian: Optional[str] = None, fallback: bool = False):
     from horm.ts.workflow import RunSettings
 
     d = ts_settings_file(settings_file)
     d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    if refine is None and (refine_hessian is not None or fallback or "refine" in d):
+        raise UsageError("--refine-hessian, --fallback and a refine: section need --refine REF")
+    if refine is not None:
+        d.setdefault("refine", {})
+        if refine_hessian is not None:
+            d["refine"]["hessian"] = refine_hessian
+        if fallback:
+            d["refine"]["fallback"] = True
     if hessian_every is not None:
         d.setdefault("tsopt", {})["hessian_every"] = hessian_every
     if ts_steps is not None:
@@ -40,7 +49,19 @@ def _settings(settings_file: Optional[Path], hessian_every: Optional[int], ts_st
     return RunSettings.from_dict(d)
 
 
-_SETTINGS_HELP = "YAML with sections path/tsopt/irc (fields of PathSettings, TSOptSettings, IRCSettings)"
+_SETTINGS_HELP = ("YAML with sections path/tsopt/irc/refine (fields of PathSettings, TSOptSettings, IRCSettings, "
+                  "RefineSettings)")
+_REFINE_HELP = ("reference that refines and judges the potential's TS: xtb, dft, a model, or "
+                "ase:package.module:factory (the potential then only proposes)")
+_REFINE_HESSIAN_HELP = "where the refinement's starting Hessian comes from: model, model-every or reference"
+_FALLBACK_HELP = "run the reference-only search for a reaction whose refinement finds no TS"
+_KWARGS_HELP = "YAML or JSON file of keyword arguments for an ase:module:factory spec"
+
+
+def _kwargs(path: Optional[Path]) -> Optional[dict]:
+    from horm.calculators.ase_adapter import read_kwargs
+
+    return None if path is None else read_kwargs(path)
 
 
 _CHARGE_HELP = "total charge (overrides the file's charge=)"
@@ -61,29 +82,40 @@ def run_cmd(reaction: Path = typer.Argument(..., help="xyz with two frames: reac
             interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
             path_method: Optional[str] = typer.Option(None, help="neb or none"),
             reference_ts: Optional[Path] = typer.Option(None, help="xyz of a reference TS for the RMSD"),
+            refine: Optional[str] = typer.Option(None, "--refine", help=_REFINE_HELP),
+            refine_hessian: Optional[str] = typer.Option(None, "--refine-hessian", help=_REFINE_HESSIAN_HELP),
+            fallback: bool = typer.Option(False, "--fallback", help=_FALLBACK_HELP),
+            potential_kwargs: Optional[Path] = typer.Option(None, "--potential-kwargs", help=_KWARGS_HELP),
+            refine_kwargs: Optional[Path] = typer.Option(None, "--refine-kwargs", help=_KWARGS_HELP),
             threads: Optional[int] = threads_option(), device: str = device_option(),
             dtype: str = dtype_option()):
     """Run the TS search on one reaction, printing a line per stage as it finishes."""
+    from horm.calculators.potential import load_potential
     from horm.data.xyz import read_xyz
     from horm.runtime import set_process_threads, threads_for
-    from horm.calculators.potential import load_potential
-    from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
+    from horm.ts.record import stage_line
+    from horm.ts.workflow import prepare_reaction, run_reaction
 
     check_out_dir(out_dir)
-    settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
+    settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method, refine,
+                         refine_hessian, fallback)
     r, p, notes = prepare_reaction(reaction, charge, multiplicity)
     ref = read_xyz(reference_ts)[0].to_atoms() if reference_ts is not None else None
-    calc = load_potential(potential, device=device, dtype=dtype, threads=threads)
-    set_process_threads(threads_for(calc.potential, threads, len(r.numbers)))  # Sella's linear algebra too
+    calc = load_potential(potential, device=device, dtype=dtype, threads=threads, kwargs=_kwargs(potential_kwargs))
+    reference = None if refine is None else load_potential(refine, device=device, dtype=dtype, threads=threads,
+                                                           kwargs=_kwargs(refine_kwargs))
+    set_process_threads(threads_for(getattr(calc, "potential", None), threads, len(r.numbers)))  # Sella's too
     for note in notes:
         out.print(f"note: {note}", highlight=False, soft_wrap=True)
     out.print(f"{reaction.stem}: {r.get_chemical_formula()} charge {r.info['charge']} multiplicity "
-              f"{r.info['multiplicity']}, potential {potential} → {out_dir}", highlight=False)
+              f"{r.info['multiplicity']}, potential {potential}{'' if refine is None else f', refined with {refine}'}"
+              f" → {out_dir}", highlight=False)
     rec = run_reaction(r, p, calc, settings, out_dir=out_dir, name=reaction.stem, reference_ts=ref, notes=notes,
-                       on_stage=lambda name, st, rec: out.print(stage_line(name, st, rec), highlight=False,
+                       refine=reference, on_stage=lambda name, st, rec: out.print(stage_line(name, st, rec), highlight=False,
                                                                 soft_wrap=True, markup=False))
-    out.print(f"outcome: {rec['outcome']}  total {rec['seconds']:.1f} s  → {out_dir / 'record.json'}",
-              highlight=False)
+    rc = rec["reference_calls"]
+    out.print(f"outcome: {rec['outcome']}  total {rec['seconds']:.1f} s, reference calls {rc['energy_forces']} "
+              f"+ {rc['hessian']} Hessians  → {out_dir / 'record.json'}", highlight=False)
 
 
 def _report(out_dir: Path, reference: Optional[Path], records: Optional[list], potential: Optional[str]) -> dict:
@@ -121,17 +153,28 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
                   ts_steps: Optional[int] = typer.Option(None, min=1, help="max TS optimisation steps"),
                   interpolation: Optional[str] = typer.Option(None, help="geodesic, idpp or linear"),
                   path_method: Optional[str] = typer.Option(None, help="neb or none"),
+                  refine: Optional[str] = typer.Option(None, "--refine", help=_REFINE_HELP),
+                  refine_hessian: Optional[str] = typer.Option(None, "--refine-hessian", help=_REFINE_HESSIAN_HELP),
+                  fallback: bool = typer.Option(False, "--fallback", help=_FALLBACK_HELP),
+                  potential_kwargs: Optional[Path] = typer.Option(None, "--potential-kwargs", help=_KWARGS_HELP),
+                  refine_kwargs: Optional[Path] = typer.Option(None, "--refine-kwargs", help=_KWARGS_HELP),
+                  proposals: Optional[Path] = typer.Option(None, "--proposals", help=(
+                      "a model-only benchmark of the same --potential: refine its bands and TSs "
+                      "instead of searching again (needs --refine)")),
                   threads: Optional[int] = threads_option(), device: str = device_option(),
                   dtype: str = dtype_option()):
     """Run the TS search on a reaction set in parallel; resumes a killed run in the same --out."""
-    from horm.ts.benchmark import run_benchmark, select_reactions
     from horm.calculators.potential import ENGINE_SPECS, load_potential
+    from horm.runtime import default_workers
+    from horm.ts.benchmark import run_benchmark, select_reactions
 
     check_out_dir(out_dir)
-    settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method)
-    from horm.runtime import default_workers
-
-    load_potential(potential, device=device, dtype=dtype)  # fail here, once, rather than in every worker
+    settings = _settings(settings_file, hessian_every, ts_steps, interpolation, path_method, refine,
+                         refine_hessian, fallback)
+    pkw, rkw = _kwargs(potential_kwargs), _kwargs(refine_kwargs)
+    load_potential(potential, device=device, dtype=dtype, kwargs=pkw)  # fail here, once, not in every worker
+    if refine is not None:
+        load_potential(refine, device=device, dtype=dtype, kwargs=rkw)
     files = select_reactions(reactions_dir, n_reactions if n_reactions is not None else n_old, seed,
                              on_skip=lambda p, why: out.print(f"note: {p}: skipped ({why})", highlight=False,
                                                               markup=False, soft_wrap=True))
@@ -148,11 +191,14 @@ def benchmark_cmd(reactions_dir: Path = typer.Argument(..., help="folder of reac
                   f"barrier={'-' if bar is None else f'{bar:.1f}'} {rec.get('seconds', 0):.1f} s ({times})"
                   f"{'  ' + rec['error'] if rec.get('error') else ''}", highlight=False, markup=False)
 
-    pot = str(Path(potential).resolve()) if Path(potential).exists() and potential not in ENGINE_SPECS else potential
-    records = run_benchmark(files, pot, out_dir, workers=workers, timeout=timeout, settings=settings, on_result=show,
-                            retry_failed=retry_failed, charge=charge, multiplicity=multiplicity,
-                            threads_per_worker=threads or 1, device=device, dtype=dtype, ray=ray)
-    _report(out_dir, reference, records, potential)
+    def spec(x: Optional[str]) -> Optional[str]:
+        return str(Path(x).resolve()) if x is not None and Path(x).exists() and x not in ENGINE_SPECS else x
+
+    records = run_benchmark(files, spec(potential), out_dir, workers=workers, timeout=timeout, settings=settings,
+                            on_result=show, retry_failed=retry_failed, charge=charge, multiplicity=multiplicity,
+                            threads_per_worker=threads or 1, device=device, dtype=dtype, ray=ray,
+                            refine=spec(refine), potential_kwargs=pkw, refine_kwargs=rkw, proposals=proposals)
+    _report(out_dir, reference, records, None)
 
 
 @ts_app.command("summary")

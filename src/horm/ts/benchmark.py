@@ -152,17 +152,24 @@ def _output_to(path: Path):
             os.close(old)
 
 
-def _load(potential: str, device: str, dtype: str | None, threads: int):
+def _load(potential: str, device: str, dtype: str | None, threads: int, refine: str | None = None,
+          kwargs: tuple[dict | None, dict | None] = (None, None)):
+    """The worker's calculators: the potential, and the reference when one refines."""
     from horm.calculators.potential import load_potential
 
-    return load_potential(potential, device=device, dtype=dtype, threads=threads)
+    calc = load_potential(potential, device=device, dtype=dtype, threads=threads, kwargs=kwargs[0])
+    if refine is None:
+        return calc, None
+    return calc, load_potential(refine, device=device, dtype=dtype, threads=threads, kwargs=kwargs[1])
 
 
-def _ts_task(calc, payload) -> dict:
+def _ts_task(calcs, payload) -> dict:
     """One reaction in a worker: run the TS search, write ``OUT/<rxn>/``, return the record."""
-    from horm.ts.workflow import prepare_reaction, run_reaction, stage_line
+    from horm.ts.record import stage_line
+    from horm.ts.workflow import prepare_reaction, run_reaction
 
-    path, out_dir, settings, spin = payload
+    calc, reference = calcs
+    path, out_dir, settings, spin, proposal_dir = payload
     out, rxn = Path(out_dir), Path(path).stem
     out.mkdir(parents=True, exist_ok=True)
     (out / "record.json").unlink(missing_ok=True)
@@ -171,7 +178,7 @@ def _ts_task(calc, payload) -> dict:
         try:
             r, p, notes = prepare_reaction(path, *spin)
             return run_reaction(r, p, calc, RunSettings.from_dict(settings), out_dir=out, name=rxn, notes=notes,
-                                on_stage=lambda name, st, rec: print(stage_line(name, st, rec), flush=True))
+                                refine=reference, proposal_dir=proposal_dir, on_stage=lambda name, st, rec: print(stage_line(name, st, rec), flush=True))
         except Exception as exc:  # recorded, the benchmark goes on
             import traceback
 
@@ -207,15 +214,20 @@ class _ResultsSink:
                                    _partial(self.out / o.key)))
 
 
-def _check_meta(out: Path, potential: str, settings: dict) -> None:
+def _check_meta(out: Path, potential: str, settings: dict, refine: str | None = None) -> None:
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back from disk
     meta = {"potential": potential, "settings": settings}
+    if refine is not None:
+        meta["refine"] = refine
     p = out / META
     if p.exists():
         old = json.loads(p.read_text())
         if old.get("potential") != potential:
             raise HormError(f"{out}: holds a benchmark with potential {old.get('potential')!r}, "
                             f"not {potential!r}; use another --out")
+        if old.get("refine") != refine:
+            raise HormError(f"{out}: holds a benchmark refined with {old.get('refine')!r}, not {refine!r}; "
+                            f"use another --out")
         if old.get("settings") != settings:
             raise HormError(f"{out}: holds a benchmark with other TS settings; use another --out")
         return
@@ -226,7 +238,9 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
                   settings: RunSettings | None = None, threads_per_worker: int = 1,
                   on_result: Callable[[dict], None] | None = None, retry_failed: bool = False,
                   ray: str | None = None, progress: bool = False, charge: int | None = None,
-                  multiplicity: int | None = None, device: str = "cpu", dtype: str | None = "float64") -> list[dict]:
+                  multiplicity: int | None = None, device: str = "cpu", dtype: str | None = "float64",
+                  refine: str | None = None, potential_kwargs: dict | None = None,
+                  refine_kwargs: dict | None = None, proposals=None) -> list[dict]:
     """Run (or resume) the TS search on ``reactions``; returns their latest records.
 
     Reaction ids are the file stems and must be unique. ``on_result`` is called with each
@@ -237,7 +251,9 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
     and ``multiplicity`` override the reaction files' (see
     :func:`horm.ts.workflow.prepare_reaction`). A reaction killed by its timeout keeps the
     stages it finished in its record. Each worker loads ``potential`` on ``device`` in
-    ``dtype`` and computes with ``threads_per_worker`` intra-op threads.
+    ``dtype`` and computes with ``threads_per_worker`` intra-op threads. ``refine``: a
+    reference spec (as ``potential``): the potential then proposes and the reference refines
+    and judges (:mod:`horm.ts.refined`); ``*_kwargs``: keyword arguments of ``ase:`` specs.
     """
     opts = JobOptions(workers=workers, ray=ray, timeout=timeout, threads=threads_per_worker, isolate=True,
                       progress=progress)
@@ -245,11 +261,25 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
     names = [Path(r).stem for r in reactions]
     if len(set(names)) != len(names):
         raise HormError("reaction file names (stems) must be unique")
+    if proposals is not None:
+        if refine is None:
+            raise UsageError("--proposals needs --refine: the proposals are refined by the reference")
+        meta = Path(proposals) / META
+        by = json.loads(meta.read_text()).get("potential") if meta.is_file() else None
+        if by != potential:
+            raise UsageError(f"{proposals}: its proposals are by {by!r} (its {META}), not {potential!r}")
     with output_lock(out):
         out.mkdir(parents=True, exist_ok=True)
         _no_symlinks(out)
-        sdict = (settings or RunSettings()).to_dict()
-        _check_meta(out, potential, sdict)
+        settings = settings or RunSettings()
+        if refine is not None and settings.refine is None:
+            from dataclasses import replace
+
+            from horm.ts.refine import RefineSettings
+
+            settings = replace(settings, refine=RefineSettings())
+        sdict = settings.to_dict()
+        _check_meta(out, potential, sdict, refine)
         done = {r.get("rxn") for r in read_results(out)
                 if not (retry_failed and r.get("status") in ("timeout", "error"))}
         sink = _ResultsSink(out, done, on_result, sdict)
@@ -265,10 +295,15 @@ def run_benchmark(reactions: list[Path], potential: str, out_dir, workers: int =
                                                                            or not retry_failed):
                     sink.land(rec)
                     continue
+            prop = None
+            if proposals is not None and all((Path(proposals) / rxn / f).is_file()
+                                             for f in ("record.json", "path.xyz")):
+                prop = str((Path(proposals) / rxn).resolve())
             # absolute, not resolved: a symlink loop given here fails in its worker, as one record
-            payload = (os.path.abspath(path), str((out / rxn).resolve()), sdict, (charge, multiplicity))
+            payload = (os.path.abspath(path), str((out / rxn).resolve()), sdict, (charge, multiplicity), prop)
             pending.append((rxn, payload))
-        run_jobs(pending, Job(partial(_load, potential, device, dtype, threads_per_worker), _ts_task), sink, opts, total=len(pending),
+        load = partial(_load, potential, device, dtype, threads_per_worker, refine, (potential_kwargs, refine_kwargs))
+        run_jobs(pending, Job(load, _ts_task), sink, opts, total=len(pending),
                  title=f"ts benchmark ({Path(potential).name})")
     wanted = set(names)
     return [r for r in read_results(out) if r.get("rxn") in wanted]

@@ -51,11 +51,14 @@ class IRCResult:
     seconds: float
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    settled: dict[str, bool] = field(default_factory=dict)  # per direction: stopped early by ``stop_when``
 
     @property
     def converged_both(self) -> bool:
-        """Both IRC branches converged (reached ``fmax`` within ``max_steps``), no error."""
-        return self.error is None and all(self.converged.get(d, False) for d in ("forward", "reverse"))
+        """Both IRC branches converged (reached ``fmax`` within ``max_steps``) or were stopped
+        settled by ``stop_when`` (:func:`run_irc`), no error."""
+        return self.error is None and all(self.converged.get(d, False) or self.settled.get(d, False)
+                                          for d in ("forward", "reverse"))
 
     @property
     def ends_relaxed(self) -> bool:
@@ -71,7 +74,7 @@ class IRCResult:
     def record(self) -> dict:
         e = lambda a: None if a is None else a.info.get("energy")  # noqa: E731
         return {"success": self.success, "converged_both": self.converged_both, "ends_relaxed": self.ends_relaxed,
-                "converged": self.converged, "steps": self.steps,
+                "converged": self.converged, "settled": self.settled, "steps": self.steps,
                 "opt_converged": self.opt_converged, "opt_steps": self.opt_steps,
                 "energy_forward_end": e(self.end_forward), "energy_reverse_end": e(self.end_reverse),
                 "seconds": round(self.seconds, 3), "error": self.error, "notes": self.notes}
@@ -112,8 +115,10 @@ def reached_minimum(atoms, ts_energy: float, fmax: float) -> bool:
             and float(atoms.get_potential_energy()) < ts_energy - DESCENT_EV)
 
 
-def _follow(ts, atoms, calc, s: IRCSettings, branches, converged, steps, ends, opt_ok, opt_steps) -> None:
-    """Both IRC branches and their relaxed ends, filling the dicts passed in."""
+def _follow(ts, atoms, calc, s: IRCSettings, branches, converged, steps, ends, opt_ok, opt_steps,
+            stop_when=None, relax_to=None, settled=None) -> None:
+    """Both IRC branches and their relaxed ends, filling the dicts passed in (``stop_when``,
+    ``relax_to``: see :func:`run_irc`)."""
     from sella import IRC
 
     irc = IRC(atoms, dx=s.dx, eta=1e-4, gamma=0, hessian_function=calc.get_hessian, keep_going=True,
@@ -129,18 +134,26 @@ def _follow(ts, atoms, calc, s: IRCSettings, branches, converged, steps, ends, o
             if done or (irc.nsteps > n0 and reached_minimum(atoms, e_ts, s.fmax)):
                 done = True  # stop here: keep_going would step on around the minimum to max_steps
                 break
+            if stop_when is not None and irc.nsteps > n0 and stop_when(atoms, e_ts):
+                settled[direction] = True
+                break  # settled: the rest of the branch would not change the verdict
         converged[direction] = bool(done)
         steps[direction] = int(irc.nsteps - n0)
         # drop the observer's call at the TS itself (step 0 of each run)
         if branches[direction] and np.allclose(branches[direction][0].positions, ts.positions):
             branches[direction].pop(0)
         start = branches[direction][-1] if branches[direction] else atoms
-        ends[direction], opt_ok[direction], opt_steps[direction] = relax(start, calc, s.opt_fmax, s.opt_max_steps)
+        fmax, n_max = relax_to or (s.opt_fmax, s.opt_max_steps)
+        ends[direction], opt_ok[direction], opt_steps[direction] = relax(start, calc, fmax, n_max)
     return None
 
 
-def run_irc(ts, calc, settings: IRCSettings | None = None) -> IRCResult:
+def run_irc(ts, calc, settings: IRCSettings | None = None, stop_when=None, relax_to=None) -> IRCResult:
     """IRC both ways from ``ts`` (ASE Atoms, not modified) and relaxed endpoints.
+
+    stop_when: ``f(atoms, e_ts) -> bool`` asked after every IRC step; True ends that branch
+    there (e.g. once its bond graph is settled), before ``fmax`` is reached. relax_to:
+    ``(fmax, max_steps)`` of the end relaxations instead of ``opt_fmax``/``opt_max_steps``.
 
     Failures (calculator, Sella) end the stage with ``error`` set; they are not raised.
     """
@@ -154,12 +167,14 @@ def run_irc(ts, calc, settings: IRCSettings | None = None) -> IRCResult:
     ends: dict[str, object | None] = {"forward": None, "reverse": None}
     opt_ok = {"forward": False, "reverse": False}
     opt_steps = {"forward": 0, "reverse": 0}
+    settled = {"forward": False, "reverse": False}
     with warnings.catch_warnings(record=True) as seen:  # Sella's IRC warns when an inner loop stalls
         warnings.simplefilter("always")
         try:
-            error = _follow(ts, atoms, calc, s, branches, converged, steps, ends, opt_ok, opt_steps)
+            error = _follow(ts, atoms, calc, s, branches, converged, steps, ends, opt_ok, opt_steps, stop_when,
+                            relax_to, settled)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
     notes = sorted({f"{w.category.__name__}: {w.message}" for w in seen})
     return IRCResult(branches["forward"], branches["reverse"], ends["forward"], ends["reverse"], converged, steps,
-                     opt_ok, opt_steps, time.perf_counter() - t0, error, notes)
+                     opt_ok, opt_steps, time.perf_counter() - t0, error, notes, settled)

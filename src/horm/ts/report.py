@@ -22,6 +22,7 @@ import numpy as np
 
 from horm.errors import UsageError
 from horm.ts.benchmark import read_results
+from horm.ts.record import reference_calls_of
 from horm.ts.verify import OUTCOMES, aligned_rmsd
 
 STAGES = (("path_success", "path"), ("ts_success", "TS"), ("irc_success", "IRC"), ("intended", "intended"))
@@ -44,7 +45,41 @@ def summarise(records: list[dict]) -> dict:
     out["median_seconds"] = float(np.median(secs)) if secs else float("nan")
     barriers = [r["barrier_kcal_mol"] for r in records if r.get("intended") and r.get("barrier_kcal_mol") is not None]
     out["median_barrier_kcal_mol"] = float(np.median(barriers)) if barriers else float("nan")
+    out["reference_calls"] = reference_cost(records)
     return out
+
+
+def reference_cost(records: list[dict]) -> dict | None:
+    """Reference energy+force calls and Hessians: totals, per reaction (median and mean) and
+    per intended TS (total / intended); None when no record counts them."""
+    calls = [(r, reference_calls_of(r)) for r in records]
+    calls = [(r, c) for r, c in calls if c is not None]
+    if not calls:
+        return None
+    ef = np.array([c.get("energy_forces", 0) for _, c in calls], dtype=float)
+    hs = np.array([c.get("hessian", 0) for _, c in calls], dtype=float)
+    secs = [c.get("seconds") for _, c in calls if c.get("seconds") is not None]
+    n_int = sum(bool(r.get("intended")) for r, _ in calls)
+    return {"n": len(calls), "energy_forces": int(ef.sum()), "hessian": int(hs.sum()),
+            "seconds": round(float(sum(secs)), 3) if secs else None,
+            "median_energy_forces": float(np.median(ef)), "mean_energy_forces": float(ef.mean()),
+            "median_hessian": float(np.median(hs)),
+            "energy_forces_per_intended": float(ef.sum() / n_int) if n_int else None,
+            "hessian_per_intended": float(hs.sum() / n_int) if n_int else None}
+
+
+def cost_ratio(records: list[dict], reference_records: list[dict]) -> dict | None:
+    """Reference calls of a run over those of a reference run, on the reactions both hold."""
+    ref = {r["rxn"]: reference_calls_of(r) for r in reference_records}
+    pairs = [(reference_calls_of(r), ref.get(r["rxn"])) for r in records]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if not pairs:
+        return None
+    tot = {k: (sum(a.get(k, 0) for a, _ in pairs), sum(b.get(k, 0) for _, b in pairs))
+           for k in ("energy_forces", "hessian")}
+    return {"n": len(pairs), **{f"{k}_run": v[0] for k, v in tot.items()},
+            **{f"{k}_reference": v[1] for k, v in tot.items()},
+            **{f"{k}_ratio": (v[0] / v[1] if v[1] else None) for k, v in tot.items()}}
 
 
 def _ts_positions(run_dir: Path, rxn: str):
@@ -91,7 +126,11 @@ def compare_runs(run_dir, reference_dir) -> dict:
     rmsd_ts, dbar_ts = _rmsd_and_barrier(run_dir, reference_dir, a, b, found)
     r_mean, r_med = _stats(rmsd)
     rt_mean, rt_med = _stats(rmsd_ts)
+    lost = sorted(k for k in both if b[k].get("intended") and not a[k].get("intended"))
+    gained = sorted(k for k in both if a[k].get("intended") and not b[k].get("intended"))
     return {"n_run": len(a), "n_reference": len(b), "n_both_solved": len(solved),
+            "cost": cost_ratio([a[k] for k in sorted(both)], [b[k] for k in sorted(both)]),
+            "lost": lost, "gained": gained,
             "ts_rmsd_mean": r_mean, "ts_rmsd_median": r_med,
             "barrier_mae_kcal_mol": _stats(dbar)[0],
             "n_both_ts_found": len(found), "ts_rmsd_mean_ts_found": rt_mean, "ts_rmsd_median_ts_found": rt_med,
@@ -117,6 +156,12 @@ def summary_table(summary: dict, title: str = "TS benchmark"):
     t.add_row("timeouts", str(summary["timeouts"]), "")
     t.add_row("errors", str(summary["errors"]), "")
     t.add_row("median s/reaction", f"{summary['median_seconds']:.1f}", "")
+    cost = summary.get("reference_calls")
+    if cost is not None:
+        per = cost["energy_forces_per_intended"]
+        t.add_row("reference calls", f"{cost['energy_forces']} + {cost['hessian']} H",
+                  f"{cost['median_energy_forces']:.0f}/rxn")
+        t.add_row("  per intended TS", "-" if per is None else f"{per:.0f}", "")
     return t
 
 
@@ -170,8 +215,17 @@ def _fmt(v, f: str) -> str:
 
 
 def comparison_lines(cmp: dict, against: str) -> list[str]:
-    """Two lines: TS RMSD and barrier MAE on the reactions both solved, and where both found a TS."""
-    return [f"vs {against}: {cmp['n_both_solved']} reactions solved by both; TS RMSD mean "
+    """TS RMSD and barrier MAE on the reactions both solved, and where both found a TS; the
+    reference-call ratio and the reactions lost and gained."""
+    lines = []
+    c = cmp.get("cost")
+    if c is not None and c["energy_forces_reference"]:
+        lines.append(f"vs {against}: reference calls {c['energy_forces_run']} / {c['energy_forces_reference']} "
+                     f"= {100 * c['energy_forces_ratio']:.1f}% energy+forces, {c['hessian_run']} / "
+                     f"{c['hessian_reference']} Hessians on {c['n']} reactions")
+    if cmp.get("lost") or cmp.get("gained"):
+        lines.append(f"vs {against}: lost {', '.join(cmp['lost']) or '-'}; gained {', '.join(cmp['gained']) or '-'}")
+    return lines + [f"vs {against}: {cmp['n_both_solved']} reactions solved by both; TS RMSD mean "
             f"{_fmt(cmp['ts_rmsd_mean'], '.3f')} Å (median {_fmt(cmp['ts_rmsd_median'], '.3f')} Å), "
             f"barrier MAE {_fmt(cmp['barrier_mae_kcal_mol'], '.2f')} kcal/mol",
             f"vs {against}: {cmp['n_both_ts_found']} reactions where both found a TS; TS RMSD mean "
@@ -186,6 +240,14 @@ def run_potential(run_dir: str | Path, default: str = "run") -> str:
     return json.loads(meta.read_text()).get("potential", default) if meta.exists() else default
 
 
+def run_label(run_dir: str | Path, default: str = "run") -> str:
+    """A run's name for tables and charts: the potential's, with ``→ REF`` when a reference refined."""
+    meta = Path(run_dir) / "benchmark.json"
+    refine = json.loads(meta.read_text()).get("refine") if meta.exists() else None
+    name = Path(run_potential(run_dir, default)).name
+    return name if refine is None else f"{name} → {Path(refine).name}"
+
+
 def benchmark_report(out_dir: str | Path, reference_dir: str | Path | None = None, records: list[dict] | None = None,
                      name: str | None = None) -> dict:
     """Summary of the benchmark in ``out_dir`` (its ``records``, default all in the folder),
@@ -194,14 +256,14 @@ def benchmark_report(out_dir: str | Path, reference_dir: str | Path | None = Non
     from horm.safe_io import write_json_atomic
 
     out_dir = Path(out_dir)
-    name = name or Path(run_potential(out_dir)).name
+    name = name or run_label(out_dir)
     runs: dict = {name: out_dir}
     ref_label = None
     if reference_dir is not None:
         reference_dir = Path(reference_dir)
         if not (reference_dir / "results.jsonl").exists():
             raise UsageError(f"{reference_dir}: no results.jsonl (not a benchmark folder)")
-        ref_label = f"{run_potential(reference_dir, 'reference')} (reference)"
+        ref_label = f"{run_label(reference_dir, 'reference')} (reference)"
         runs[ref_label] = reference_dir
     res = summarise_runs(runs, ref_label, out_dir / "ts_benchmark.png", {name: records} if records is not None else None)
     result: dict = {"summary": res["summaries"][name]}

@@ -96,7 +96,7 @@ def characterise(atoms, calc, settings: TSOptSettings) -> dict:
             "hessian": hess, "freqs": freqs, "n_imaginary": n_imaginary(freqs, settings.imag_threshold)}
 
 
-def _sella(atoms, calc, s: TSOptSettings, internal: bool):
+def _sella(atoms, calc, s: TSOptSettings, internal: bool, hessian_function=None):
     from sella import Sella
 
     kw = {}
@@ -105,12 +105,16 @@ def _sella(atoms, calc, s: TSOptSettings, internal: bool):
     if not s.molecule:
         kw.update(proj_trans=False, proj_rot=False)
     diag_every_n = None if s.hessian_every == 0 else s.hessian_every - 1
-    return Sella(atoms, order=1, internal=internal, hessian_function=calc.get_hessian,
+    return Sella(atoms, order=1, internal=internal, hessian_function=hessian_function or calc.get_hessian,
                  diag_every_n=diag_every_n, logfile=None, **kw)
 
 
-def optimize_ts(guess, calc, settings: TSOptSettings | None = None) -> TSResult:
+def optimize_ts(guess, calc, settings: TSOptSettings | None = None, hessian_function=None) -> TSResult:
     """Saddle search from ``guess`` (ASE Atoms, not modified) with ``calc`` (a HessianCalculator).
+
+    hessian_function: where Sella's Hessians come from (default ``calc.get_hessian``; another
+    calculator's, e.g. a model's while ``calc`` is the reference). The final characterisation
+    always uses ``calc``'s own Hessian.
 
     Calculator or Sella failures end the stage with ``error`` set; they are not raised.
     """
@@ -125,14 +129,14 @@ def optimize_ts(guess, calc, settings: TSOptSettings | None = None) -> TSResult:
     iterates: list = []
     try:
         try:
-            opt = _sella(atoms, calc, s, internal)
+            opt = _sella(atoms, calc, s, internal, hessian_function)
         except Exception as exc:  # Sella cannot build internals for some geometries
             if not internal:
                 raise
             notes.append(f"internal coordinates failed ({type(exc).__name__}); used Cartesian")
             internal, coords = False, "cartesian"
             atoms.positions = guess.positions
-            opt = _sella(atoms, calc, s, internal)
+            opt = _sella(atoms, calc, s, internal, hessian_function)
         opt.attach(lambda: iterates.append(snapshot(atoms, calc)))
         converged = bool(opt.run(fmax=s.fmax, steps=s.max_steps))
         steps = int(opt.nsteps)

@@ -27,24 +27,22 @@ false (the branch stopped at ``max_steps`` but its relaxation reached the same b
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 
-from horm.data.sample import Sample
 from horm.errors import UsageError
-from horm.safe_io import write_json_atomic
 from horm.settings import coerce
 from horm.settings import from_dict as settings_from_dict
 from horm.ts.irc import IRCSettings, run_irc
 from horm.ts.path import PathSettings, find_path
+from horm.ts.record import (ZERO_CALLS, CallCounter, Recorder, StageHook, add_calls, apply_verdict, judge,
+                             new_record, stage_line, write_frames)
+from horm.ts.refine import RefineSettings
 from horm.ts.tsopt import TSOptSettings, optimize_ts
-from horm.ts.verify import BOND_SCALES, aligned_rmsd, barrier_kcal_mol, verify_irc
+from horm.ts.verify import BOND_SCALES, aligned_rmsd
 
-RECORD_VERSION = 1
-
+__all__ = ["RunSettings", "prepare_reaction", "run_reaction", "stage_line"]
 
 @dataclass
 class RunSettings:
@@ -52,6 +50,7 @@ class RunSettings:
     tsopt: TSOptSettings = field(default_factory=TSOptSettings)
     irc: IRCSettings = field(default_factory=IRCSettings)
     bond_scales: tuple[float, ...] = BOND_SCALES  # same species: graphs match at one of these scales
+    refine: RefineSettings | None = None  # how a reference refines the proposal (run_reaction's ``refine``)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "RunSettings":
@@ -61,6 +60,8 @@ class RunSettings:
         for name, sub in (("path", PathSettings), ("tsopt", TSOptSettings), ("irc", IRCSettings)):
             if name in d:
                 kw[name] = settings_from_dict(sub, d.pop(name), name)
+        if "refine" in d:
+            kw["refine"] = _refine_from_dict(d.pop("refine"))
         if "bond_scales" in d:
             scales = d.pop("bond_scales")
             if not isinstance(scales, (list, tuple)) or not scales:
@@ -69,35 +70,27 @@ class RunSettings:
             if min(kw["bond_scales"]) <= 0:
                 raise UsageError(f"bond_scales={scales!r}: expected a list of positive numbers")
         if d:
-            raise UsageError(f"unknown TS settings {sorted(d)}; valid: path, tsopt, irc, bond_scales")
+            raise UsageError(f"unknown TS settings {sorted(d)}; valid: path, tsopt, irc, refine, bond_scales")
         return cls(**kw)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["refine"] is None:  # records of unrefined runs keep the keys they always had
+            del d["refine"]
+        return d
 
 
-class _Calls:
-    """Model-call counter deltas around one stage."""
-
-    def __init__(self, calc):
-        self.calc = calc
-        self.start = dict(getattr(calc, "counts", {}))
-
-    def delta(self) -> dict:
-        now = getattr(self.calc, "counts", {})
-        return {k: int(now.get(k, 0) - self.start.get(k, 0)) for k in now}
-
-
-def write_frames(path: Path, atoms_list) -> Path:
-    """extxyz frames with ``energy`` (eV) where known (horm.data.xyz.write_extxyz)."""
-    from horm.data.xyz import write_extxyz
-
-    samples = []
-    for a in atoms_list:
-        e = a.info.get("energy")
-        samples.append(Sample(numbers=np.asarray(a.numbers, dtype=np.int64), pos=np.array(a.positions),
-                              energy=None if e is None else float(e)))
-    return write_extxyz(path, samples)
+def _refine_from_dict(d) -> RefineSettings:
+    """RefineSettings from a mapping whose ``tsopt`` is a mapping of TSOptSettings fields."""
+    d = dict(d) if isinstance(d, dict) else d
+    if isinstance(d, dict) and "tsopt" in d:
+        base = asdict(RefineSettings().tsopt)
+        tsopt = d.pop("tsopt")
+        if not isinstance(tsopt, dict):
+            raise UsageError(f"refine.tsopt={tsopt!r}: expected a mapping of TS optimisation settings")
+        ts = settings_from_dict(TSOptSettings, {**base, **tsopt}, "refine.tsopt")
+        return replace(settings_from_dict(RefineSettings, d, "refine"), tsopt=ts)
+    return settings_from_dict(RefineSettings, d, "refine")
 
 
 def prepare_reaction(path, charge: int | None = None, multiplicity: int | None = None):
@@ -119,77 +112,87 @@ def prepare_reaction(path, charge: int | None = None, multiplicity: int | None =
     return r.to_atoms(), p.to_atoms(), notes
 
 
-StageHook = Callable[[str, dict, dict], None]
-"""``on_stage(name, stage_record, record)``: called as each stage finishes (name: path, tsopt, irc, verify)."""
-
-
-class _Recorder:
-    """The growing record of one run: after each stage its files and a partial ``record.json``
-    (``status: "running"``) are written atomically, so a killed run leaves a valid record."""
-
-    def __init__(self, rec: dict, out: Path | None, on_stage: StageHook | None):
-        self.rec, self.out, self.on_stage = rec, out, on_stage
-
-    def stage(self, name: str, info: dict, frames: tuple[str, list] | None = None) -> None:
-        if name != "verify":
-            self.rec["stages"][name] = info
-        if self.out is not None:
-            if frames is not None:
-                write_frames(self.out / frames[0], frames[1])
-            write_json_atomic(self.out / "record.json", self.rec)
-        if self.on_stage is not None:
-            self.on_stage(name, info, self.rec)
-
-
-def new_record(reactant, calc, settings: RunSettings, name: str = "", notes: list[str] | None = None) -> dict:
-    """The record's header (identity, settings, horm version) with every outcome still unset."""
-    from horm._version import __version__
-
-    return {"version": RECORD_VERSION, "horm_version": __version__, "rxn": name, "natoms": len(reactant),
-            "formula": reactant.get_chemical_formula(mode="hill"),
-            "potential": getattr(calc, "potential_name", type(calc).__name__),
-            "charge": int(reactant.info.get("charge", 0)), "multiplicity": int(reactant.info.get("multiplicity", 1)),
-            "settings": settings.to_dict(), "notes": list(notes or []), "status": "running", "stages": {},
-            "path_success": False, "ts_success": False, "irc_success": False, "irc_converged": False,
-            "irc_ends_relaxed": False, "outcome": None, "intended": False, "conformational": None, "e_ts": None,
-            "e_reactant": None, "barrier_kcal_mol": None, "ts_rmsd": None}
-
-
 def run_reaction(reactant, product, calc, settings: RunSettings | None = None, out_dir=None, name: str = "",
-                 reference_ts=None, on_stage: StageHook | None = None, notes: list[str] | None = None) -> dict:
+                 reference_ts=None, on_stage: StageHook | None = None, notes: list[str] | None = None,
+                 refine=None, proposal_dir=None) -> dict:
     """Path → TS → IRC → verdict for one reaction (reactant, product: ASE Atoms, same atom order).
 
     calc: a :class:`horm.calculators.potential.HessianCalculator`; reference_ts: optional Atoms
     of the same atoms to report the aligned TS RMSD against; on_stage: see
     :data:`StageHook`; notes: lines to keep in the record (e.g. a defaulted multiplicity).
-    Returns the record (``status: "done"``).
+    refine: a reference-level HessianCalculator (xTB, DFT, an ASE calculator); then ``calc``
+    only proposes (path and TS) and the reference refines, checks and judges the TS
+    (:mod:`horm.ts.refined`, settings ``settings.refine``); ``intended`` is the reference's
+    verdict; proposal_dir: take the proposer's band and TS from that earlier model-only run of
+    the reaction instead of searching again. Returns the record (``status: "done"``).
     """
     s = settings or RunSettings()
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None
     if len(reactant) != len(product) or not np.array_equal(reactant.numbers, product.numbers):
         raise UsageError(f"{name or 'reaction'}: reactant and product must hold the same atoms in the same order")
+    if proposal_dir is not None and refine is None:
+        raise UsageError("proposals from an earlier run need a reference to refine them (refine=...)")
+    if refine is not None and s.refine is None:
+        s = replace(s, refine=RefineSettings())
     rec = new_record(reactant, calc, s, name, notes)
-    rc = _Recorder(rec, out, on_stage)
-    total_calls = _Calls(calc)
-    calls = _Calls(calc)
-    pres = find_path(reactant, product, calc, s.path)
-    rec["path_success"] = pres.record()["success"]
-    rc.stage("path", {**pres.record(), "calls": calls.delta()}, ("path.xyz", pres.images))
-    if pres.error is None:
-        _ts_and_after(pres.ts_guess, reactant, product, calc, s, rc, reference_ts)
+    rc = Recorder(rec, out, on_stage)
+    total_calls = CallCounter(calc)
+    if refine is not None:
+        from horm.ts.refined import run_refined
+
+        run_refined(reactant, product, calc, refine, s, rc, reference_ts, proposal_dir)
+        if s.refine.fallback and _needs_fallback(rec, s.refine.fallback_when):
+            _fallback(reactant, product, refine, s, rc, reference_ts, notes)
+    else:
+        calls = CallCounter(calc)
+        pres = find_path(reactant, product, calc, s.path)
+        rec["path_success"] = pres.record()["success"]
+        rc.stage("path", {**pres.record(), "calls": calls.delta()}, ("path.xyz", pres.images))
+        if pres.error is None:
+            _ts_and_after(pres.ts_guess, reactant, product, calc, s, rc, reference_ts)
+        rec["reference_calls"] = total_calls.delta(seconds=True) if calc.is_reference else dict(ZERO_CALLS)
     rec["model_calls"] = total_calls.delta()
     rec["seconds"] = round(time.perf_counter() - t0, 3)
     rec["status"] = "done"
-    if out is not None:
-        write_json_atomic(out / "record.json", rec)
+    rc.save()
     return rec
 
 
-def _ts_and_after(guess, reactant, product, calc, s: RunSettings, rc: _Recorder, reference_ts) -> None:
+def _needs_fallback(rec: dict, when: str) -> bool:
+    return not rec["ts_success"] or (when == "not-intended" and not rec["intended"])
+
+
+def _fallback(reactant, product, reference, s: RunSettings, rc: Recorder, reference_ts, notes) -> None:
+    """The reference-only search for a reaction whose refinement gave no TS (or, with
+    ``fallback_when="not-intended"``, not the intended one): its files go to ``fallback/``, its
+    verdict becomes the record's, its calls are added to ``reference_calls``; what the
+    refinement alone gave stays under ``before_fallback``."""
+    rec = rc.rec
+    keys = ("outcome", "intended", "ts_success", "irc_success", "irc_converged", "irc_ends_relaxed",
+            "e_ts", "e_reactant", "barrier_kcal_mol", "ts_rmsd", "conformational", "reference_calls")
+    rec["before_fallback"] = {k: rec.get(k) for k in keys}
+    reason = "no TS at the reference level" if not rec["ts_success"] else "the refined TS is not the intended one"
+    sub_out = None if rc.out is None else rc.out / "fallback"
+    if sub_out is not None:
+        sub_out.mkdir(exist_ok=True)
+    sub = run_reaction(reactant, product, reference, replace(s, refine=None), out_dir=sub_out, name=rec["rxn"],
+                       reference_ts=reference_ts, notes=notes)
+    for k in keys[:-1]:
+        rec[k] = sub.get(k)
+    rec["path_success"] = rec["path_success"] or sub["path_success"]
+    rec["verify"] = sub.get("verify")
+    rec["reference_calls"] = add_calls(rec["reference_calls"], sub["reference_calls"])
+    rec["notes"].append(f"fallback: {reason}; the reference-only search ran (fallback/)")
+    rc.stage("fallback", {"reason": reason, "outcome": sub["outcome"], "intended": sub["intended"],
+                          "seconds": sub["seconds"], "stages": sub["stages"],
+                          "reference_calls": sub["reference_calls"]})
+
+
+def _ts_and_after(guess, reactant, product, calc, s: RunSettings, rc: Recorder, reference_ts) -> None:
     """TS optimisation, then (on success) IRC and the verdict, each recorded as it finishes."""
     rec = rc.rec
-    calls = _Calls(calc)
+    calls = CallCounter(calc)
     ts = optimize_ts(guess, calc, s.tsopt)
     rec["ts_success"] = ts.success
     rec["e_ts"] = ts.energy
@@ -200,48 +203,10 @@ def _ts_and_after(guess, reactant, product, calc, s: RunSettings, rc: _Recorder,
     rc.stage("tsopt", {**ts.record(), "calls": calls.delta()}, ("ts.xyz", [ts.atoms]))
     if not ts.success:
         return
-    calls = _Calls(calc)
+    calls = CallCounter(calc)
     irc = run_irc(ts.atoms, calc, s.irc)
-    rec["irc_converged"] = irc.converged_both
-    rec["irc_ends_relaxed"] = irc.ends_relaxed
-    rec["irc_success"] = irc.converged_both
     rc.stage("irc", {**irc.record(), "calls": calls.delta()}, ("irc.xyz", irc.path(ts.atoms)))
-    if irc.error is not None or irc.end_forward is None or irc.end_reverse is None:
-        return
-    v = verify_irc(reactant.numbers, reactant.positions, product.positions,
-                   irc.end_forward.positions, irc.end_reverse.positions, s.bond_scales)
-    rec["verify"] = v
-    rec["outcome"] = v["outcome"]
-    rec["intended"] = v["outcome"] == "intended"
-    rec["conformational"] = v["conformational"]
-    if v["reactant_end"] is not None:
-        end = irc.end_forward if v["reactant_end"] == "a" else irc.end_reverse
-        rec["e_reactant"] = end.info.get("energy")
-        if rec["e_reactant"] is not None and ts.energy is not None:
-            rec["barrier_kcal_mol"] = barrier_kcal_mol(ts.energy, rec["e_reactant"])
-    rc.stage("verify", v)
-
-
-def _ok(flag) -> str:
-    return "ok" if flag else "FAILED"
-
-
-def stage_line(name: str, st: dict, rec: dict) -> str:
-    """One line for a finished stage: what it found, its key numbers and its time."""
-    err = f"  {st['error']}" if st.get("error") else ""
-    if name == "path":
-        return (f"path    {_ok(st['success'])}  {st['steps']} steps, {st['interpolation']}, "
-                f"TS guess at image {st['ts_index']}  {st['seconds']:.1f} s{err}")
-    if name == "tsopt":
-        imag = st.get("imaginary_freqs_cm1") or []
-        nu = f", ν = {imag[0]:.0f} cm⁻¹" if imag else ""
-        fmax = "-" if st.get("fmax") is None else f"{st['fmax']:.3f}"
-        return (f"TS      {_ok(st['success'])}  {st['steps']} steps, fmax {fmax} eV/Å, "
-                f"{st.get('n_imaginary')} imaginary{nu}  {st['seconds']:.1f} s{err}")
-    if name == "irc":
-        c, o = st["converged"], st["opt_converged"]
-        return (f"IRC     {_ok(st['converged_both'])}  converged forward {c['forward']} / reverse {c['reverse']}, "
-                f"ends relaxed {o['forward']} / {o['reverse']}  {st['seconds']:.1f} s{err}")
-    bar = rec.get("barrier_kcal_mol")
-    return (f"verify  {st['outcome']}{' (conformational)' if st.get('conformational') else ''}, "
-            f"barrier {'-' if bar is None else f'{bar:.2f} kcal/mol'}")
+    v = judge(reactant, product, irc, s.bond_scales)
+    apply_verdict(rec, v, irc, ts.energy)
+    if v is not None:
+        rc.stage("verify", v)
