@@ -53,6 +53,14 @@ def summary_paragraph(demo: DemoResults) -> str:
         ref = ts.get("xtb (reference)")
         line = ", ".join(f"{k}: {v['intended']['count']}/{v['n']}" for k, v in ts.items())
         parts.append(f"TS search, intended outcomes per potential — {line}.")
+        refined = [k for k in ts if "refined" in k]
+        if ref is not None and ref.get("reference_calls") and refined:
+            base = ref["reference_calls"]["energy_forces"]
+            parts.append("Refined on xTB from the shipped models' proposals (the model proposes, xTB confirms): "
+                         + ", ".join(f"{k}: {ts[k]['intended']['count']}/{ts[k]['n']} intended with "
+                                     f"{ts[k]['reference_calls']['energy_forces']} xTB energy+force calls, "
+                                     f"{100 * ts[k]['reference_calls']['energy_forces'] / max(base, 1):.0f}% of "
+                                     f"xTB alone's {base}" for k in refined) + ".")
         if ref is not None and ref["n"]:
             parts.append("The xTB reference defines what is reachable on these reactions; the small models, trained "
                          f"for {demo.settings.steps} steps on {demo.counts['train']} xTB samples, are far from converged, "
@@ -63,17 +71,21 @@ def summary_paragraph(demo: DemoResults) -> str:
 
 
 def _ts_table(demo: DemoResults) -> str:
-    rows = ["| potential | path | TS | IRC | intended | both intended: TS RMSD (Å) / barrier MAE (kcal/mol) / n "
+    rows = ["| potential | path | TS | IRC | intended | reference calls (E+F / Hessians) "
+            "| both intended: TS RMSD (Å) / barrier MAE (kcal/mol) / n "
             "| both found a TS: TS RMSD (Å) / barrier MAE (kcal/mol) / n |",
-            "|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|"]
     for label, s in demo.ts_summary.items():
         n = s["n"]
         c = demo.ts_compare.get(label, {})
+        cost = s.get("reference_calls")
+        calls = "-" if cost is None else f"{cost['energy_forces']} / {cost['hessian']}"
         rows.append(f"| {label} | {s['path']['count']}/{n} | {s['TS']['count']}/{n} | {s['IRC']['count']}/{n} | "
-                    + (f"{s['intended']['count']}/{n} | {_f(c.get('ts_rmsd_mean'))} / {_f(c.get('barrier_mae_kcal_mol'))} / "
+                    f"{s['intended']['count']}/{n} | {calls} | "
+                    + (f"{_f(c.get('ts_rmsd_mean'))} / {_f(c.get('barrier_mae_kcal_mol'))} / "
                        f"{c.get('n_both_solved')} | {_f(c.get('ts_rmsd_mean_ts_found'))} / "
                        f"{_f(c.get('barrier_mae_kcal_mol_ts_found'))} / {c.get('n_both_ts_found')} |"
-                       if c else f"{s['intended']['count']}/{n} | reference | reference |"))
+                       if c else "reference | reference |"))
     return "\n".join(rows)
 
 

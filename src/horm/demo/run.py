@@ -170,8 +170,26 @@ class Demo:
                     break
                 # float32, as in their benchmark (benchmarks/ts_models.py): 2.5x faster Hessians
                 self._ts_search(f"{name} (shipped)", name, timeout, dtype="float32")
+            self._refined()
             if r.shipped_models:
                 self._ts_summarise()
+
+    def _refined(self) -> None:
+        """The shipped E-F and E-F-H models' proposals refined and judged on xTB (horm.ts.refined):
+        the proposals are those of the shipped run just made, so only the reference's part runs."""
+        from horm.ts.benchmark import run_benchmark
+
+        for name in [m for m in self.results.shipped_models if m.endswith(("-ef", "-efh"))]:
+            label = f"{name} → xtb (refined)"
+            d = self.ts_dirs[label] = self.out / "ts" / slug(label.replace(" → ", "_to_"))
+            self.say(f"refined: {name}'s proposals confirmed on xTB → {d}")
+            t = time.perf_counter()
+            run_benchmark(self.test_reactions, name, d, workers=self.s.workers, timeout=self.s.shipped_timeout,
+                          dtype="float32", refine="xtb", proposals=self.ts_dirs[f"{name} (shipped)"],
+                          on_result=lambda r: self.say(f"  {r.get('rxn')}: {r.get('outcome') or r.get('status')}, "
+                                                       f"{(r.get('reference_calls') or {}).get('energy_forces')} "
+                                                       f"xTB calls ({r.get('seconds', 0):.0f} s)"))
+            self.results.timings[f"ts {label}"] = time.perf_counter() - t
 
     # -- report ----------------------------------------------------------------------------
     def report(self) -> Path:
