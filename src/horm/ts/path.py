@@ -158,6 +158,24 @@ def _batched_neb(images, calc, **kw):
     return BatchedNEB(images, **kw)
 
 
+def highest_interior(energies: list[float | None]) -> int:
+    """Index of the highest interior image with a known energy (the middle one when none is known)."""
+    known = [(e, k) for k, e in enumerate(energies) if e is not None and 0 < k < len(energies) - 1]
+    return max(known)[1] if known else len(energies) // 2
+
+
+def detached(images, energies: list[float | None]) -> list:
+    """Calculator-free copies of a band's images, each with its energy (eV) in ``info`` where known."""
+    out = []
+    for im, e in zip(images, energies):
+        a = im.copy()
+        a.calc = None
+        if e is not None:
+            a.info["energy"] = e
+        out.append(a)
+    return out
+
+
 def find_path(reactant, product, calc, settings: PathSettings | None = None) -> PathResult:
     """Interpolate, relax a (CI-)NEB with ``calc`` and pick the TS guess; never raises on
     a calculator failure (the result carries ``error``)."""
@@ -192,15 +210,6 @@ def find_path(reactant, product, calc, settings: PathSettings | None = None) -> 
     except Exception as exc:  # calculator failures (e.g. SCF) end the stage, not the run
         error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
     steps = int(opt.nsteps) if opt is not None else 0
-    known = [(e, k) for k, e in enumerate(energies) if e is not None and 0 < k < len(images) - 1]
-    ts_index = max(known)[1] if known else len(images) // 2
     # detach the shared calculator so later stages own their atoms
-    out_images = []
-    for im, e in zip(images, energies):
-        a = im.copy()
-        a.calc = None
-        if e is not None:
-            a.info["energy"] = e
-        out_images.append(a)
-    return PathResult(images=out_images, energies=energies, ts_index=ts_index, converged=converged and error is None,
+    return PathResult(images=detached(images, energies), energies=energies, ts_index=highest_interior(energies), converged=converged and error is None,
                       steps=steps, interpolation=used, seconds=time.perf_counter() - t0, error=error, notes=notes)

@@ -92,7 +92,7 @@ def relax_band(images, reference, steps: int, path_settings):
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.mep import NEB
 
-    from horm.ts.path import _optimizer_class
+    from horm.ts.path import _optimizer_class, detached, highest_interior
 
     band = [im.copy() for im in images]
     error = None
@@ -110,15 +110,7 @@ def relax_band(images, reference, steps: int, path_settings):
         energies = [float(im.get_potential_energy()) for im in band]
     except Exception as exc:  # a reference failure ends the stage, not the run
         error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-    out = []
-    for im, e in zip(band, energies):
-        a = im.copy()
-        a.calc = None
-        if e is not None:
-            a.info["energy"] = e
-        out.append(a)
-    known = [(e, k) for k, e in enumerate(energies) if e is not None and 0 < k < len(out) - 1]
-    return out, (max(known)[1] if known else len(out) // 2), error
+    return detached(band, energies), highest_interior(energies), error
 
 
 def settled(reactant, product, drop: float, scales):
