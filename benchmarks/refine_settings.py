@@ -20,26 +20,29 @@ import sys
 import time
 from pathlib import Path
 
-SETTINGS = {  # name: RunSettings sections over the defaults (refine: RefineSettings fields); the names
-    # describe the settings measured first (band_steps 15, end_fmax 0.05, irc dx 0.1); "lean" became the default
-    "first": {"refine": {"band_steps": 15, "end_fmax": 0.05, "irc_dx": 0.1}},
+SETTINGS = {  # name: RunSettings sections over the defaults (refine: RefineSettings fields)
     "default": {},
+    "first": {"refine": {"band_steps": 15, "end_fmax": 0.05, "irc_dx": 0.1}},  # the settings measured first
     "ts-only": {"refine": {"strategy": "ts"}},
     "band-only": {"refine": {"strategy": "band"}},
+    "band6": {"refine": {"band_steps": 6}},
+    "band5": {"refine": {"band_steps": 5}},
+    "band10": {"refine": {"band_steps": 10}},
     "trust0.1": {"refine": {"tsopt": {"trust_radius": 0.1}}},
     "trust0.025": {"refine": {"tsopt": {"trust_radius": 0.025}}},
+    "ts30": {"refine": {"tsopt": {"max_steps": 30}}},
     "hessian-reference": {"refine": {"hessian": "reference"}},
     "hessian-model-every": {"refine": {"hessian": "model-every"}},
-    "band8": {"refine": {"band_steps": 8}},
     "irc-proposer": {"refine": {"irc": "proposer"}},
     "irc-reference": {"refine": {"irc": "reference"}},
+    "irc-dx0.25": {"refine": {"irc_dx": 0.25}},
+    "elsewhere0": {"refine": {"settled_elsewhere": 0}},  # branches settle on R's or P's graph only
+    "elsewhere3": {"refine": {"settled_elsewhere": 3}},
+    "elsewhere8": {"refine": {"settled_elsewhere": 8}},
+    "drop0.15": {"refine": {"settled_drop": 0.15}},
     "no-relax": {"refine": {"end_max_steps": 0}},
-    "relax0.1": {"refine": {"end_fmax": 0.1}},
-    "drop0.5": {"refine": {"settled_drop": 0.5}},
-    "dx0.2": {"irc": {"dx": 0.2}},
-    "ts-only-no-relax": {"refine": {"strategy": "ts", "end_max_steps": 0}},
-    "lean": {"refine": {"band_steps": 8, "end_fmax": 0.1}, "irc": {"dx": 0.2}},
-    "lean-ts30": {"refine": {"band_steps": 8, "end_fmax": 0.1, "tsopt": {"max_steps": 30}}, "irc": {"dx": 0.2}},
+    "fallback": {"refine": {"fallback": True}},
+    "fallback-not-intended": {"refine": {"fallback": True, "fallback_when": "not-intended"}},
 }
 
 

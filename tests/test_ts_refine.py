@@ -255,3 +255,33 @@ def test_refine_dft_end_to_end_on_a_four_atom_reaction(tmp_path):
     ref = rec["reference_calls"]
     assert ref["hessian"] >= 1 and 0 < ref["energy_forces"] < 300 and ref["seconds"] > 0
     assert rec["outcome"] == "intended", rec["stages"]
+
+
+def _point(positions, energy):
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    a = Atoms("H3", positions=positions)
+    a.calc = SinglePointCalculator(a, energy=energy)
+    return a
+
+
+def test_an_irc_branch_settles_on_the_reactant_or_product_graph_or_on_a_third_one_held():
+    """``settled``: below the drop, R's or P's graph stops a branch at once; a third graph stops it
+    only with ``elsewhere`` and only once the branch's last points all share it."""
+    from horm.ts.refine import settled
+
+    r = _point([[0, 0, 0], [0.7, 0, 0], [4.0, 0, 0]], 0.0)  # H2 + H
+    p = _point([[-3.3, 0, 0], [0.7, 0, 0], [1.4, 0, 0]], 0.0)  # H + H2 (the other pair)
+    apart = [[0, 0, 0], [3.0, 0, 0], [6.0, 0, 0]]  # three atoms, neither graph
+    scales = (1.2,)
+    e_ts = 1.0
+    plain, held = settled(r, p, 0.2, scales), settled(r, p, 0.2, scales, elsewhere=3)
+    assert plain(_point(r.positions, 0.5), e_ts) and plain(_point(p.positions, 0.5), e_ts)
+    assert not plain(_point(r.positions, 0.9), e_ts)  # the graph, but not yet 0.2 eV down
+    branch = [_point(apart, 0.9 - 0.1 * k) for k in range(3)]
+    assert not plain(branch[-1], e_ts, branch)  # a third graph never stops the plain rule
+    assert held(branch[-1], e_ts, branch)
+    assert not held(branch[-1], e_ts, branch[-2:])  # held by too few points
+    mixed = [_point(r.positions, 0.8), *branch[1:]]  # the branch left the reactant only lately
+    assert not held(mixed[-1], e_ts, mixed)

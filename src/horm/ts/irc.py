@@ -134,7 +134,7 @@ def _follow(ts, atoms, calc, s: IRCSettings, branches, converged, steps, ends, o
             if done or (irc.nsteps > n0 and reached_minimum(atoms, e_ts, s.fmax)):
                 done = True  # stop here: keep_going would step on around the minimum to max_steps
                 break
-            if stop_when is not None and irc.nsteps > n0 and stop_when(atoms, e_ts):
+            if stop_when is not None and irc.nsteps > n0 and stop_when(atoms, e_ts, branches[direction]):
                 settled[direction] = True
                 break  # settled: the rest of the branch would not change the verdict
         converged[direction] = bool(done)
@@ -151,7 +151,8 @@ def _follow(ts, atoms, calc, s: IRCSettings, branches, converged, steps, ends, o
 def run_irc(ts, calc, settings: IRCSettings | None = None, stop_when=None, relax_to=None) -> IRCResult:
     """IRC both ways from ``ts`` (ASE Atoms, not modified) and relaxed endpoints.
 
-    stop_when: ``f(atoms, e_ts) -> bool`` asked after every IRC step; True ends that branch
+    stop_when: ``f(atoms, e_ts, branch) -> bool`` asked after every IRC step (``branch``: the
+    branch's points so far, this one last); True ends that branch
     there (e.g. once its bond graph is settled), before ``fmax`` is reached. relax_to:
     ``(fmax, max_steps)`` of the end relaxations instead of ``opt_fmax``/``opt_max_steps``.
 

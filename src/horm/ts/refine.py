@@ -56,6 +56,8 @@ class RefineSettings:
     #                            bond graph is the reactant's or the product's
     end_fmax: float = 0.1  # reference relaxation of the IRC ends (eV/Å): the bond graphs need no more
     irc_dx: float = 0.2  # "reference-early": the IRC step (Å·amu^½), twice the full IRC's
+    settled_elsewhere: int = 5  # "reference-early": a branch also stops once this many of its last points
+    #                             share one bond graph that is neither R's nor P's (0: never)
     end_max_steps: int = 200  # 0: no relaxation, the verdict reads the settled IRC points themselves
     fallback: bool = False  # run the reference-only search when the refinement gives no verdict wanted
     fallback_when: FallbackWhen = "failed"  # "failed": no TS at the reference; "not-intended": also a wrong one
@@ -66,11 +68,12 @@ class RefineSettings:
         check_choice(self.hessian, HessianSource, "refine hessian")
         check_choice(self.irc, IRCLevel, "refine irc")
         check_choice(self.fallback_when, FallbackWhen, "refine fallback_when")
-        if self.band_steps < 1 or self.end_max_steps < 0 or not self.end_fmax > 0 or not self.irc_dx > 0:
+        if self.band_steps < 1 or self.end_max_steps < 0 or self.settled_elsewhere < 0 or not self.end_fmax > 0 or not self.irc_dx > 0:
             from horm.errors import UsageError
 
-            raise UsageError(f"refine needs band_steps >= 1, end_max_steps >= 0, end_fmax > 0 and irc_dx > 0, "
-                             f"got {self.band_steps}, {self.end_max_steps}, {self.end_fmax}, {self.irc_dx}")
+            raise UsageError(f"refine needs band_steps >= 1, end_max_steps >= 0, settled_elsewhere >= 0, end_fmax > 0 "
+                             f"and irc_dx > 0, got {self.band_steps}, {self.end_max_steps}, {self.settled_elsewhere}, "
+                             f"{self.end_fmax}, {self.irc_dx}")
 
 
 def refine_ts(start, proposer, reference, s: RefineSettings) -> TSResult:
@@ -113,17 +116,23 @@ def relax_band(images, reference, steps: int, path_settings):
     return detached(band, energies), highest_interior(energies), error
 
 
-def settled(reactant, product, drop: float, scales):
+def settled(reactant, product, drop: float, scales, elsewhere: int = 0):
     """``stop_when`` for :func:`horm.ts.irc.run_irc`: the point lies ``drop`` eV below the TS
-    and its bond graph is the reactant's or the product's (at one of ``scales``)."""
+    and its bond graph is the reactant's or the product's (at one of ``scales``), or, with
+    ``elsewhere > 0``, the graph of each of the branch's last ``elsewhere`` points: a branch
+    settled in a third species, whose verdict the rest of the branch would not make intended."""
     from horm.ts.verify import same_species
 
-    def stop(atoms, e_ts: float) -> bool:
+    def stop(atoms, e_ts: float, branch=()) -> bool:
         if float(atoms.get_potential_energy()) > e_ts - drop:
             return False
         pos = atoms.positions
-        return (same_species(atoms.numbers, pos, reactant.positions, scales)
-                or same_species(atoms.numbers, pos, product.positions, scales))
+        if (same_species(atoms.numbers, pos, reactant.positions, scales)
+                or same_species(atoms.numbers, pos, product.positions, scales)):
+            return True
+        if elsewhere <= 0 or len(branch) < elsewhere:
+            return False
+        return all(same_species(atoms.numbers, pos, b.positions, scales) for b in branch[-elsewhere:])
 
     return stop
 
@@ -142,10 +151,11 @@ def judge_irc(ts, proposer, reference, s: RefineSettings, irc_settings, reactant
         return run_irc(ts, reference, irc_settings)
     if s.irc == "reference-early":
         res = run_irc(ts, reference, replace(irc_settings, dx=s.irc_dx),
-                      stop_when=settled(reactant, product, s.settled_drop, scales),
+                      stop_when=settled(reactant, product, s.settled_drop, scales, s.settled_elsewhere),
                       relax_to=(s.end_fmax, s.end_max_steps))
-        res.notes.append(f"branches stopped once settled ({s.settled_drop} eV below the TS, graph of R or P); "
-                         f"ends relaxed to {s.end_fmax} eV/Å")
+        elsewhere = f" or the same other graph for {s.settled_elsewhere} points" if s.settled_elsewhere else ""
+        res.notes.append(f"branches stopped once settled ({s.settled_drop} eV below the TS, graph of R or P"
+                         f"{elsewhere}); ends relaxed to {s.end_fmax} eV/Å")
         return res
     res = run_irc(ts, proposer, irc_settings)
     if res.error is not None:
