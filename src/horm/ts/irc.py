@@ -136,7 +136,7 @@ def _follow(ts, atoms, calc, s: IRCSettings, branches, converged, steps, ends, o
                 break
             if stop_when is not None and irc.nsteps > n0 and stop_when(atoms, e_ts, branches[direction]):
                 settled[direction] = True
-                break  # settled: the rest of the branch would not change the verdict
+                break  # settled: the rest of the branch seldom changes the verdict
         converged[direction] = bool(done)
         steps[direction] = int(irc.nsteps - n0)
         # drop the observer's call at the TS itself (step 0 of each run)

@@ -12,7 +12,9 @@ of theory the user trusts, whose every call costs) then
 2. checks the TS with one reference Hessian (exactly one imaginary mode: ``characterise``
    of :mod:`horm.ts.tsopt`);
 3. judges it with an IRC whose ends are relaxed on the reference: ``irc="reference"``
-   runs Sella's IRC on the reference; ``irc="proposer"`` follows the IRC on the proposer
+   runs Sella's IRC on the reference; ``"reference-early"`` (the default) the same, each
+   branch stopped once :func:`settled` (on R's or P's bond graph, or held on a third one:
+   the rest of the branch seldom changes the verdict); ``irc="proposer"`` follows the IRC on the proposer
    from the reference's TS and relaxes only its two ends on the reference (the ends are
    what the verdict compares, so the reference pays for two short relaxations instead of
    a few hundred IRC points).
