@@ -70,7 +70,8 @@ class RefineSettings:
         check_choice(self.hessian, HessianSource, "refine hessian")
         check_choice(self.irc, IRCLevel, "refine irc")
         check_choice(self.fallback_when, FallbackWhen, "refine fallback_when")
-        if self.band_steps < 1 or self.end_max_steps < 0 or self.settled_elsewhere < 0 or not self.end_fmax > 0 or not self.irc_dx > 0:
+        if (self.band_steps < 1 or self.end_max_steps < 0 or self.settled_elsewhere < 0 or not self.end_fmax > 0
+                or not self.irc_dx > 0):
             from horm.errors import UsageError
 
             raise UsageError(f"refine needs band_steps >= 1, end_max_steps >= 0, settled_elsewhere >= 0, end_fmax > 0 "
