@@ -81,3 +81,16 @@ def test_the_deadline_leaves_out_shipped_models_that_would_overrun(tmp_path, mon
     assert demo.results.shipped_models == [] and demo.results.shipped_left_out == ["t1x-xtb-leftnet-efh"]
     assert "not run: t1x-xtb-leftnet-efh" in buf.getvalue()
     assert not (demo.out / "ts").exists()
+
+
+def test_the_papers_pair_runs_first_so_a_deadline_leaves_out_the_others(tmp_path, monkeypatch):
+    """Shipped models start E-F-H, then E-F (whose proposals the demo refines), then the rest:
+    the order in which a short deadline names them left out."""
+    import time
+
+    monkeypatch.setattr(pre, "available", lambda: list(pre.NAMES))
+    demo, buf = _demo(tmp_path, deadline_s=100.0, report_reserve_s=10.0, shipped_min_timeout=20.0)
+    demo.t_start = time.perf_counter() - 85.0  # 5 s left: no model starts
+    demo.shipped()
+    left = demo.results.shipped_left_out
+    assert sorted(left) == sorted(pre.NAMES) and left[:2] == ["t1x-xtb-leftnet-efh", "t1x-xtb-leftnet-ef"]
