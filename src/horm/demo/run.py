@@ -154,7 +154,8 @@ class Demo:
 
         r = self.results
         # the paper's pair first (E-F-H, then E-F): when the deadline leaves some out, those are the rest
-        r.shipped_models = sorted(available(), key=lambda n: (not n.endswith("leftnet-efh"), not n.endswith("leftnet-ef")))
+        r.shipped_models = sorted(available(),
+                                  key=lambda n: (not n.endswith("leftnet-efh"), not n.endswith("leftnet-ef")))
         if not r.shipped_models or self.s.quick:
             why = "skipped in --quick" if r.shipped_models else "none in this installation (horm model list)"
             self.say(f"shipped models: {why}; stage skipped")
