@@ -211,5 +211,6 @@ def find_path(reactant, product, calc, settings: PathSettings | None = None) -> 
         error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
     steps = int(opt.nsteps) if opt is not None else 0
     # detach the shared calculator so later stages own their atoms
-    return PathResult(images=detached(images, energies), energies=energies, ts_index=highest_interior(energies), converged=converged and error is None,
-                      steps=steps, interpolation=used, seconds=time.perf_counter() - t0, error=error, notes=notes)
+    return PathResult(images=detached(images, energies), energies=energies, ts_index=highest_interior(energies),
+                      converged=converged and error is None, steps=steps, interpolation=used,
+                      seconds=time.perf_counter() - t0, error=error, notes=notes)
